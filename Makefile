@@ -1,0 +1,68 @@
+# Encore: two commands do all the set-up on a fresh machine.
+#   make demo   extend the shipped demo song with the shipped default model -> endless-demo.wav
+#   make test   the test suite
+# Both create .venv and install what they need (Debian packages too, when run as root and they are missing).
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+# Debian packages: libportaudio2 for sounddevice; FluidSynth and its General MIDI soundfont render scores
+# (the corpus, the demo song and their tests).
+APT_RUNTIME := libportaudio2 libsndfile1
+APT_TEST := fluidsynth fluid-soundfont-gm
+# Training corpus sources (large: 0ad-data is 1.4 GB); only `make corpus` installs them.
+APT_CORPUS := warzone2100-music ufoai-music 0ad-data planetblupi-music-ogg
+
+DEMO_SONG := assets/demo/demo-song.ogg
+DEMO_OUT := endless-demo.wav
+DEMO_SECONDS ?= 90
+
+.PHONY: demo test corpus train-default lint bench clean apt-runtime apt-test apt-corpus
+
+demo: $(VENV)/.runtime apt-runtime
+	$(BIN)/engine extend $(DEMO_SONG) -o $(DEMO_OUT) --duration $(DEMO_SECONDS)s
+
+test: $(VENV)/.dev apt-runtime apt-test
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check engine training tests
+
+bench: $(VENV)/.dev apt-runtime
+	$(BIN)/engine bench
+
+# Build the training corpus and retrain the shipped default model (hours on 2 CPU cores).
+corpus: $(VENV)/.dev apt-test apt-corpus
+	$(BIN)/training corpus corpus
+
+train-default: $(VENV)/.dev
+	$(BIN)/training fit corpus --run-dir runs/compact --preset compact --files 0 --windows-per-song 4 \
+		--patience 6 --epochs 200
+	$(BIN)/training report runs/compact
+	$(BIN)/training export runs/compact -o assets/models/encore-compact.onnx
+
+$(VENV)/.created:
+	$(PYTHON) -m venv $(VENV)
+	touch $@
+
+$(VENV)/.runtime: $(VENV)/.created pyproject.toml
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime pyproject.toml
+	$(PIP) install -e '.[train,dev]'
+	touch $@
+
+apt-runtime:
+	@./.ci/apt-ensure $(APT_RUNTIME)
+
+apt-test:
+	@./.ci/apt-ensure $(APT_TEST)
+
+apt-corpus:
+	@./.ci/apt-ensure $(APT_CORPUS)
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

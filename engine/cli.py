@@ -1,0 +1,180 @@
+"""The ``engine`` command: extend songs, inspect models, measure speed.
+
+Every user mistake ends in one line on stderr and a non-zero exit; heavy imports happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from .errors import ConfigError, EncoreError
+
+EXIT_USER_ERROR = 2
+
+_DURATION = re.compile(r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s?)?$")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``600``, ``90s``, ``10m``, ``1h30m``, ``1:30`` or ``1:00:00``."""
+    text = text.strip().lower()
+    if ":" in text:
+        parts = text.split(":")
+        if len(parts) <= 3 and all(re.fullmatch(r"\d+(\.\d+)?", p) for p in parts):
+            return float(sum(float(p) * 60 ** i for i, p in enumerate(reversed(parts))))
+    else:
+        match = _DURATION.match(text)
+        if text and match and any(match.groupdict().values()):
+            h, m, s = (float(match[k] or 0) for k in "hms")
+            return h * 3600 + m * 60 + s
+    raise argparse.ArgumentTypeError(f"not a duration: {text!r} (examples: 600, 90s, 10m, 1h30m, 1:30)")
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, label: str, enabled: bool | None = None):
+        self.label = label
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.started = time.perf_counter()
+
+    def __call__(self, done: float, total: float) -> None:
+        if not self.enabled:
+            return
+        width = 30
+        filled = int(width * done / total) if total else width
+        elapsed = time.perf_counter() - self.started
+        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {_clock(done)}/{_clock(total)}"
+                         f"  {elapsed:.0f} s elapsed")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes}:{secs:02d}"
+
+
+# --- commands -------------------------------------------------------------------------------------------
+
+def cmd_extend(args: argparse.Namespace) -> int:
+    from .audio import load_audio, save_audio
+    from .extend import ExtendConfig, Extender
+
+    output = Path(args.output)
+    if output.suffix.lower() not in (".wav", ".flac"):
+        raise ConfigError(f"{output}: output must end in .wav or .flac")
+    if not output.parent.is_dir():
+        raise ConfigError(f"{output}: cannot write: folder {output.parent} does not exist")
+    song = load_audio(args.song)
+    extender = Extender(args.model, ExtendConfig(crossfade_s=args.crossfade), threads=args.threads)
+    bar = ProgressBar(f"extending {Path(args.song).name}", enabled=None if not args.quiet else False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the notes are printed once, below, on their own lines
+        try:
+            result = extender.extend(song, args.duration, only_extension=args.only_extension, progress=bar)
+        finally:
+            bar.close()
+    save_audio(output, result)
+    stats = extender.stats
+    for note in stats.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"model {extender.model.name} ({extender.model.contract.preset or extender.model.contract.generator}), "
+          f"generated {args.duration:.1f} s in {stats.chunks} chunks, real-time factor {stats.real_time_factor:.4f}, "
+          f"wrote {output} ({result.seconds:.1f} s, {result.sample_rate} Hz, {result.channels} ch)")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .continuator import Continuator
+
+    model = Continuator(args.model)
+    print(f"{model.path}")
+    for name, value in model.contract.describe():
+        print(f"  {name:<12} {value}")
+    extra = {k: v for k, v in model.session.get_modelmeta().custom_metadata_map.items()
+             if k.startswith("encore.") and k[7:] not in {f for f in model.contract.__dataclass_fields__}}
+    for key, value in sorted(extra.items()):
+        print(f"  {key[7:]:<12} {value}")
+    print(f"  {'loaded in':<12} {model.load_seconds:.2f} s")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    return run_bench(args)
+
+
+# --- parser ---------------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="engine",
+        description="Encore's engine: songs that never end. Continues a song with a generator model, chunk "
+                    "after chunk, joined without a seam.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = commands.add_parser(
+        "extend", help="write a song followed by its endless continuation",
+        description="Write SONG followed by DURATION of continuation (or the continuation alone). The model reads "
+                    "the last 20 s (its context) and writes the next 10 s, again and again; joins are "
+                    "crossfaded. A song shorter than the context is looped to fill it, with a note; songs under "
+                    "0.5 s and silent songs are refused. Any rate and channel count in; the output keeps them.",
+        epilog="example: engine extend song.mp3 -o endless.flac --duration 10m",
+    )
+    p.add_argument("song", help="audio file to continue: wav, flac, ogg or mp3")
+    p.add_argument("-o", "--output", required=True, help="file to write, .wav or .flac (16-bit)")
+    p.add_argument("--duration", type=parse_duration, default=parse_duration("1m"),
+                   help="length of the continuation: 600, 90s, 10m, 1h30m or 1:30 (default 1m)")
+    p.add_argument("--model", help="ONNX model with Encore's contract (default: the shipped model, or $ENCORE_MODEL)")
+    p.add_argument("--only-extension", action="store_true", help="write only what follows the song's end")
+    p.add_argument("--crossfade", type=float, default=0.05, metavar="SECONDS",
+                   help="equal-power crossfade at every join (default 0.05)")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1: fastest here)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_extend)
+
+    p = commands.add_parser("info", help="print a model's contract",
+                            description="Print the contract an ONNX model declares (rate, context, horizon, "
+                                        "layout, what it was trained on), after checking it against the graph.")
+    p.add_argument("model", nargs="?", help="ONNX file (default: the shipped model)")
+    p.set_defaults(func=cmd_info)
+
+    p = commands.add_parser(
+        "bench", help="measure generation speed and memory",
+        description="Per 10 s chunk: ONNX Runtime with 1 and 2 threads against Keras (predict and a compiled "
+                    "tf.function) on the same architecture and weights, side by side in one run (median of "
+                    "--repeats); peak memory and time to the first chunk of a fresh process. The Keras side runs "
+                    "only when TensorFlow is installed (pip install '.[train]').",
+    )
+    p.add_argument("--model", help="ONNX file (default: the shipped model)")
+    p.add_argument("--repeats", type=int, default=7, help="timed runs per row; the median is reported (default 7)")
+    p.add_argument("--no-keras", action="store_true", help="skip the Keras rows even when TensorFlow is installed")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except EncoreError as e:
+        print(f"engine {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"engine {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

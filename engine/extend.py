@@ -1,0 +1,326 @@
+"""Extending a song: generate chunk after chunk from the last ``context_s`` and join them without a seam.
+
+The generator owns the seam. Every model call predicts ``horizon_s`` from a context that ends at the last
+emitted sample; the first ``crossfade_s`` of the prediction overlap the tail that the previous chunk predicted
+for the same moment (or the song's own last ``crossfade_s``), and the two are joined with an equal-power
+crossfade. So each call emits ``horizon_s - crossfade_s`` and keeps a new tail back. The emitted audio goes into
+the ring buffer, so the next context holds what was generated before: it goes on endlessly.
+
+Every chunk passes through the same stage before it is heard: NaN/inf replaced (and counted), DC removed,
+loudness matched to the song's last seconds with a clamped gain, then a DC blocker that runs continuously over
+the joined stream. That happens at the model's rate in mono. At the edge the stream is converted to the user's
+rate (soxr, streaming) and channels (each channel scaled to its share of the song's level), and a peak limiter,
+linked across channels, runs last, so nothing above its ceiling is ever heard.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import soxr
+
+from .audio import Waveform, check_not_silent, to_model_input
+from .continuator import Continuator
+from .errors import AudioContentError, ConfigError
+from .ring import RingBuffer
+from .seam import DCBlocker, Limiter, crossfade, match_loudness, rms, sanitize
+
+#: Shortest song Encore will try to continue; anything shorter is refused.
+MIN_SONG_S = 0.5
+
+
+class ShortSongWarning(UserWarning):
+    """The song is shorter than the model's context and was loop-padded to fill it."""
+
+
+@dataclass(frozen=True)
+class ExtendConfig:
+    """How chunks are joined and levelled; lengths in seconds.
+
+    Parameters
+    ----------
+    crossfade_s : float
+        Equal-power crossfade at every join (the song's end and between chunks), 5 ms to 1 s.
+    loudness_reference_s : float
+        The song's last seconds whose RMS level every generated chunk is matched to.
+    max_gain_db : float
+        Clamp of the loudness-matching gain, both ways, in dB.
+    limiter_ceiling_db : float
+        Peak ceiling of the output limiter, in dBFS.
+    dc_cutoff_hz : float
+        Corner of the DC blocker, in Hz.
+    """
+
+    crossfade_s: float = 0.05
+    loudness_reference_s: float = 10.0
+    max_gain_db: float = 12.0
+    limiter_ceiling_db: float = -1.0
+    dc_cutoff_hz: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 0.005 <= self.crossfade_s <= 1.0:
+            raise ConfigError(f"crossfade must be 5 ms to 1 s, got {self.crossfade_s} s")
+        if self.loudness_reference_s <= 0:
+            raise ConfigError(f"loudness reference must be positive, got {self.loudness_reference_s} s")
+        if not 0 <= self.max_gain_db <= 40:
+            raise ConfigError(f"max gain must be 0 to 40 dB, got {self.max_gain_db}")
+        if not -20 <= self.limiter_ceiling_db <= 0:
+            raise ConfigError(f"limiter ceiling must be -20 to 0 dBFS, got {self.limiter_ceiling_db}")
+
+    def crossfade_samples(self, sample_rate: int) -> int:
+        """Crossfade length in frames at ``sample_rate``."""
+        return max(1, round(self.crossfade_s * sample_rate))
+
+
+@dataclass
+class ExtendStats:
+    """What an extension cost and what it had to repair."""
+
+    chunks: int = 0
+    seconds_generated: float = 0.0
+    compute_seconds: float = 0.0
+    model_seconds: float = 0.0
+    replaced_values: int = 0
+    first_chunk_seconds: float = math.nan
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def real_time_factor(self) -> float:
+        """Compute time per second of audio generated (below 1 is faster than real time)."""
+        return self.compute_seconds / self.seconds_generated if self.seconds_generated else math.nan
+
+
+class Extender:
+    """Continues a song chunk after chunk, seamlessly, with a generator model.
+
+    This is the object behind :func:`extend`; use it directly to stream: ``start(song)`` primes it with a song,
+    then every ``next_block()`` returns the next piece of continuation at the song's rate and channel count.
+    The continuation replaces the song's last :attr:`overlap_frames` frames (they are crossfaded into it), so
+    the joined audio is ``song[:-overlap_frames]`` followed by the blocks.
+
+    Parameters
+    ----------
+    model : Continuator or path, optional
+        The generator; the shipped default when None.
+    config : ExtendConfig, optional
+    threads : int
+        ONNX Runtime threads when ``model`` is a path.
+
+    Examples
+    --------
+    >>> with Extender() as extender:                       # doctest: +SKIP
+    ...     extender.start(engine.load_audio("song.ogg"))
+    ...     block = extender.next_block()                  # (frames, channels) at the song's rate
+    """
+
+    def __init__(self, model: Continuator | str | None = None, config: ExtendConfig | None = None, *,
+                 threads: int = 1):
+        self.model = model if isinstance(model, Continuator) else Continuator(model, threads=threads)
+        self.config = config or ExtendConfig()
+        contract = self.model.contract
+        self.model_rate = contract.sample_rate
+        self.crossfade_frames = self.config.crossfade_samples(self.model_rate)
+        if self.crossfade_frames * 2 >= contract.horizon_samples:
+            raise ConfigError(f"crossfade {self.config.crossfade_s} s is too long for the model's "
+                              f"{contract.horizon_s} s horizon")
+        self.ring = RingBuffer(contract.context_samples)
+        self.stats = ExtendStats()
+        self._song: Waveform | None = None
+
+    # --- context manager: streaming state is explicit -------------------------------------------------
+    def __enter__(self) -> Extender:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the song and every piece of seam state."""
+        self.ring.clear()
+        self._song = None
+        self.stats = ExtendStats()
+
+    @property
+    def overlap_frames(self) -> int:
+        """Frames at the song's end (at its rate) that the first block crossfades over."""
+        if self._song is None:
+            raise ConfigError("call start(song) first")
+        return self.config.crossfade_samples(self._song.sample_rate)
+
+    def start(self, song: Waveform) -> None:
+        """Prime with a song: its last ``context_s`` become the first context.
+
+        Raises
+        ------
+        AudioContentError
+            The song is shorter than 0.5 s or silent.
+        """
+        self.reset()
+        if song.seconds < MIN_SONG_S:
+            raise AudioContentError(f"the song is {song.seconds:.2f} s long; Encore needs at least {MIN_SONG_S} s")
+        check_not_silent(song.samples, "the song")
+        contract, x = self.model.contract, self.crossfade_frames
+        mono = to_model_input(song, self.model_rate)
+        needed = contract.context_samples + x
+        if mono.shape[0] < needed:
+            # Loop the song backwards in time so the context still ends where the song ends.
+            note = (f"the song is {song.seconds:.1f} s, shorter than the model's {contract.context_s:g} s context: "
+                    "it was looped to fill the context")
+            warnings.warn(note, ShortSongWarning, stacklevel=2)
+            self.stats.notes.append(note)
+            mono = np.tile(mono, -(-needed // mono.shape[0]))[-needed:]
+        self.ring.write(mono[-needed:-x])
+        self._tail = mono[-x:].copy()
+
+        reference = mono[-round(self.config.loudness_reference_s * self.model_rate):]
+        self._target_rms = rms(reference)
+        user_reference = song.samples[-round(self.config.loudness_reference_s * song.sample_rate):]
+        mono_rms = max(rms(user_reference.mean(axis=1)), 1e-9)
+        # Each channel keeps its share of the song's level, so a stereo image keeps its balance.
+        self._channel_gains = np.clip([rms(user_reference[:, c]) / mono_rms for c in range(song.channels)],
+                                      0.0, 4.0).astype(np.float32)
+        self._song_tail = song.samples[-self.config.crossfade_samples(song.sample_rate):].copy()
+        self._first = True
+        self._dc = DCBlocker(sample_rate=self.model_rate, cutoff_hz=self.config.dc_cutoff_hz)
+        # The limiter runs last, at the song's rate and on every channel: resampling and the channel gains
+        # can both raise peaks, so limiting earlier would not bound what is heard.
+        self._limiter = Limiter(sample_rate=song.sample_rate, ceiling_db=self.config.limiter_ceiling_db)
+        self._resampler = (soxr.ResampleStream(self.model_rate, song.sample_rate, 1, dtype="float32", quality="HQ")
+                           if song.sample_rate != self.model_rate else None)
+        self._pending = np.zeros((0, song.channels), np.float32)
+        self._song = song
+
+    def next_model_block(self) -> np.ndarray:
+        """Generate one chunk and return the newly emitted audio at the model's rate.
+
+        Returns
+        -------
+        numpy.ndarray
+            [shape=(horizon_samples - crossfade_samples,), dtype=float32] mono at the model's rate, before the
+            limiter (it is what the next context reads).
+        """
+        if self._song is None:
+            raise ConfigError("call start(song) first")
+        contract, x = self.model.contract, self.crossfade_frames
+        started = time.perf_counter()
+        raw = self.model.predict(self.ring.latest(contract.context_samples))
+        model_done = time.perf_counter()
+        raw, replaced = sanitize(raw)
+        if replaced:
+            self.stats.replaced_values += replaced
+            self.stats.notes.append(f"chunk {self.stats.chunks + 1}: replaced {replaced} NaN/inf values from the model")
+        raw = raw - raw.mean(dtype=np.float64).astype(np.float32)
+        raw, _ = match_loudness(raw, self._target_rms, max_gain_db=self.config.max_gain_db)
+        block = np.concatenate([crossfade(self._tail, raw[:x]), raw[x:-x]])
+        self._tail = raw[-x:].copy()
+        block = self._dc.process(block)
+        self.ring.write(block)
+
+        finished = time.perf_counter()
+        self.stats.chunks += 1
+        self.stats.model_seconds += model_done - started
+        self.stats.compute_seconds += finished - started
+        self.stats.seconds_generated += block.shape[0] / self.model_rate
+        if self.stats.chunks == 1:
+            self.stats.first_chunk_seconds = finished - started
+        return block
+
+    def next_block(self) -> np.ndarray:
+        """Generate one chunk and return it at the song's rate and channel count.
+
+        Returns
+        -------
+        numpy.ndarray
+            [shape=(frames, channels), dtype=float32]; the first block begins with the crossfade over the
+            song's last :attr:`overlap_frames` frames.
+        """
+        block = self.next_model_block()
+        started = time.perf_counter()
+        if self._resampler is not None:
+            block = self._resampler.resample_chunk(block)
+        out = block[:, None] * self._channel_gains[None, :]
+        if self._first:
+            n = min(self._song_tail.shape[0], out.shape[0])
+            out[:n] = crossfade(self._song_tail[:n], out[:n])
+            self._first = False
+        out = self._limiter.process(out)
+        self.stats.compute_seconds += time.perf_counter() - started
+        return out
+
+    def extend(self, song: Waveform, seconds: float, *, only_extension: bool = False,
+               progress: Callable[[float, float], None] | None = None) -> Waveform:
+        """The song followed by ``seconds`` of continuation (or the continuation alone).
+
+        Parameters
+        ----------
+        song : Waveform
+            Any rate, any channel count.
+        seconds : float
+            Length of the continuation in seconds.
+        only_extension : bool
+            Return only what follows the song's end.
+        progress : callable, optional
+            Called as ``progress(seconds_done, seconds_total)`` after every chunk.
+
+        Returns
+        -------
+        Waveform
+            At the song's rate and channel count; never NaN, never above the limiter's ceiling in the
+            continuation.
+        """
+        if not seconds > 0:
+            raise ConfigError(f"the continuation must be longer than 0 s, got {seconds}")
+        self.start(song)
+        rate, overlap = song.sample_rate, self.overlap_frames
+        wanted = round(seconds * rate) + overlap
+        blocks, have = [], 0
+        while have < wanted:
+            block = self.next_block()
+            blocks.append(block)
+            have += block.shape[0]
+            if progress is not None:
+                progress(min(max(have - overlap, 0) / rate, seconds), seconds)
+        continuation = np.concatenate(blocks)[:wanted]
+        if only_extension:
+            return Waveform(continuation[overlap:], rate)
+        return Waveform(np.concatenate([song.samples[:-overlap], continuation]), rate)
+
+
+def extend(samples: np.ndarray, *, sample_rate: int, seconds: float | None = None, minutes: float | None = None,
+           model: str | None = None, only_extension: bool = False, config: ExtendConfig | None = None) -> np.ndarray:
+    """Extend a song in one call: the song followed by its continuation.
+
+    For streaming, progress, statistics or reusing a loaded model, use :class:`Extender`.
+
+    Parameters
+    ----------
+    samples : numpy.ndarray
+        [shape=(frames,) or (frames, channels)] the song, float in [-1, 1].
+    sample_rate : int
+        Rate of ``samples`` in Hz; the result has the same rate.
+    seconds, minutes : float
+        Length of the continuation (give one).
+    model : str, optional
+        ONNX model path; the shipped default when None.
+    only_extension : bool
+        Return only the continuation.
+    config : ExtendConfig, optional
+
+    Returns
+    -------
+    numpy.ndarray
+        Same layout as ``samples`` (1-D stays 1-D), float32.
+    """
+    if (seconds is None) == (minutes is None):
+        raise ConfigError("give exactly one of seconds= or minutes=")
+    length = seconds if seconds is not None else minutes * 60.0
+    samples = np.asarray(samples, dtype=np.float32)
+    song = Waveform(samples, sample_rate)
+    with Extender(model, config) as extender:
+        out = extender.extend(song, length, only_extension=only_extension).samples
+    return out[:, 0] if samples.ndim == 1 else out

@@ -1,0 +1,40 @@
+"""Shared fixtures: seeded randomness, synthetic songs, hand-built models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.audio import Waveform
+from tests.onnx_models import make_model
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20231124)
+
+
+def synthetic_song(seconds: float, sample_rate: int, channels: int = 2, *, seed: int = 0) -> Waveform:
+    """A deterministic "song": a chord of faded sines over a 120 bpm beat of noise bursts, panned per channel.
+
+    Returns
+    -------
+    Waveform
+        [shape=(frames, channels), dtype=float32], peak about 0.6.
+    """
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * sample_rate)) / sample_rate
+    chord = sum(np.sin(2 * np.pi * f * t + p) for f, p in zip((220.0, 277.18, 329.63), rng.uniform(0, 6, 3),
+                                                               strict=True)) / 3
+    swell = 0.75 + 0.25 * np.sin(2 * np.pi * 0.25 * t)
+    beat_phase = (t * 2.0) % 1.0
+    beat = np.exp(-beat_phase * 30) * rng.standard_normal(t.size) * 0.5
+    mono = 0.45 * chord * swell + 0.15 * beat
+    pans = np.linspace(0.7, 1.0, channels) if channels > 1 else np.ones(1)
+    return Waveform((mono[:, None] * pans[None, :]).astype(np.float32), sample_rate)
+
+
+@pytest.fixture(scope="session")
+def repeat_model(tmp_path_factory):
+    """An 8 kHz model that continues a context with its own last 10 s."""
+    return make_model(tmp_path_factory.mktemp("models") / "repeat.onnx", "repeat")

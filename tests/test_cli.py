@@ -1,0 +1,117 @@
+"""The ``engine`` command as a user meets it: real files in, real files out, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+
+from engine.audio import load_audio, save_audio
+from engine.cli import main, parse_duration
+from tests.conftest import synthetic_song
+from tests.onnx_models import make_model
+
+
+def run_engine(*args: str) -> subprocess.CompletedProcess:
+    """The command in a fresh process, exactly as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def song_mp3(tmp_path_factory):
+    path = tmp_path_factory.mktemp("songs") / "song.mp3"
+    soundfile.write(str(path), synthetic_song(22.0, 44100).samples, 44100, format="MP3",
+                    subtype="MPEG_LAYER_III")
+    return path
+
+
+def test_extend_writes_song_and_continuation(tmp_path, song_mp3, repeat_model):
+    out = tmp_path / "out.flac"
+    result = run_engine("extend", str(song_mp3), "-o", str(out), "--duration", "0:30", "--model", str(repeat_model))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    summary = result.stdout.strip().splitlines()[-1]
+    assert "generated 30.0 s" in summary and "real-time factor" in summary and str(out) in summary
+    written = load_audio(out)
+    song = load_audio(song_mp3)
+    assert written.sample_rate == 44100 and written.channels == 2
+    assert written.frames == song.frames + 30 * 44100
+
+
+def test_only_extension(tmp_path, repeat_model):
+    song = save_audio(tmp_path / "song.wav", synthetic_song(21.0, 8000, channels=1))
+    out = tmp_path / "ext.wav"
+    assert main(["extend", str(song), "-o", str(out), "--duration", "15s", "--only-extension",
+                 "--model", str(repeat_model), "-q"]) == 0
+    assert load_audio(out).frames == 15 * 8000
+
+
+def test_info_prints_the_contract(repeat_model, capsys):
+    assert main(["info", str(repeat_model)]) == 0
+    text = capsys.readouterr().out
+    for words in ("sample rate", "8000 Hz", "context", "20 s", "horizon", "10 s", "batch,chunk,sample"):
+        assert words in text
+
+
+@pytest.mark.parametrize("duration", ["10m", "600", "600s", "0:10:00", "10:00"])
+def test_durations(duration):
+    assert parse_duration(duration) == 600.0
+
+
+def test_hours_and_mixed_durations():
+    assert parse_duration("1h30m") == 5400.0 and parse_duration("1.5m") == 90.0
+
+
+def bad_inputs(tmp_path, repeat_model):
+    """(name, argv, words in the error) for every user mistake the CLI must answer in one line."""
+    song = save_audio(tmp_path / "song.wav", synthetic_song(21.0, 8000))
+    silent = tmp_path / "silent.wav"
+    soundfile.write(str(silent), np.zeros((8000 * 21, 2), np.float32), 8000)
+    corrupt = tmp_path / "corrupt.ogg"
+    corrupt.write_bytes(b"OggS" + b"\x00garbage" * 100)
+    empty = tmp_path / "empty.mp3"
+    empty.write_bytes(b"")
+    not_a_model = tmp_path / "model.onnx"
+    not_a_model.write_text("hello")
+    mismatched = make_model(tmp_path / "mismatched.onnx", graph_context_chunks=12)
+    model = ["--model", str(repeat_model)]
+    out = ["-o", str(tmp_path / "out.wav")]
+    return [
+        ("missing file", ["extend", str(tmp_path / "nope.wav"), *out, *model], "no such file"),
+        ("corrupt file", ["extend", str(corrupt), *out, *model], "cannot decode"),
+        ("empty file", ["extend", str(empty), *out, *model], "cannot decode"),
+        ("silence", ["extend", str(silent), *out, *model], "silent"),
+        ("not a model", ["extend", str(song), *out, "--model", str(not_a_model)], "not a loadable ONNX model"),
+        ("mismatched model", ["extend", str(song), *out, "--model", str(mismatched)], "does not match"),
+        ("missing model", ["extend", str(song), *out, "--model", str(tmp_path / "x.onnx")], "no such model"),
+        ("unwritable output", ["extend", str(song), "-o", str(tmp_path / "no" / "dir" / "o.wav"), *model],
+         "does not exist"),
+        ("wrong output format", ["extend", str(song), "-o", str(tmp_path / "o.mp4"), *model], ".wav or .flac"),
+        ("bad crossfade", ["extend", str(song), *out, *model, "--crossfade", "3"], "crossfade"),
+        ("info on a non-model", ["info", str(not_a_model)], "not a loadable ONNX model"),
+    ]
+
+
+def test_every_user_mistake_is_one_line_and_a_nonzero_exit(tmp_path, repeat_model, capsys):
+    for name, argv, words in bad_inputs(tmp_path, repeat_model):
+        code = main(argv)
+        err = capsys.readouterr().err.strip()
+        assert code == 2, name
+        assert len(err.splitlines()) == 1, (name, err)
+        assert words in err, (name, err)
+        assert err.startswith("engine "), (name, err)
+
+
+def test_a_bad_duration_is_an_argparse_error_without_traceback(tmp_path):
+    result = run_engine("extend", "x.wav", "-o", str(tmp_path / "o.wav"), "--duration", "forever")
+    assert result.returncode == 2
+    assert "not a duration" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_user_mistake_in_a_fresh_process_has_no_traceback(tmp_path):
+    result = run_engine("extend", str(tmp_path / "missing.flac"), "-o", str(tmp_path / "o.wav"))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

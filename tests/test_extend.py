@@ -1,0 +1,151 @@
+"""Extending a song: seamless joins, level, layout, and every way a model or a song can misbehave.
+
+Most tests use the hand-built ``repeat`` model (it continues with the context's own last 10 s): on a tone whose
+period divides 10 s its perfect continuation is the tone itself, so anything audible at a join is Encore's fault.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import engine
+from engine.audio import Waveform
+from engine.errors import AudioContentError, ConfigError
+from engine.extend import ExtendConfig, Extender, ShortSongWarning
+from engine.seam import click_score
+from tests.conftest import synthetic_song
+from tests.onnx_models import make_model
+
+CEILING = 10 ** (-1 / 20)  # the limiter's default -1 dBFS
+
+
+def tone(seconds: float, sample_rate: int, channels: int = 2, frequency: float = 220.0) -> Waveform:
+    t = np.arange(round(seconds * sample_rate)) / sample_rate
+    mono = 0.5 * np.sin(2 * np.pi * frequency * t)
+    return Waveform(np.repeat(mono[:, None], channels, axis=1).astype(np.float32), sample_rate)
+
+
+def seam_positions(extender: Extender, song: Waveform, total_frames: int) -> list[int]:
+    """Frames (at the song's rate) where the output switches from one source to the next."""
+    contract = extender.model.contract
+    hop_s = (contract.horizon_samples - extender.crossfade_frames) / contract.sample_rate
+    first = song.frames - extender.overlap_frames
+    positions = [first + extender.overlap_frames // 2]
+    k = 1
+    while (pos := first + round(k * hop_s * song.sample_rate)) < total_frames - 100:
+        positions.append(pos)
+        k += 1
+    return positions
+
+
+def test_joins_are_inaudible_on_a_continuing_tone(repeat_model):
+    song = tone(24.0, 44100)
+    extender = Extender(repeat_model)
+    out = extender.extend(song, 35.0)
+    assert out.frames == song.frames + 35 * 44100
+    seams = seam_positions(extender, song, out.frames)
+    assert len(seams) == 4
+    for position in seams:
+        score = click_score(out.samples[:, 0], position, 44100)
+        assert score["jump"] < 1.5, (position, score)
+        assert score["hf_ratio"] < 3.0, (position, score)
+    # A hard cut at the same place would be heard: the measure can fail.
+    spliced = np.concatenate([song.samples[:, 0], song.samples[50: 44100 // 3, 0]])  # lands a quarter period on
+    assert click_score(spliced, song.frames, 44100)["jump"] > 3
+
+
+def test_level_and_stereo_balance_are_kept(repeat_model):
+    song = synthetic_song(30.0, 48000, channels=2)
+    out = Extender(repeat_model).extend(song, 25.0, only_extension=True)
+    assert out.frames == 25 * 48000 and out.channels == 2 and out.sample_rate == 48000
+    song_rms = np.sqrt(np.mean(song.samples[-10 * 48000:] ** 2, axis=0))
+    out_rms = np.sqrt(np.mean(out.samples ** 2, axis=0))
+    level_db = 20 * np.log10(out_rms / song_rms)
+    assert np.all(np.abs(level_db) < 1.0), level_db
+    assert abs(out_rms[0] / out_rms[1] - song_rms[0] / song_rms[1]) < 0.02
+
+
+def test_streaming_blocks_equal_the_whole(repeat_model):
+    song = synthetic_song(22.0, 44100)
+    whole = Extender(repeat_model).extend(song, 20.0)
+    with Extender(repeat_model) as extender:
+        extender.start(song)
+        blocks = [extender.next_block() for _ in range(3)]
+        overlap = extender.overlap_frames
+    streamed = np.concatenate([song.samples[:-overlap], *blocks])[: whole.frames]
+    np.testing.assert_array_equal(streamed, whole.samples)
+
+
+def test_nan_from_a_model_never_reaches_the_output(tmp_path):
+    model = make_model(tmp_path / "nan.onnx", "nan")
+    song = synthetic_song(25.0, 22050)
+    extender = Extender(model)
+    out = extender.extend(song, 20.0)
+    assert np.all(np.isfinite(out.samples))
+    assert extender.stats.replaced_values > 0
+    assert any("NaN/inf" in note for note in extender.stats.notes)
+
+
+def test_a_far_too_loud_model_is_limited(tmp_path):
+    model = make_model(tmp_path / "loud.onnx", "loud")
+    song = synthetic_song(25.0, 44100)
+    out = Extender(model).extend(song, 20.0, only_extension=True)
+    assert np.max(np.abs(out.samples)) <= CEILING + 1e-3
+
+
+def test_a_silent_model_gives_silence_not_noise(tmp_path):
+    model = make_model(tmp_path / "silent.onnx", "silent")
+    out = Extender(model).extend(synthetic_song(25.0, 22050), 12.0, only_extension=True)
+    assert np.all(np.isfinite(out.samples))
+    assert np.max(np.abs(out.samples[22050:])) < 1e-3
+
+
+def test_a_short_song_is_looped_with_a_warning(repeat_model):
+    song = synthetic_song(3.0, 44100)
+    extender = Extender(repeat_model)
+    with pytest.warns(ShortSongWarning, match="looped"):
+        out = extender.extend(song, 15.0)
+    assert out.frames == song.frames + 15 * 44100
+    assert np.all(np.isfinite(out.samples)) and np.max(np.abs(out.samples)) > 0.1
+
+
+def test_high_rates_and_many_channels(repeat_model):
+    song = synthetic_song(21.0, 96000, channels=6)
+    out = Extender(repeat_model).extend(song, 11.0, only_extension=True)
+    assert out.samples.shape == (11 * 96000, 6) and out.sample_rate == 96000
+    assert np.all(np.isfinite(out.samples))
+
+
+def test_silence_and_crumbs_are_refused(repeat_model):
+    extender = Extender(repeat_model)
+    with pytest.raises(AudioContentError, match="silent"):
+        extender.extend(Waveform(np.zeros((44100 * 25, 2)), 44100), 10.0)
+    with pytest.raises(AudioContentError, match="at least 0.5 s"):
+        extender.extend(synthetic_song(0.3, 44100), 10.0)
+    with pytest.raises(ConfigError, match="longer than 0 s"):
+        extender.extend(synthetic_song(25.0, 44100), 0.0)
+
+
+def test_crossfade_setting_is_checked(repeat_model):
+    with pytest.raises(ConfigError, match="crossfade"):
+        ExtendConfig(crossfade_s=2.0)
+
+
+def test_one_liner_keeps_a_mono_layout(repeat_model):
+    song = synthetic_song(21.0, 16000, channels=1).samples[:, 0]
+    out = engine.extend(song, sample_rate=16000, seconds=12, model=str(repeat_model))
+    assert out.ndim == 1 and out.shape[0] == song.shape[0] + 12 * 16000
+    only = engine.extend(song, sample_rate=16000, minutes=0.2, model=str(repeat_model), only_extension=True)
+    assert only.shape == (12 * 16000,)
+    with pytest.raises(ConfigError, match="exactly one"):
+        engine.extend(song, sample_rate=16000, seconds=1, minutes=1, model=str(repeat_model))
+
+
+def test_statistics_are_kept(repeat_model):
+    extender = Extender(repeat_model)
+    extender.extend(synthetic_song(25.0, 22050), 30.0)
+    stats = extender.stats
+    assert stats.chunks == 4
+    assert stats.seconds_generated == pytest.approx(4 * (10.0 - 0.05))
+    assert 0 < stats.real_time_factor < 1

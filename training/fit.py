@@ -1,0 +1,163 @@
+"""Training a seed model: the paper's recipe by default, into a self-describing run folder.
+
+A run folder holds ``config.json`` (model, data and optimiser settings, the file split), ``history.json`` (loss
+per epoch), ``model.weights.h5`` (the best weights on validation) and ``train.log``. ``training export`` and
+``training report`` read nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+
+from engine.errors import ConfigError
+
+from .data import DataConfig, list_audio_files, make_dataset, split_files
+from .model import ModelConfig, build_model
+
+WEIGHTS_FILE = "model.weights.h5"
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Optimiser settings; the defaults are the paper's.
+
+    Parameters
+    ----------
+    epochs : int
+        Most epochs (the paper: 200).
+    batch_size, validation_batch_size : int
+        The paper: 20 and 10.
+    learning_rate : float
+        Adam's learning rate (the paper: 0.01).
+    patience : int
+        Stop after this many epochs without a better validation loss and keep the best weights; 0 never stops
+        early (the paper did not validate).
+    max_minutes : float
+        Wall-clock budget; 0 for none. Training stops at the end of the epoch that crosses it.
+    """
+
+    epochs: int = 200
+    batch_size: int = 20
+    validation_batch_size: int = 10
+    learning_rate: float = 0.01
+    patience: int = 0
+    max_minutes: float = 0.0
+
+
+def fit(data_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, data_config: DataConfig,
+        fit_config: FitConfig, *, verbose: int = 2) -> Path:
+    """Train a seed model on a folder of audio and write a run folder.
+
+    Returns
+    -------
+    pathlib.Path
+        The run folder.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(f"{run_dir}: run folder exists and is not empty; choose a new one")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(data_config.seed)
+
+    train_files, val_files = split_files(list_audio_files(data_dir), data_config)
+    settings = {
+        "model": model_config.to_dict(), "data": asdict(data_config), "fit": asdict(fit_config),
+        "data_dir": str(Path(data_dir).resolve()), "corpus": corpus_summary_of(data_dir),
+        "train_files": [str(p) for p in train_files], "validation_files": [str(p) for p in val_files],
+    }
+    (run_dir / "config.json").write_text(json.dumps(settings, indent=2))
+
+    windows = data_config.windows_per_song
+    train = make_dataset(train_files, model_config, batch_size=fit_config.batch_size, windows_per_song=windows,
+                         shuffle=True, seed=data_config.seed)
+    val = make_dataset(val_files, model_config, batch_size=fit_config.validation_batch_size,
+                       windows_per_song=windows, shuffle=False)
+
+    model = build_model(model_config)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=fit_config.learning_rate), loss="mse")
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(str(run_dir / WEIGHTS_FILE), monitor="val_loss", save_best_only=True,
+                                        save_weights_only=True),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
+        HistoryWriter(run_dir / "history.json"),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if fit_config.patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=fit_config.patience,
+                                                       restore_best_weights=True))
+    if fit_config.max_minutes:
+        callbacks.append(TimeBudget(fit_config.max_minutes * 60))
+    model.fit(train, validation_data=val, epochs=fit_config.epochs, callbacks=callbacks, verbose=verbose)
+    if not (run_dir / WEIGHTS_FILE).exists():  # every epoch's val_loss was NaN: keep the last weights anyway
+        model.save_weights(str(run_dir / WEIGHTS_FILE))
+    return run_dir
+
+
+def load_run(run_dir: str | Path):
+    """Rebuild a run's model with its best weights.
+
+    Returns
+    -------
+    tuple
+        ``(keras.Model, ModelConfig, settings dict)``.
+    """
+    run_dir = Path(run_dir)
+    config_path, weights_path = run_dir / "config.json", run_dir / WEIGHTS_FILE
+    if not config_path.exists() or not weights_path.exists():
+        raise ConfigError(f"{run_dir}: not a training run (needs config.json and {WEIGHTS_FILE})")
+    settings = json.loads(config_path.read_text())
+    model_config = ModelConfig.from_dict(settings["model"])
+    model = build_model(model_config)
+    model.load_weights(str(weights_path))
+    return model, model_config, settings
+
+
+def corpus_summary_of(data_dir: str | Path) -> str:
+    """One line that says what a folder of training audio is (from its manifest when it has one)."""
+    manifest = Path(data_dir) / "manifest.json"
+    if manifest.exists():
+        try:
+            from .corpus import corpus_summary
+
+            return corpus_summary(manifest)
+        except Exception as e:  # a summary is documentation: never fail a run over it
+            return f"{Path(data_dir).name} (manifest unreadable: {e})"
+    files = list_audio_files(data_dir)
+    return f"{Path(data_dir).name}: {len(files)} audio files, no manifest"
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """Writes history.json after every epoch, so a killed run still has its curves."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+
+    def on_train_begin(self, logs=None):
+        self.rows, self.started = [], time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, "seconds": round(time.time() - self.started, 1)}
+        row.update({k: float(v) for k, v in (logs or {}).items()})
+        self.rows.append(row)
+        self.path.write_text(json.dumps(self.rows, indent=1))
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training at the end of the epoch that crosses a wall-clock budget."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+
+    def on_train_begin(self, logs=None):
+        self.deadline = time.time() + self.seconds
+
+    def on_epoch_end(self, epoch, logs=None):
+        if time.time() > self.deadline:
+            self.model.stop_training = True
