@@ -92,7 +92,9 @@ def fit(data_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, da
                                                        restore_best_weights=True))
     if fit_config.max_minutes:
         callbacks.append(TimeBudget(fit_config.max_minutes * 60))
-    model.fit(train, validation_data=val, epochs=fit_config.epochs, callbacks=callbacks, verbose=verbose)
+    # shuffle=False: the dataset shuffles itself (Keras cannot shuffle a tf.data pipeline).
+    model.fit(train, validation_data=val, epochs=fit_config.epochs, callbacks=callbacks, verbose=verbose,
+              shuffle=False)
     if not (run_dir / WEIGHTS_FILE).exists():  # every epoch's val_loss was NaN: keep the last weights anyway
         model.save_weights(str(run_dir / WEIGHTS_FILE))
     return run_dir
