@@ -6,6 +6,7 @@ Every user mistake ends in one line on stderr and a non-zero exit; heavy imports
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -174,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"engine {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -45,7 +45,9 @@ class Continuator:
 
         self.path = Path(path) if path is not None else default_model_path()
         if not self.path.is_file():
-            raise ModelContractError(f"{self.path}: no such model file")
+            hint = " (the default model ships in the source tree's assets/: pass --model or set ENCORE_MODEL)" \
+                if path is None else ""
+            raise ModelContractError(f"{self.path}: no such model file{hint}")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
