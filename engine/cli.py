@@ -164,21 +164,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def run_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Parse and run a subcommand; a user's mistake becomes one line on stderr and exit status 2.
+
+    Shared by the ``engine`` and ``training`` commands.
+    """
     args = parser.parse_args(argv)
+    name = f"{parser.prog} {args.command}"
     try:
         return args.func(args)
     except EncoreError as e:
-        print(f"engine {args.command}: error: {e}", file=sys.stderr)
+        print(f"{name}: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print(f"engine {args.command}: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(build_parser(), argv)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -127,3 +127,5 @@ def test_training_mistakes_are_one_line(tmp_path, capsys):
     assert "not a folder of audio files" in capsys.readouterr().err
     assert training_main(["export", str(tmp_path), "-o", str(tmp_path / "m.onnx")]) == 2
     assert "not a training run" in capsys.readouterr().err
+    assert training_main(["fit", str(tmp_path), "--run-dir", str(tmp_path / "r"), "--sample-rate", "500"]) == 2
+    assert "unsupported model contract: sample_rate 500 Hz" in capsys.readouterr().err

@@ -6,13 +6,11 @@ Heavy imports (TensorFlow, Keras, music21) happen inside each command, so ``--he
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from engine.cli import run_command
 from engine.errors import EncoreError
-
-EXIT_USER_ERROR = 2
 
 
 def cmd_corpus(args: argparse.Namespace) -> int:
@@ -40,7 +38,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     widths = tuple(int(w) for w in args.widths.split(",")) if args.widths else ()
     try:
         model_config = ModelConfig(preset=args.preset, sample_rate=args.sample_rate, widths=widths)
-    except ValueError as e:
+    except ValueError as e:  # an unknown preset; contract rules raise ModelContractError themselves
         raise EncoreError(str(e)) from e
     data_config = DataConfig(files=args.files, windows_per_song=args.windows_per_song, seed=args.seed)
     fit_config = FitConfig(epochs=args.epochs, batch_size=args.batch_size,
@@ -130,20 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except EncoreError as e:
-        print(f"training {args.command}: error: {e}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print(f"training {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-
+    return run_command(build_parser(), argv)
 
 if __name__ == "__main__":
     sys.exit(main())

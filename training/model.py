@@ -37,6 +37,8 @@ from dataclasses import asdict, dataclass, field
 import keras
 from keras import layers
 
+from engine.contract import ModelContract
+
 # === Config ===
 
 PRESET_WIDTHS = {"paper": (512, 256, 128, 64), "compact": (128, 64, 32, 16)}
@@ -79,11 +81,9 @@ class ModelConfig:
         if not self.widths:
             object.__setattr__(self, "widths", PRESET_WIDTHS[self.preset])
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
-        for name in ("chunk_s", "context_s", "horizon_s"):
-            frames = getattr(self, name) * (self.sample_rate if name == "chunk_s" else 1 / self.chunk_s)
-            if abs(frames - round(frames)) > 1e-9 or frames < 1:
-                raise ValueError(f"{name}={getattr(self, name)} does not give a whole number of "
-                                 f"{'samples' if name == 'chunk_s' else 'chunks'}")
+        # The exported contract must hold, so check it once here with the engine's own rules.
+        ModelContract(sample_rate=self.sample_rate, chunk_s=self.chunk_s, context_s=self.context_s,
+                      horizon_s=self.horizon_s)
 
     @property
     def chunk_samples(self) -> int:
