@@ -127,18 +127,56 @@ def save_audio(path: str | os.PathLike, waveform: Waveform) -> Path:
     AudioFileError
         Unsupported extension or a destination that cannot be written.
     """
-    path = Path(path)
-    fmt = WRITABLE_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise AudioFileError(f"{path}: cannot write '{path.suffix}'; use one of {', '.join(WRITABLE_FORMATS)}")
-    if not path.parent.is_dir():
-        raise AudioFileError(f"{path}: cannot write: folder {path.parent} does not exist")
-    samples = np.clip(waveform.samples, -1.0, 1.0)
-    try:
-        soundfile.write(str(path), samples, waveform.sample_rate, format=fmt[0], subtype=fmt[1])
-    except (soundfile.LibsndfileError, OSError, RuntimeError) as e:
-        raise AudioFileError(f"{path}: cannot write ({_first_line(e)})") from e
-    return path
+    with AudioWriter(path, waveform.sample_rate, waveform.channels) as writer:
+        writer.write(waveform.samples)
+    return writer.path
+
+
+class AudioWriter:
+    """Writes 16-bit wav or flac block by block, so an hour of audio never sits in memory.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination ending in ``.wav`` or ``.flac``.
+    sample_rate : int
+        In Hz.
+    channels : int
+
+    Raises
+    ------
+    AudioFileError
+        Unsupported extension or a destination that cannot be written.
+    """
+
+    def __init__(self, path: str | os.PathLike, sample_rate: int, channels: int):
+        self.path = Path(path)
+        fmt = WRITABLE_FORMATS.get(self.path.suffix.lower())
+        if fmt is None:
+            raise AudioFileError(f"{self.path}: cannot write '{self.path.suffix}'; use one of "
+                                 f"{', '.join(WRITABLE_FORMATS)}")
+        if not self.path.parent.is_dir():
+            raise AudioFileError(f"{self.path}: cannot write: folder {self.path.parent} does not exist")
+        try:
+            self._file = soundfile.SoundFile(str(self.path), "w", sample_rate, channels, fmt[1], format=fmt[0])
+        except (soundfile.LibsndfileError, OSError, RuntimeError) as e:
+            raise AudioFileError(f"{self.path}: cannot write ({_first_line(e)})") from e
+
+    def write(self, samples: np.ndarray) -> None:
+        """Append [shape=(frames, channels)] samples, clipped to [-1, 1]."""
+        try:
+            self._file.write(np.clip(samples, -1.0, 1.0))
+        except (soundfile.LibsndfileError, OSError, RuntimeError) as e:
+            raise AudioFileError(f"{self.path}: cannot write ({_first_line(e)})") from e
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> AudioWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:

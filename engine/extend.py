@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -252,6 +252,36 @@ class Extender:
         self.stats.compute_seconds += time.perf_counter() - started
         return out
 
+    def render(self, song: Waveform, seconds: float, *, only_extension: bool = False,
+               progress: Callable[[float, float], None] | None = None) -> Iterator[np.ndarray]:
+        """Yield the song and ``seconds`` of continuation block by block, so hours fit in little memory.
+
+        Parameters are those of :meth:`extend`.
+
+        Yields
+        ------
+        numpy.ndarray
+            [shape=(frames, channels), dtype=float32] at the song's rate: first the song up to the crossfade
+            (unless ``only_extension``), then the continuation, trimmed to exactly ``seconds``.
+        """
+        if not seconds > 0:
+            raise ConfigError(f"the continuation must be longer than 0 s, got {seconds}")
+        self.start(song)
+        rate, overlap = song.sample_rate, self.overlap_frames
+        remaining = round(seconds * rate) + overlap  # frames of continuation still owed, crossfade included
+        skip = overlap if only_extension else 0      # the crossfade belongs to the song's end
+        if not only_extension:
+            yield song.samples[:-overlap]
+        while remaining > 0:
+            block = self.next_block()[:remaining]
+            remaining -= block.shape[0]
+            if skip:
+                block, skip = block[skip:], max(0, skip - block.shape[0])
+            if progress is not None:
+                progress(max(0.0, seconds - remaining / rate), seconds)
+            if block.shape[0]:
+                yield block
+
     def extend(self, song: Waveform, seconds: float, *, only_extension: bool = False,
                progress: Callable[[float, float], None] | None = None) -> Waveform:
         """The song followed by ``seconds`` of continuation (or the continuation alone).
@@ -271,25 +301,10 @@ class Extender:
         -------
         Waveform
             At the song's rate and channel count; never NaN, never above the limiter's ceiling in the
-            continuation.
+            continuation. For long renders, :meth:`render` yields the same audio block by block.
         """
-        if not seconds > 0:
-            raise ConfigError(f"the continuation must be longer than 0 s, got {seconds}")
-        self.start(song)
-        rate, overlap = song.sample_rate, self.overlap_frames
-        wanted = round(seconds * rate) + overlap
-        blocks, have = [], 0
-        while have < wanted:
-            block = self.next_block()
-            blocks.append(block)
-            have += block.shape[0]
-            if progress is not None:
-                progress(min(max(have - overlap, 0) / rate, seconds), seconds)
-        continuation = np.concatenate(blocks)[:wanted]
-        if only_extension:
-            return Waveform(continuation[overlap:], rate)
-        return Waveform(np.concatenate([song.samples[:-overlap], continuation]), rate)
-
+        blocks = list(self.render(song, seconds, only_extension=only_extension, progress=progress))
+        return Waveform(np.concatenate(blocks), song.sample_rate)
 
 def extend(samples: np.ndarray, *, sample_rate: int, seconds: float | None = None, minutes: float | None = None,
            model: str | None = None, only_extension: bool = False, config: ExtendConfig | None = None) -> np.ndarray:

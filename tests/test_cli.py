@@ -103,6 +103,7 @@ def test_every_user_mistake_is_one_line_and_a_nonzero_exit(tmp_path, repeat_mode
         assert len(err.splitlines()) == 1, (name, err)
         assert words in err, (name, err)
         assert err.startswith("engine "), (name, err)
+        assert not (tmp_path / "out.wav").exists(), f"{name} left a file behind"
 
 
 def test_a_bad_duration_is_an_argparse_error_without_traceback(tmp_path):

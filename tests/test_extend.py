@@ -77,6 +77,15 @@ def test_streaming_blocks_equal_the_whole(repeat_model):
     np.testing.assert_array_equal(streamed, whole.samples)
 
 
+@pytest.mark.parametrize("only_extension", [False, True])
+def test_rendering_block_by_block_equals_the_whole(repeat_model, only_extension):
+    song = synthetic_song(21.0, 22050)
+    whole = Extender(repeat_model).extend(song, 23.0, only_extension=only_extension)
+    blocks = list(Extender(repeat_model).render(song, 23.0, only_extension=only_extension))
+    assert len(blocks) == 3 + (not only_extension)
+    np.testing.assert_array_equal(np.concatenate(blocks), whole.samples)
+
+
 def test_nan_from_a_model_never_reaches_the_output(tmp_path):
     model = make_model(tmp_path / "nan.onnx", "nan")
     song = synthetic_song(25.0, 22050)
