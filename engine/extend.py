@@ -86,6 +86,7 @@ class ExtendStats:
     compute_seconds: float = 0.0
     model_seconds: float = 0.0
     replaced_values: int = 0
+    loudness_gains_db: list[float] = field(default_factory=list)
     first_chunk_seconds: float = math.nan
     notes: list[str] = field(default_factory=list)
 
@@ -186,6 +187,7 @@ class Extender:
                                       0.0, 4.0).astype(np.float32)
         self._song_tail = song.samples[-self.config.crossfade_samples(song.sample_rate):].copy()
         self._first = True
+        self._gain_clamp_noted = False
         self._dc = DCBlocker(sample_rate=self.model_rate, cutoff_hz=self.config.dc_cutoff_hz)
         # The limiter runs last, at the song's rate and on every channel: resampling and the channel gains
         # can both raise peaks, so limiting earlier would not bound what is heard.
@@ -215,7 +217,18 @@ class Extender:
             self.stats.replaced_values += replaced
             self.stats.notes.append(f"chunk {self.stats.chunks + 1}: replaced {replaced} NaN/inf values from the model")
         raw = raw - raw.mean(dtype=np.float64).astype(np.float32)
-        raw, _ = match_loudness(raw, self._target_rms, max_gain_db=self.config.max_gain_db)
+        raw_rms = rms(raw)
+        raw, gain = match_loudness(raw, self._target_rms, max_gain_db=self.config.max_gain_db)
+        gain_db = 20 * math.log10(gain)
+        self.stats.loudness_gains_db.append(gain_db)
+        if raw_rms > 0 and abs(gain_db) >= self.config.max_gain_db - 1e-3 and not self._gain_clamp_noted:
+            # A quiet prediction may be a real decrescendo, and raising a noise floor by 30 dB is never
+            # music: the gain stops at the clamp, and the user is told once.
+            shortfall = 20 * math.log10(self._target_rms / raw_rms)
+            direction = "quieter" if shortfall > 0 else "louder"
+            self.stats.notes.append(f"the model's output is {abs(shortfall):.0f} dB {direction} than the song; "
+                                    f"loudness matching stops at {self.config.max_gain_db:g} dB")
+            self._gain_clamp_noted = True
         block = np.concatenate([crossfade(self._tail, raw[:x]), raw[x:-x]])
         self._tail = raw[-x:].copy()
         block = self._dc.process(block)

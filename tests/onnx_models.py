@@ -1,8 +1,8 @@
 """Hand-built ONNX generator models for tests: no TensorFlow, exact and known behaviour.
 
 ``repeat`` continues a context with its own last ``horizon`` seconds (a perfect loop), ``nan`` answers NaN and
-inf, ``loud`` answers the repeat 40 dB too hot, ``silent`` answers zeros. Each carries Encore's contract in its
-metadata, which the caller may override or remove to build broken models.
+inf, ``loud`` answers the repeat times ``gain`` (40 dB too hot by default), ``silent`` answers zeros. Each carries
+Encore's contract in its metadata, which the caller may override or remove to build broken models.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from engine.contract import ModelContract
 
 def make_model(path: Path, kind: str = "repeat", *, sample_rate: int = 8000, chunk_s: float = 1.0,
                context_s: float = 20.0, horizon_s: float = 10.0, metadata: dict[str, str | None] | None = None,
-               graph_context_chunks: int | None = None) -> Path:
+               graph_context_chunks: int | None = None, gain: float = 100.0) -> Path:
     """Write a test generator model and return its path.
 
     ``metadata`` entries override the contract's (``None`` removes a key); ``graph_context_chunks`` makes the graph's
@@ -39,7 +39,7 @@ def make_model(path: Path, kind: str = "repeat", *, sample_rate: int = 8000, chu
     if kind == "repeat":
         nodes.append(helper.make_node("Identity", ["last"], ["continuation"]))
     elif kind == "loud":
-        const.append(helper.make_tensor("gain", TensorProto.FLOAT, [], [100.0]))
+        const.append(helper.make_tensor("gain", TensorProto.FLOAT, [], [gain]))
         nodes.append(helper.make_node("Mul", ["last", "gain"], ["continuation"]))
     elif kind == "silent":
         const.append(helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]))

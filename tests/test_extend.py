@@ -57,12 +57,14 @@ def test_joins_are_inaudible_on_a_continuing_tone(repeat_model):
 
 def test_level_and_stereo_balance_are_kept(repeat_model):
     song = synthetic_song(30.0, 48000, channels=2)
-    out = Extender(repeat_model).extend(song, 25.0, only_extension=True)
+    extender = Extender(repeat_model)
+    out = extender.extend(song, 25.0, only_extension=True)
     assert out.frames == 25 * 48000 and out.channels == 2 and out.sample_rate == 48000
     song_rms = np.sqrt(np.mean(song.samples[-10 * 48000:] ** 2, axis=0))
     out_rms = np.sqrt(np.mean(out.samples ** 2, axis=0))
     level_db = 20 * np.log10(out_rms / song_rms)
     assert np.all(np.abs(level_db) < 1.0), level_db
+    assert not any("loudness" in note for note in extender.stats.notes)
     assert abs(out_rms[0] / out_rms[1] - song_rms[0] / song_rms[1]) < 0.02
 
 
@@ -101,6 +103,19 @@ def test_a_far_too_loud_model_is_limited(tmp_path):
     song = synthetic_song(25.0, 44100)
     out = Extender(model).extend(song, 20.0, only_extension=True)
     assert np.max(np.abs(out.samples)) <= CEILING + 1e-3
+
+
+def test_a_too_quiet_model_is_raised_by_at_most_the_clamp_and_the_user_is_told(tmp_path):
+    model = make_model(tmp_path / "quiet.onnx", "loud", gain=0.01)  # 40 dB below the context
+    song = synthetic_song(25.0, 22050)
+    extender = Extender(model)
+    out = extender.extend(song, 20.0, only_extension=True)
+    # The first chunk continues the song itself (later ones repeat what was already quiet, and compound).
+    first_chunk = out.samples[: 9 * 22050]
+    level_db = 20 * np.log10(np.sqrt(np.mean(first_chunk ** 2)) / np.sqrt(np.mean(song.samples[-220500:] ** 2)))
+    assert level_db == pytest.approx(-40 + 12, abs=1.0)
+    assert extender.stats.loudness_gains_db == pytest.approx([12.0, 12.0, 12.0])
+    assert sum("40 dB quieter" in note for note in extender.stats.notes) == 1
 
 
 def test_a_silent_model_gives_silence_not_noise(tmp_path):

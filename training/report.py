@@ -87,14 +87,15 @@ def write_report(run_dir: str | Path, *, song_index: int = 0) -> dict:
     rows = [("input, last 10 s", repeat_last[index]), ("predicted 10 s", predicted[index]),
             ("true 10 s", truth[index])]
     figure, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
-    for axis, (title, chunks) in zip(axes, rows, strict=True):
-        freqs, times, db = log_spectrogram(chunks.reshape(-1), config.sample_rate)
-        axis.pcolormesh(times, freqs, db, shading="auto", vmin=db.max() - 90, vmax=db.max(), cmap="magma")
+    panels = [(title, *log_spectrogram(chunks.reshape(-1), config.sample_rate)) for title, chunks in rows]
+    top = max(db.max() for *_, db in panels)  # one colour scale for all three, so levels compare honestly
+    for axis, (title, freqs, times, db) in zip(axes, panels, strict=True):
+        mesh = axis.pcolormesh(times, freqs, db, shading="auto", vmin=top - 90, vmax=top, cmap="magma")
         axis.set(title=title, xlabel="s")
+    figure.colorbar(mesh, ax=axes, label="dB", shrink=0.8)
     axes[0].set_ylabel("Hz")
     figure.suptitle(f"{validation[index].name} (validation)")
-    figure.tight_layout()
-    figure.savefig(run_dir / "spectrograms.png", dpi=100)
+    figure.savefig(run_dir / "spectrograms.png", dpi=100, bbox_inches="tight")
     plt.close(figure)
 
     (run_dir / "report.json").write_text(json.dumps(figures, indent=2))
