@@ -38,7 +38,7 @@ corpus: $(VENV)/.dev apt-test apt-corpus
 	$(BIN)/training corpus corpus
 
 train-default: $(VENV)/.dev
-	$(BIN)/training fit corpus --run-dir runs/compact --preset compact --files 0 --windows-per-song 4 \
+	$(BIN)/training fit corpus --run-dir runs/compact --preset compact --files 0 --windows-per-song 6 --max-minutes 50 \
 		--patience 6 --epochs 200
 	$(BIN)/training report runs/compact
 	$(BIN)/training export runs/compact -o assets/models/encore-compact.onnx

@@ -86,6 +86,7 @@ def export(run_dir: str | Path, out_path: str | Path, *, large_model: bool | Non
         (out_path.parent / data_name).unlink(missing_ok=True)
         onnx.save_model(proto, str(out_path), save_as_external_data=True, all_tensors_to_one_file=True,
                         location=data_name, size_threshold=1024)
+        (out_path.parent / data_name).chmod(0o644)  # written from a private temp folder: readable like the .onnx
     return out_path
 
 
