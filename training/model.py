@@ -81,21 +81,22 @@ class ModelConfig:
         if not self.widths:
             object.__setattr__(self, "widths", PRESET_WIDTHS[self.preset])
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
-        # The exported contract must hold, so check it once here with the engine's own rules.
-        ModelContract(sample_rate=self.sample_rate, chunk_s=self.chunk_s, context_s=self.context_s,
-                      horizon_s=self.horizon_s)
+        # The exported contract must hold, so build it once here with the engine's own rules; the sample
+        # counts below come from it.
+        object.__setattr__(self, "_contract", ModelContract(sample_rate=self.sample_rate, chunk_s=self.chunk_s,
+                                                            context_s=self.context_s, horizon_s=self.horizon_s))
 
     @property
     def chunk_samples(self) -> int:
-        return round(self.chunk_s * self.sample_rate)
+        return self._contract.chunk_samples
 
     @property
     def context_chunks(self) -> int:
-        return round(self.context_s / self.chunk_s)
+        return self._contract.context_chunks
 
     @property
     def horizon_chunks(self) -> int:
-        return round(self.horizon_s / self.chunk_s)
+        return self._contract.horizon_chunks
 
     def to_dict(self) -> dict:
         return {**asdict(self), "widths": list(self.widths)}
@@ -211,6 +212,23 @@ def _stack(vectors: list, width: int, samples: int, name: str):
     return layers.Lambda(lambda vs: keras.ops.stack(vs, axis=1), name=f"{name}_stack")(vectors)
 
 
+def _steps(inputs: list, config: ModelConfig, unit_name: str, stack_name: str, shared: bool) -> list:
+    """Run one unit per step; step t mixes ``[inputs[t], out_{t-1} .. out_0]`` and gives out_t.
+
+    Shared: one unit for every step over a zero-padded history as long as the longest one. Unshared (the
+    paper): unit t has its own weights and a history of exactly t + 1.
+    """
+    samples, longest = config.chunk_samples, len(inputs)
+    shared_unit = Unit(longest, config.widths, samples, name=unit_name) if shared else None
+    outputs: list = []
+    for t, x in enumerate(inputs):
+        history = [x] + outputs[::-1]
+        steps = longest if shared else t + 1
+        unit = shared_unit or Unit(steps, config.widths, samples, name=f"{unit_name}_{t}")
+        outputs.append(unit(_stack(history, steps, samples, f"{stack_name}_{t}")))
+    return outputs
+
+
 def build_model(config: ModelConfig) -> keras.Model:
     """Build the seed model for a config.
 
@@ -227,29 +245,11 @@ def build_model(config: ModelConfig) -> keras.Model:
     chunks = [layers.Lambda(lambda c, i=i: c[:, i, :], name=f"x_{i}")(context) for i in range(n_in)]
 
     # Encoder: S_t from [X_t, S_{t-1} .. S_0].
-    encoder_shared = Unit(n_in, widths, samples, name="encoder") if shared else None
-    states: list = []
-    for t, chunk in enumerate(chunks):
-        history = [chunk] + states[::-1]
-        if shared:
-            states.append(encoder_shared(_stack(history, n_in, samples, f"enc_{t}")))
-        else:
-            states.append(Unit(t + 1, widths, samples, name=f"encoder_{t}")(_stack(history, t + 1, samples,
-                                                                                   f"enc_{t}")))
-
+    states = _steps(chunks, config, "encoder", "enc", shared)
     # Context block: C from [S_19 .. S_0] (newest first, like every other history).
     summary = Unit(n_in, widths, samples, name="context_block")(_stack(states[::-1], n_in, samples, "ctx"))
-
     # Decoder: Y_k from [C, Y_{k-1} .. Y_0].
-    decoder_shared = Unit(n_out, widths, samples, name="decoder") if shared else None
-    outputs: list = []
-    for k in range(n_out):
-        history = [summary] + outputs[::-1]
-        if shared:
-            outputs.append(decoder_shared(_stack(history, n_out, samples, f"dec_{k}")))
-        else:
-            outputs.append(Unit(k + 1, widths, samples, name=f"decoder_{k}")(_stack(history, k + 1, samples,
-                                                                                    f"dec_{k}")))
+    outputs = _steps([summary] * n_out, config, "decoder", "dec", shared)
     continuation = _stack(outputs, n_out, samples, "out")
     continuation = layers.Identity(name=OUTPUT_NAME)(continuation)
     return keras.Model(context, continuation, name=f"encore_seed_{config.preset}")
