@@ -9,9 +9,9 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
 # Debian packages: libportaudio2 for sounddevice; FluidSynth and its General MIDI soundfont render scores
-# (the corpus, the demo song and their tests).
+# (the corpus, the demo song and their tests); JACK (dummy driver) is the real audio server of playback tests.
 APT_RUNTIME := libportaudio2 libsndfile1
-APT_TEST := fluidsynth fluid-soundfont-gm
+APT_TEST := fluidsynth fluid-soundfont-gm jackd2
 # Training corpus sources (large: 0ad-data is 1.4 GB); only `make corpus` installs them.
 APT_CORPUS := warzone2100-music ufoai-music 0ad-data planetblupi-music-ogg
 

@@ -115,6 +115,60 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_devices(args: argparse.Namespace) -> int:
+    from .stream import list_devices
+
+    for line in list_devices():
+        print(line)
+    return 0
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    from .audio import load_audio
+    from .stream import Engine, EngineConfig
+
+    song = load_audio(args.song)
+    config = EngineConfig(lead_s=args.lead)
+    show = sys.stderr.isatty()
+    device = int(args.output) if args.output and args.output.isdigit() else args.output
+    with warnings.catch_warnings(), Engine(config, model=args.model, device=device) as eng:
+        warnings.simplefilter("ignore")
+        try:
+            eng.play(song, endless=args.endless)
+            while True:
+                status = eng.status()
+                if status.state == "error":
+                    break
+                if status.state == "finished" and status.ahead_s == 0:
+                    time.sleep(0.3)  # let the device play out its last buffer
+                    break
+                if show:
+                    sys.stderr.write(f"\r{_clock(status.playhead_s)} played, {status.ahead_s:4.1f} s ahead, "
+                                     f"{status.chunks} chunks, {status.late_chunks} late, "
+                                     f"{status.underruns} underruns ")
+                time.sleep(0.25)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if show:
+                sys.stderr.write("\n")
+        eng.stop()
+        errors = [e.detail for e in _drain(eng.events) if e.kind == "error"]
+        if errors:
+            raise EncoreError(errors[0])
+        status = eng.status()
+    print(f"played {status.playhead_s / 60:.1f} min ({_clock(status.playhead_s)}) of {Path(args.song).name}, "
+          f"{status.chunks} chunks generated, {status.late_chunks} late chunks, {status.underruns} underruns")
+    return 0
+
+
+def _drain(events) -> list:
+    items = []
+    while not events.empty():
+        items.append(events.get_nowait())
+    return items
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
@@ -156,6 +210,27 @@ def build_parser() -> argparse.ArgumentParser:
                                         "layout, what it was trained on), after checking it against the graph.")
     p.add_argument("model", nargs="?", help="ONNX file (default: the shipped model)")
     p.set_defaults(func=cmd_info)
+
+    p = commands.add_parser(
+        "play", help="play a song through the sound card, and with --endless carry on after it",
+        description="Play SONG on the output device. With --endless, when the song ends its continuation "
+                    "follows without a gap, generated ahead of the playhead, until Ctrl-C, which stops cleanly "
+                    "and prints minutes played, chunks generated, late chunks and underruns. The stream runs at "
+                    "the device's rate; the song is converted once, at the start.",
+        epilog="example: engine play song.ogg --endless",
+    )
+    p.add_argument("song", help="audio file: wav, flac, ogg or mp3")
+    p.add_argument("--endless", action="store_true", help="carry on after the song ends, until Ctrl-C")
+    p.add_argument("--model", help="ONNX model with Encore's contract (default: the shipped model)")
+    p.add_argument("--output", help="output device, by number or by a part of its name (see engine devices)")
+    p.add_argument("--lead", type=float, default=10.0, metavar="SECONDS",
+                   help="audio kept generated ahead of the playhead (default 10)")
+    p.set_defaults(func=cmd_play)
+
+    p = commands.add_parser("devices", help="list audio devices, marking the defaults",
+                            description="List the audio devices PortAudio sees, as `python -m sounddevice` does: "
+                                        "'>' marks the default input, '<' the default output, '*' both.")
+    p.set_defaults(func=cmd_devices)
 
     p = commands.add_parser(
         "bench", help="measure generation speed and memory",

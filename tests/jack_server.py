@@ -1,0 +1,52 @@
+"""A real JACK audio server (dummy driver) for playback tests.
+
+The server is started before sounddevice is imported (PortAudio only sees JACK if it runs by then) and is
+stopped only after the test process has ended: a watcher shell waits for the process to exit, then stops the
+server, because stopping JACK under a process that still holds PortAudio clients can crash it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+
+JACK_RATE = 44100
+JACK_PERIOD = 1024
+HOST_API = "JACK Audio Connection Kit"
+
+
+def jack_ports() -> list[str]:
+    result = subprocess.run(["jack_lsp"], capture_output=True, text=True, timeout=10)
+    return result.stdout.split() if result.returncode == 0 else []
+
+
+def start_jack() -> None:
+    """Start jackd with the dummy driver (unless one runs) and wait until it answers."""
+    if shutil.which("jackd") is None:
+        raise RuntimeError("jackd is not installed (Debian: jackd2); `make test` installs it")
+    if jack_ports():
+        return
+    watcher = (f"jackd --no-realtime -d dummy -r {JACK_RATE} -p {JACK_PERIOD} >/dev/null 2>&1 & server=$!; "
+               f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 0.5; done; kill $server")
+    subprocess.Popen(["sh", "-c", watcher], start_new_session=True, stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not jack_ports():
+        if time.monotonic() > deadline:
+            raise RuntimeError("jackd did not answer jack_lsp within 10 s")
+        time.sleep(0.05)
+
+
+def jack_device(sd, kind: str) -> int:
+    """The JACK device's index for ``kind`` ('input' or 'output'), found by host API name, never by index."""
+    api = next(i for i, a in enumerate(sd.query_hostapis()) if a["name"] == HOST_API)
+    for index, device in enumerate(sd.query_devices()):
+        if device["hostapi"] == api and device[f"max_{kind}_channels"] > 0:
+            return index
+    raise RuntimeError(f"no JACK {kind} device among {sd.query_devices()}")
+
+
+def connect(source: str, destination: str) -> None:
+    subprocess.run(["jack_connect", source, destination], check=True, timeout=10)

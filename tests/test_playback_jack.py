@@ -1,0 +1,167 @@
+"""Endless playback through a real audio server (JACK, dummy driver), recorded back through a loopback."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from engine.continuator import Continuator
+from engine.stream import Engine, EngineConfig
+from tests.conftest import synthetic_song
+from tests.jack_server import JACK_RATE, connect, jack_device, jack_ports, start_jack
+
+
+@pytest.fixture(scope="module")
+def sd():
+    start_jack()
+    import sounddevice  # after the server runs, so PortAudio sees it
+
+    sounddevice._terminate()
+    sounddevice._initialize()
+    return sounddevice
+
+
+class Recorder:
+    """Records the JACK input while Encore plays, with Encore's outputs wired to it."""
+
+    def __init__(self, sd, channels: int = 2):
+        self.sd, self.channels = sd, channels
+        self.blocks: list[np.ndarray] = []
+
+    def _take(self, indata, frames, time_info, status):
+        self.blocks.append(indata.copy())
+
+    def __enter__(self):
+        before = set(jack_ports())
+        self.stream = self.sd.InputStream(samplerate=JACK_RATE, channels=self.channels, dtype="float32",
+                                          device=jack_device(self.sd, "input"), callback=self._take)
+        self.stream.start()
+        self.inputs = new_ports(before, ":in")
+        return self
+
+    def wire(self, before: set[str]) -> None:
+        """Connect the ports that appeared since ``before`` (Encore's outputs) to the recorder's inputs."""
+        for source, destination in zip(new_ports(before, ":out"), self.inputs, strict=True):
+            connect(source, destination)
+
+    def __exit__(self, *exc):
+        self.stream.stop()
+        self.stream.close()
+
+    def audio(self) -> np.ndarray:
+        return np.concatenate(self.blocks)
+
+
+def new_ports(before: set[str], kind: str, count: int = 2) -> list[str]:
+    """Ports of ``kind`` that appeared since ``before``; JACK registers them shortly after a stream starts."""
+    deadline = time.monotonic() + 5
+    while len(ports := sorted(p for p in set(jack_ports()) - before if kind in p)) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"JACK ports {kind} did not appear: {jack_ports()}")
+        time.sleep(0.02)
+    return ports
+
+
+def silent_windows(signal: np.ndarray, rate: int, window_s: float = 0.05) -> int:
+    """Count 50 ms windows of digital silence between the first and the last sound."""
+    mono = np.abs(signal).max(axis=1)
+    sounding = np.flatnonzero(mono > 1e-4)
+    body = mono[sounding[0]: sounding[-1]]
+    n = int(window_s * rate)
+    windows = body[: len(body) // n * n].reshape(-1, n).max(axis=1)
+    return int(np.sum(windows < 1e-4))
+
+
+def play_and_record(sd, engine: Engine, song, seconds: float) -> np.ndarray:
+    with Recorder(sd) as recorder:
+        before = set(jack_ports())
+        engine.play(song, endless=True)
+        recorder.wire(before)
+        time.sleep(seconds)
+        engine.stop()
+    return recorder.audio()
+
+
+@pytest.mark.filterwarnings("ignore::engine.extend.ShortSongWarning")
+def test_endless_playback_runs_on_with_no_gap_at_the_song_end(sd, repeat_model):
+    song = synthetic_song(8.0, JACK_RATE)
+    eng = Engine(EngineConfig(lead_s=10.0), model=repeat_model, device=jack_device(sd, "output"))
+    recorded = play_and_record(sd, eng, song, 31.0)
+    status = eng.status()
+    assert status.playhead_s > 30.0, status       # the device clock pulled audio for the whole time
+    assert status.playhead_s > status.song_s + 20  # ... well past the song's end
+    assert status.starved_s == 0 and status.late_chunks == 0, status
+    assert recorded.shape[0] > 29 * JACK_RATE
+    assert silent_windows(recorded, JACK_RATE) == 0
+    level = np.sqrt(np.mean(recorded[recorded.shape[0] // 2:] ** 2))
+    assert level > 0.05
+
+
+class SlowContinuator(Continuator):
+    """A generator far slower than real time: 6 s per chunk."""
+
+    def predict(self, context):
+        time.sleep(6.0)
+        return super().predict(context)
+
+
+@pytest.mark.filterwarnings("ignore::engine.extend.ShortSongWarning")
+def test_a_slow_generator_is_heard_as_music_not_silence(sd, repeat_model):
+    song = synthetic_song(4.0, JACK_RATE)
+    eng = Engine(EngineConfig(lead_s=2.0, guard_s=0.5, filler_s=1.0), model=SlowContinuator(repeat_model),
+                 device=jack_device(sd, "output"))
+    recorded = play_and_record(sd, eng, song, 12.0)
+    status = eng.status()
+    assert status.late_chunks >= 3, status
+    assert status.starved_s == 0, status
+    assert silent_windows(recorded, JACK_RATE) == 0
+    assert threading.active_count() < 20
+
+
+def run_engine(*args: str, env: dict | None = None, interrupt_after: float | None = None):
+    """The engine command in a fresh process; optionally Ctrl-C (SIGINT) after some seconds."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "engine", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+    if interrupt_after is not None:
+        time.sleep(interrupt_after)
+        process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    return process.returncode, out, err
+
+
+def test_devices_lists_the_server_and_marks_the_defaults(sd):
+    code, out, err = run_engine("devices")
+    assert code == 0, err
+    assert "JACK Audio Connection Kit" in out and out.lstrip().startswith("*")
+
+
+def test_no_audio_server_is_one_line_not_a_traceback():
+    code, out, err = run_engine("devices", env={"JACK_DEFAULT_SERVER": "encore-no-such-server",
+                                                "JACK_NO_START_SERVER": "1"})
+    assert code == 2
+    assert err.strip() == "engine devices: error: no audio devices: no sound card, and no audio server " \
+                          "(JACK, PulseAudio) is running"
+
+
+def test_play_endless_until_ctrl_c_prints_a_summary(sd, repeat_model, tmp_path):
+    from engine.audio import save_audio
+
+    song = save_audio(tmp_path / "song.wav", synthetic_song(3.0, JACK_RATE))
+    code, out, err = run_engine("play", str(song), "--endless", "--model", str(repeat_model),
+                                "--output", "JACK", interrupt_after=7.0)
+    assert code == 0, err
+    assert "Traceback" not in err
+    summary = out.strip().splitlines()[-1]
+    assert re.match(r"played 0\.\d min \(0:0\d\) of song\.wav, \d+ chunks generated", summary), summary
+    assert "0 underruns" in summary
+    chunks = int(summary.split(", ")[1].split()[0])
+    assert chunks >= 1
