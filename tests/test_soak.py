@@ -1,0 +1,39 @@
+"""An hour of endless playback on the offline clock, with the shipped model and the demo song."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from engine.audio import load_audio
+from engine.stream import Engine
+
+DEMO_SONG = Path(__file__).resolve().parent.parent / "assets" / "demo" / "demo-song.ogg"
+#: Resident memory may move by allocator noise, not by the hour: 16 MiB is under 1% of an hour's audio.
+RSS_GROWTH_BOUND_MIB = 16.0
+
+
+def resident_mib() -> float:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+
+def test_an_hour_of_endless_playback_holds_memory_level_and_range():
+    song = load_audio(DEMO_SONG)
+    with Engine(clock="offline") as eng:
+        eng.play(song, endless=True)
+        peaks, rss = [], {}
+        for minute in range(60):
+            block = eng.render(60.0)
+            assert np.all(np.isfinite(block)), f"NaN or inf in minute {minute}"
+            peaks.append(float(np.max(np.abs(block))))
+            if minute in (5, 59):
+                rss[minute] = resident_mib()
+        status = eng.status()
+    assert status.playhead_s == 3600.0
+    assert status.chunks >= (3600 - status.song_s) / 9.95  # each chunk adds 10 s less one 50 ms crossfade
+    assert status.late_chunks == 0 and status.starved_s == 0
+    assert max(peaks) <= 1.0
+    assert max(peaks[1:]) <= 10 ** (-1 / 20) + 1e-6  # the continuation never passes the limiter's ceiling
+    assert rss[59] - rss[5] < RSS_GROWTH_BOUND_MIB, rss
