@@ -162,6 +162,49 @@ def cmd_play(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_live(args: argparse.Namespace) -> int:
+    import threading
+
+    from .stream import Engine, EngineConfig, LiveConfig
+
+    def device(text):
+        return int(text) if text and text.isdigit() else text
+
+    live = LiveConfig(silence_s=args.silence, threshold_db=args.threshold, monitor=args.monitor)
+    show = sys.stderr.isatty()
+    with Engine(EngineConfig(lead_s=args.lead), model=args.model, device=device(args.output)) as eng:
+        eng.live(live, input_device=device(args.input))
+
+        def enter_key():
+            for _ in sys.stdin:  # every Enter: carry on now
+                eng.carry_on()
+
+        threading.Thread(target=enter_key, name="encore-enter-key", daemon=True).start()
+        print("listening: play, then stop (or press Enter) and Encore carries on; Ctrl-C quits", file=sys.stderr)
+        try:
+            while eng.status().state != "error":
+                for event in _drain(eng.events):
+                    if event.kind in ("continuing", "listening"):
+                        print(f"{_clock(event.playhead_s)} {event.kind}: {event.detail}", file=sys.stderr)
+                if show:
+                    status = eng.status()
+                    sys.stderr.write(f"\rinput {eng.input_level_db():6.1f} dBFS  {status.state:<10} "
+                                     f"{status.chunks} chunks, {status.underruns} underruns ")
+                time.sleep(0.1)
+        except KeyboardInterrupt:
+            pass
+        eng.stop()
+        errors = [e.detail for e in _drain(eng.events) if e.kind == "error"]
+        if errors:
+            raise EncoreError(errors[0])
+        status = eng.status()
+    if show:
+        sys.stderr.write("\n")
+    print(f"live: carried on {status.continuations} times, {status.chunks} chunks generated, {status.late_chunks} late "
+          f"chunks, {status.underruns} underruns")
+    return 0
+
+
 def _drain(events) -> list:
     items = []
     while not events.empty():
@@ -226,6 +269,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lead", type=float, default=10.0, metavar="SECONDS",
                    help="audio kept generated ahead of the playhead (default 10)")
     p.set_defaults(func=cmd_play)
+
+    p = commands.add_parser(
+        "live", help="listen, and carry on when the performer stops",
+        description="Listen to the input; the last 20 s are always kept. When the performer stops (input below "
+                    "--threshold for --silence seconds, after at least 2 s of playing) or Enter is pressed, "
+                    "Encore carries on from what it heard. When the performer plays again, Encore fades out "
+                    "and listens again. Ctrl-C quits with a summary. Without headphones a microphone hears "
+                    "Encore too and takes it for the performer: use headphones or a line input.",
+        epilog="example: engine live --input 'USB Audio' --monitor",
+    )
+    p.add_argument("--input", help="input device, by number or by a part of its name (see engine devices)")
+    p.add_argument("--output", help="output device, by number or by a part of its name")
+    p.add_argument("--monitor", action="store_true", help="pass the input through while listening")
+    p.add_argument("--silence", type=float, default=1.5, metavar="SECONDS",
+                   help="quiet this long means the performer stopped (default 1.5)")
+    p.add_argument("--threshold", type=float, default=-40.0, metavar="DBFS",
+                   help="input level that counts as playing (default -40)")
+    p.add_argument("--model", help="ONNX model with Encore's contract (default: the shipped model)")
+    p.add_argument("--lead", type=float, default=10.0, metavar="SECONDS", help="audio generated ahead (default 10)")
+    p.set_defaults(func=cmd_live)
 
     p = commands.add_parser("devices", help="list audio devices, marking the defaults",
                             description="List the audio devices PortAudio sees, as `python -m sounddevice` does: "

@@ -24,6 +24,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +33,7 @@ from .audio import Waveform, resample
 from .errors import ConfigError, EncoreError
 from .extend import ExtendConfig, Extender
 from .ring import RingBuffer
-from .seam import crossfade
+from .seam import crossfade, rms
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,41 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class LiveConfig:
+    """When live-input extension carries on and when it gives the stage back; times in seconds.
+
+    Parameters
+    ----------
+    silence_s : float
+        The performer has stopped once the input stays below ``threshold_db`` this long.
+    threshold_db : float
+        Input level (RMS of 50 ms, dBFS) that counts as playing.
+    min_heard_s : float
+        Music that must have been heard before Encore carries on by itself (Enter carries on at once).
+    resume_s : float
+        The performer plays again once the input stays above the threshold this long; Encore fades out.
+    fade_s : float
+        Length of that fade-out.
+    monitor : bool
+        Pass the input through to the output while listening.
+    """
+
+    silence_s: float = 1.5
+    threshold_db: float = -40.0
+    min_heard_s: float = 2.0
+    resume_s: float = 0.2
+    fade_s: float = 0.5
+    monitor: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("silence_s", "resume_s", "fade_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if not -90 <= self.threshold_db <= 0:
+            raise ConfigError(f"threshold must be -90 to 0 dBFS, got {self.threshold_db}")
+
+
+@dataclass(frozen=True)
 class EngineStatus:
     """A snapshot for observers (CLI, GUI); times in seconds."""
 
@@ -82,11 +118,13 @@ class EngineStatus:
     starved_s: float
     model: str
     real_time_factor: float
+    continuations: int = 0
 
 
 @dataclass(frozen=True)
 class EngineEvent:
-    """Something observers may react to: ``chunk``, ``song_end``, ``late``, ``finished`` or ``error``."""
+    """Something observers may react to: ``chunk``, ``song_end``, ``late``, ``finished``, ``error``, and in live
+    mode ``continuing`` (the performer stopped; Encore carries on) and ``listening`` (the performer is back)."""
 
     kind: str
     playhead_s: float
@@ -131,6 +169,7 @@ class Engine:
         self._wake = threading.Event()
         self._write_lock = threading.Lock()
         self._state = "idle"
+        self.continuations = 0
         self._reset_counters()
 
     # --- controller ---------------------------------------------------------------------------------------
@@ -196,8 +235,68 @@ class Engine:
             state=self._state, playhead_s=self._playhead / rate, ahead_s=max(0, ring_end - self._playhead) / rate,
             song_s=getattr(self, "_song_frames", 0) / rate, chunks=stats.chunks, late_chunks=self._late_chunks,
             underruns=self._underruns, starved_s=self._starved_frames / rate, model=self.extender.model.name,
-            real_time_factor=stats.real_time_factor,
+            real_time_factor=stats.real_time_factor, continuations=self.continuations,
         )
+
+    def live(self, live_config: LiveConfig | None = None, *, input_device=None) -> None:
+        """Listen to the input; when the performer stops (or :meth:`carry_on` is called) continue what was heard.
+
+        The last ``context_s`` of input are always in a ring buffer. When the performer plays again, Encore
+        fades out and listens again. Runs until :meth:`stop`. Only the ``device`` clock can listen.
+
+        Raises
+        ------
+        EncoreError
+            No usable input or output device.
+        """
+        if self.clock != "device":
+            raise ConfigError("live input needs the device clock")
+        self.stop()
+        sd = _sounddevice()
+        self._live = live_config or LiveConfig()
+        inp = self._device_info(sd, input_device, "input")
+        out = self._device_info(sd, self.device, "output")
+        rate = self._requested_rate or int(out["default_samplerate"])
+        self.sample_rate = rate
+        self._in_channels = min(2, int(inp["max_input_channels"]))
+        out_channels = min(2, int(out["max_output_channels"]))
+        contract = self.extender.model.contract
+        self._input = RingBuffer(round((contract.context_s + 5) * rate), self._in_channels)
+        self._ring = RingBuffer(round((self.config.lead_s + 2 * contract.horizon_s + 2) * rate), out_channels)
+        self._x = max(1, round(self.config.crossfade_s * rate))
+        self._lead_frames = round(self.config.lead_s * rate)
+        fade = round(self._live.fade_s * rate)
+        self._fade = np.cos(np.linspace(0, np.pi / 2, fade, dtype=np.float32))[:, None] ** 2
+        self._song_frames = 0
+        self._reset_counters()
+        self._carry_on = threading.Event()
+        self.continuations = 0
+        self._stop.clear()
+        self._state = "listening"
+        self._threads = [threading.Thread(target=self._listen, name="encore-live", daemon=True),
+                         threading.Thread(target=self._guard, name="encore-guard", daemon=True)]
+        for thread in self._threads:
+            thread.start()
+        try:
+            self._stream = sd.Stream(samplerate=rate, blocksize=self.config.blocksize, dtype="float32",
+                                     device=(input_device, self.device), channels=(self._in_channels, out_channels),
+                                     callback=self._duplex_callback)
+            self._stream.start()
+        except sd.PortAudioError as e:
+            self.stop()
+            raise EncoreError(f"cannot open the audio input and output: {e}") from e
+
+    def carry_on(self) -> None:
+        """Carry on from what was heard now, without waiting for the performer's silence (the Enter key)."""
+        self._carry_on.set()
+
+    def input_level_db(self) -> float:
+        """Input level of the last 50 ms, in dBFS (for meters)."""
+        window = round(0.05 * self.sample_rate)
+        if not hasattr(self, "_input") or self._input.end < window:
+            return -np.inf
+        level = rms(self._input.latest(window))
+        return 20 * np.log10(level) if level > 0 else -np.inf
 
     def render(self, seconds: float) -> np.ndarray:
         """Advance the offline clock by ``seconds`` and return what the callback delivered.
@@ -241,9 +340,108 @@ class Engine:
             n = 0
         if n < frames:
             outdata[n:] = 0
-            if self._state == "playing":  # silence after a finished song is the song's end, not starvation
+            if self._state in ("playing", "continuing"):  # after a finished song, silence is its end
                 self._starved_frames += frames - n
         self._playhead = start + n
+
+    def _duplex_callback(self, indata, outdata, frames, time_info, status) -> None:
+        """Live mode: keep the input in its ring, then play the continuation, the input (monitor) or silence."""
+        if status.input_overflow or status.output_underflow:
+            self._underruns += 1
+        self._input.write(indata if self._in_channels > 1 else indata[:, 0])
+        state = self._state
+        if state in ("continuing", "fading"):
+            if self._play_from is not None:
+                self._playhead, self._play_from = self._play_from, None
+            self._callback(outdata, frames, time_info, None)
+            if state == "fading":
+                pos = self._fade_pos
+                n = min(frames, self._fade.shape[0] - pos)
+                outdata[:n] *= self._fade[pos:pos + n]
+                outdata[n:] = 0
+                self._fade_pos = pos + n
+                if self._fade_pos >= self._fade.shape[0]:
+                    self._state = "listening"
+        elif self._live.monitor:
+            channels = min(indata.shape[1], outdata.shape[1])
+            outdata[:, :channels] = indata[:, :channels]
+            outdata[:, channels:] = 0
+        else:
+            outdata.fill(0)
+
+    # --- the live thread: listens, decides, and generates while continuing ------------------------------------
+    def _listen(self) -> None:
+        rate, live = self.sample_rate, self._live
+        window, threshold = round(0.05 * rate), 10 ** (live.threshold_db / 20)
+        heard_from = last_loud = None
+        loud_since = None
+        try:
+            while not self._stop.wait(0.02):
+                end = self._input.end
+                if end < window:
+                    continue
+                loud = rms(self._input.latest(window)) > threshold
+                if self._state == "listening":
+                    if loud:
+                        last_loud = end
+                        heard_from = end - window if heard_from is None else max(heard_from, self._input.start)
+                    heard = (last_loud - heard_from) / rate if last_loud is not None else 0.0
+                    stopped = last_loud is not None and (end - last_loud) / rate >= live.silence_s
+                    asked = self._carry_on.is_set()
+                    if (asked and heard > 0) or (stopped and heard >= live.min_heard_s):
+                        self._carry_on.clear()
+                        self._begin_continuation(end if asked else last_loud)
+                        heard_from = last_loud = loud_since = None
+                    elif asked:
+                        self._carry_on.clear()
+                elif self._state == "continuing":
+                    loud_since = (loud_since or time.monotonic()) if loud else None
+                    if loud_since is not None and time.monotonic() - loud_since >= live.resume_s:
+                        self._fade_pos = 0
+                        self._state = "fading"
+                        self._emit("listening", "the performer plays again; fading out")
+                        loud_since = None
+                    elif self._ring.end - self._playhead < self._lead_frames and self._play_from is None:
+                        block = self._upmix(self.extender.next_block())
+                        with self._write_lock:
+                            if self._state == "continuing":
+                                self._append(block, join=self._after_filler)
+                                self._after_filler = False
+                        self._emit("chunk", f"{self.extender.stats.chunks}")
+        except EncoreError as e:
+            self._state = "error"
+            self._emit("error", str(e))
+        except Exception as e:  # a bug must still stop cleanly and reach the controller
+            self._state = "error"
+            self._emit("error", f"live input failed: {type(e).__name__}: {e}")
+
+    def _begin_continuation(self, heard_until: int) -> None:
+        """Continue the input heard up to ``heard_until`` (an absolute input frame), starting now."""
+        contract = self.extender.model.contract
+        frames = min(heard_until - self._input.start, round((contract.context_s + 1) * self.sample_rate))
+        heard = Waveform(self._input.read(heard_until - frames, heard_until), self.sample_rate)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a short phrase is looped to fill the context: that is expected
+                self.extender.start(heard)
+        except EncoreError as e:
+            self._emit("error", f"cannot continue what was heard: {e}")
+            return
+        first = self.extender.next_block()[self.extender.overlap_frames:]  # the heard tail is not replayed
+        with self._write_lock:
+            self._pending, self._after_filler = None, False
+            self._play_from = self._ring.end
+            self._append(self._upmix(first), join=False)
+            self._state = "continuing"
+        self.continuations += 1
+        self._emit("continuing", f"continuing {frames / self.sample_rate:.1f} s of what was heard")
+
+    def _upmix(self, block: np.ndarray) -> np.ndarray:
+        """Match a block's channels to the output's (the heard input may have fewer)."""
+        channels = self._ring.channels
+        if block.shape[1] == channels:
+            return block
+        return np.repeat(block[:, :1], channels, axis=1)
 
     # --- the generator thread ----------------------------------------------------------------------------
     def _generate(self) -> None:
@@ -289,7 +487,8 @@ class Engine:
         guard = round(self.config.guard_s * self.sample_rate)
         filler = round(self.config.filler_s * self.sample_rate)
         while not self._stop.wait(0.02):
-            if not self._song_written or self._state != "playing" or self._ring.end - self._playhead >= guard:
+            playing = self._state == "continuing" or (self._state == "playing" and self._song_written)
+            if not playing or self._ring.end - self._playhead >= guard or self._play_from is not None:
                 continue
             with self._write_lock:
                 if self._ring.end - self._playhead >= guard or self._ring.end < filler + self._x:
@@ -350,13 +549,17 @@ class Engine:
     def _stream_rate(self, song: Waveform) -> int:
         if self.clock == "offline":
             return self._requested_rate or song.sample_rate
-        sd = _sounddevice()
-        try:
-            info = sd.query_devices(self.device, "output")
-        except (ValueError, sd.PortAudioError) as e:
-            raise EncoreError(f"no audio output device{f' {self.device!r}' if self.device is not None else ''}: "
-                              f"{e} (is an audio server running? see `engine devices`)") from e
+        info = self._device_info(_sounddevice(), self.device, "output")
         return self._requested_rate or int(info["default_samplerate"])
+
+    @staticmethod
+    def _device_info(sd, device, kind: str) -> dict:
+        try:
+            return sd.query_devices(device, kind)
+        except (ValueError, sd.PortAudioError) as e:
+            named = f" {device!r}" if device is not None else ""
+            raise EncoreError(f"no audio {kind} device{named}: {e} (is an audio server running? see "
+                              f"`engine devices`)") from e
 
     def _open_stream(self, channels: int) -> None:
         sd = _sounddevice()
@@ -380,6 +583,8 @@ class Engine:
         self._pending: np.ndarray | None = None
         self._after_filler = False
         self._song_written = False
+        self._play_from: int | None = None
+        self._fade_pos = 0
 
 
 def list_devices() -> list[str]:

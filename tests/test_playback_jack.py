@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import threading
 import time
 
@@ -165,3 +166,71 @@ def test_play_endless_until_ctrl_c_prints_a_summary(sd, repeat_model, tmp_path):
     assert "0 underruns" in summary
     chunks = int(summary.split(", ")[1].split()[0])
     assert chunks >= 1
+
+
+@pytest.mark.filterwarnings("ignore::engine.extend.ShortSongWarning")
+def test_live_input_is_continued_when_the_performer_stops_and_yields_when_they_play_again(sd, repeat_model):
+    """A phrase is played into Encore's input through JACK; Encore's output is recorded."""
+    from engine.stream import LiveConfig
+
+    phrase = synthetic_song(5.0, JACK_RATE).samples
+    position = {"frame": 0, "playing": True}
+
+    def performer(outdata, frames, time_info, status):
+        if not position["playing"]:
+            outdata.fill(0)
+            return
+        start = position["frame"] % (3 * phrase.shape[0])  # 5 s of phrase, then 10 s of rest, and again
+        chunk = phrase[start:start + frames] if start < phrase.shape[0] else phrase[:0]
+        outdata[: chunk.shape[0]] = chunk
+        outdata[chunk.shape[0]:] = 0
+        position["frame"] += frames
+
+    eng = Engine(model=repeat_model, device=jack_device(sd, "output"))
+    with Recorder(sd) as recorder:
+        before = set(jack_ports())
+        eng.live(LiveConfig(silence_s=1.5), input_device=jack_device(sd, "input"))
+        engine_inputs, engine_outputs = new_ports(before, ":in"), new_ports(before, ":out")
+        before = set(jack_ports())
+        player = sd.OutputStream(samplerate=JACK_RATE, channels=2, dtype="float32",
+                                 device=jack_device(sd, "output"), callback=performer)
+        for port in jack_ports():  # the engine must hear the performer alone, not the dummy capture
+            if port.startswith("system:capture"):
+                for ours in engine_inputs:
+                    subprocess.run(["jack_disconnect", port, ours], timeout=10)
+        player.start()
+        for source, destination in zip(new_ports(before, ":out"), engine_inputs, strict=True):
+            connect(source, destination)
+        for source, destination in zip(engine_outputs, recorder.inputs, strict=True):
+            connect(source, destination)
+        time.sleep(10.0)  # 5 s phrase, 1.5 s of silence, then Encore carries on
+        continuing_state = eng.status().state
+        time.sleep(6.0)   # the performer starts again at 15 s
+        resumed_state = eng.status().state
+        player.stop()
+        player.close()
+        eng.stop()
+    kinds = [eng.events.get_nowait().kind for _ in range(eng.events.qsize())]
+    recorded = recorder.audio()
+    assert continuing_state == "continuing", kinds
+    assert kinds[0] == "continuing" and "chunk" not in kinds[:1]
+    assert resumed_state in ("fading", "listening") and "listening" in kinds, kinds
+    # Encore's output: silent while the phrase plays (no monitor), then music during the rest.
+    level = [float(np.sqrt(np.mean(recorded[i: i + JACK_RATE // 2] ** 2)))
+             for i in range(0, recorded.shape[0] - JACK_RATE // 2, JACK_RATE // 2)]
+    assert max(level[:8]) < 1e-4, level[:8]           # first 4 s: the performer plays, Encore listens
+    assert min(level[16:18]) > 0.02, level[14:20]      # 8 to 9 s: Encore carries on
+
+
+def test_engine_live_listens_until_ctrl_c(sd, repeat_model):
+    code, out, err = run_engine("live", "--input", "JACK", "--output", "JACK", "--model", str(repeat_model),
+                                interrupt_after=4.0)
+    assert code == 0, err
+    assert "Traceback" not in err and "listening" in err
+    assert out.strip().splitlines()[-1] == "live: carried on 0 times, 0 chunks generated, 0 late chunks, 0 underruns"
+
+
+def test_engine_live_with_a_device_that_is_not_there(sd, repeat_model):
+    code, out, err = run_engine("live", "--input", "no such microphone", "--model", str(repeat_model))
+    assert code == 2
+    assert err.count("\n") == 1 and "no audio input device 'no such microphone'" in err
