@@ -139,3 +139,95 @@ def _keras_rows(model: Continuator, batch: np.ndarray, repeats: int) -> list[tup
     print(f"keras vs onnxruntime on the same weights: max |difference| {difference:.2e} "
           f"(outputs up to {np.max(np.abs(keras_out)):.2e})")
     return rows
+
+
+#: A fresh process measures what a user waits for: from play() to the first sound, and to the first chunk.
+_PLAY_PROBE = """
+import json, os, sys, time
+started = time.perf_counter()
+import engine
+from engine.stream import Engine
+song = engine.load_audio(sys.argv[2])
+imported = time.perf_counter()
+eng = Engine(model=sys.argv[1], clock="offline")
+loaded = time.perf_counter()
+eng.play(song, endless=True)
+block = eng.render(eng.config.blocksize / eng.sample_rate)
+first_sound = time.perf_counter()
+eng.render(song.seconds + 1.0)  # through the song's end: the first continuation chunk must exist by then
+first_chunk = eng.extender.stats.first_chunk_seconds
+eng.stop()
+print(json.dumps({"imports_s": imported - started, "load_s": loaded - imported, "play_to_sound_s": first_sound - loaded,
+                  "first_chunk_s": first_chunk, "song_s": song.seconds, "sounding": bool(abs(block).max() > 0)}))
+"""
+
+
+def _hog(core: int) -> subprocess.Popen:
+    """A busy loop pinned to ``core``: the load of a machine doing other things."""
+    code = f"import os\nos.sched_setaffinity(0, {{{core}}})\nwhile True:\n    pass\n"
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def run_realtime_bench(args: argparse.Namespace) -> int:
+    """Real-time figures on one core, with the other core loaded by a busy loop."""
+    from .audio import load_audio
+    from .stream import Engine, EngineConfig
+
+    path = Path(args.model) if args.model else default_model_path()
+    song_path = Path(args.song) if args.song else Path(__file__).resolve().parent.parent / "assets" / "demo" \
+        / "demo-song.ogg"
+    cores = sorted(os.sched_getaffinity(0))
+    own = {cores[0]}
+    hog = _hog(cores[1]) if len(cores) > 1 else None
+    try:
+        os.sched_setaffinity(0, own)
+        probe_code = f"import os\nos.sched_setaffinity(0, {own})\n" + _PLAY_PROBE
+        probe = subprocess.run([sys.executable, "-c", probe_code, str(path), str(song_path)], capture_output=True,
+                               text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        if probe.returncode != 0:
+            print(f"play probe failed: {probe.stderr.strip().splitlines()[-1:]}")
+            return 1
+        first = json.loads(probe.stdout.strip().splitlines()[-1])
+
+        config = EngineConfig()
+        hours = args.hours
+        with Engine(config, model=path, clock="offline") as eng:
+            eng.play(load_audio(song_path), endless=True)
+            for _ in range(round(hours * 60)):
+                eng.render(60.0)
+            chunk_seconds = np.array(eng.extender.stats.chunk_seconds)
+            status = eng.status()
+    finally:
+        if hog is not None:
+            hog.kill()
+        os.sched_setaffinity(0, set(cores))
+
+    contract_horizon = eng.extender.model.contract.horizon_s - eng.extender.config.crossfade_s  # new audio a chunk adds
+    # The generator starts a chunk when the lead falls below lead_s and the device keeps playing meanwhile,
+    # so the lead left when the chunk lands is lead_s minus its compute time.
+    lead = config.lead_s - chunk_seconds
+    late = int(np.sum(chunk_seconds > config.lead_s - config.guard_s))
+    played_h = status.playhead_s / 3600
+    print(f"engine bench --realtime: {path.name}, {song_path.name}, engine on core {cores[0]}"
+          f"{f', busy loop on core {cores[1]}' if hog is not None else ' (one core: no busy loop)'}")
+    print(f"{'figure':<44} {'value':>12}")
+    rows = [
+        ("chunks generated (offline clock)", f"{status.chunks}"),
+        ("audio played (offline clock)", f"{played_h:.2f} h"),
+        ("audio per chunk", f"{contract_horizon:.2f} s"),
+        ("real-time factor per chunk, median", f"{np.median(chunk_seconds) / contract_horizon:.4f}"),
+        ("real-time factor per chunk, max", f"{np.max(chunk_seconds) / contract_horizon:.4f}"),
+        ("lead when a chunk lands, min", f"{lead.min():.3f} s"),
+        ("lead when a chunk lands, median", f"{np.median(lead):.3f} s"),
+        ("late chunks per hour", f"{late / played_h:.1f}"),
+        ("underruns per hour (none on an offline clock)", f"{status.underruns / played_h:.1f}"),
+        ("starved seconds", f"{status.starved_s:.3f}"),
+        ("fresh process: imports", f"{first['imports_s']:.2f} s"),
+        ("fresh process: model load", f"{first['load_s']:.2f} s"),
+        ("play() to first sound", f"{first['play_to_sound_s']:.3f} s"),
+        ("first continuation chunk: compute time", f"{first['first_chunk_s']:.3f} s"),
+        ("  (it starts 10 s before the song's end of", f"{first['song_s']:.1f} s)"),
+    ]
+    for name, value in rows:
+        print(f"{name:<44} {value:>12}")
+    return 0

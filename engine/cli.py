@@ -213,9 +213,9 @@ def _drain(events) -> list:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_bench
+    from .bench import run_bench, run_realtime_bench
 
-    return run_bench(args)
+    return run_realtime_bench(args) if args.realtime else run_bench(args)
 
 
 # --- parser ---------------------------------------------------------------------------------------------
@@ -305,6 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="ONNX file (default: the shipped model)")
     p.add_argument("--repeats", type=int, default=7, help="timed runs per row; the median is reported (default 7)")
     p.add_argument("--no-keras", action="store_true", help="skip the Keras rows even when TensorFlow is installed")
+    p.add_argument("--realtime", action="store_true",
+                   help="real-time figures instead: on one core with the other busy, per-chunk real-time factor, "
+                        "lead time, late chunks and underruns per hour (offline clock), play() to first sound")
+    p.add_argument("--hours", type=float, default=1.0, help="offline-clock hours for --realtime (default 1)")
+    p.add_argument("--song", help="song for --realtime (default: the demo song)")
     p.set_defaults(func=cmd_bench)
     return parser
 

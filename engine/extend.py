@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -86,7 +87,9 @@ class ExtendStats:
     compute_seconds: float = 0.0
     model_seconds: float = 0.0
     replaced_values: int = 0
-    loudness_gains_db: list[float] = field(default_factory=list)
+    loudness_gains_db: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
+    #: Compute time of each recent chunk, in seconds (the newest 4096: an endless run must not grow).
+    chunk_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
     first_chunk_seconds: float = math.nan
     notes: list[str] = field(default_factory=list)
 
@@ -214,8 +217,10 @@ class Extender:
         model_done = time.perf_counter()
         raw, replaced = sanitize(raw)
         if replaced:
+            if not self.stats.replaced_values:  # noted once: an endless run must not grow its notes
+                self.stats.notes.append(f"chunk {self.stats.chunks + 1}: the model returned NaN/inf; replaced "
+                                        "with silence (ExtendStats.replaced_values counts every value)")
             self.stats.replaced_values += replaced
-            self.stats.notes.append(f"chunk {self.stats.chunks + 1}: replaced {replaced} NaN/inf values from the model")
         raw = raw - raw.mean(dtype=np.float64).astype(np.float32)
         raw_rms = rms(raw)
         raw, gain = match_loudness(raw, self._target_rms, max_gain_db=self.config.max_gain_db)
@@ -238,6 +243,7 @@ class Extender:
         self.stats.chunks += 1
         self.stats.model_seconds += model_done - started
         self.stats.compute_seconds += finished - started
+        self.stats.chunk_seconds.append(finished - started)
         self.stats.seconds_generated += block.shape[0] / self.model_rate
         if self.stats.chunks == 1:
             self.stats.first_chunk_seconds = finished - started

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -116,3 +117,17 @@ def test_a_user_mistake_in_a_fresh_process_has_no_traceback(tmp_path):
     result = run_engine("extend", str(tmp_path / "missing.flac"), "-o", str(tmp_path / "o.wav"))
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_bench_realtime_reports_every_figure_and_leaves_no_busy_loop():
+    result = run_engine("bench", "--realtime", "--hours", "0.03")
+    assert result.returncode == 0, result.stderr
+    rows = dict(re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in result.stdout.splitlines()[2:])
+    for name in ("real-time factor per chunk, median", "lead when a chunk lands, min", "late chunks per hour",
+                 "underruns per hour (none on an offline clock)", "play() to first sound", "fresh process: imports"):
+        assert name in rows, result.stdout
+    assert int(rows["chunks generated (offline clock)"]) >= 6
+    assert 0 < float(rows["real-time factor per chunk, median"]) < 1
+    assert float(rows["late chunks per hour"]) == 0.0  # a 10 s lead against chunks that take milliseconds
+    busy = subprocess.run(["pgrep", "-f", "while True"], capture_output=True, text=True)
+    assert busy.stdout.strip() == ""
