@@ -130,8 +130,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     song = load_audio(args.song)
     config = EngineConfig(lead_s=args.lead)
     show = sys.stderr.isatty()
-    device = int(args.output) if args.output and args.output.isdigit() else args.output
-    with warnings.catch_warnings(), Engine(config, model=args.model, device=device) as eng:
+    with warnings.catch_warnings(), Engine(config, model=args.model, device=_device(args.output)) as eng:
         warnings.simplefilter("ignore")
         try:
             eng.play(song, endless=args.endless)
@@ -153,9 +152,7 @@ def cmd_play(args: argparse.Namespace) -> int:
             if show:
                 sys.stderr.write("\n")
         eng.stop()
-        errors = [e.detail for e in _drain(eng.events) if e.kind == "error"]
-        if errors:
-            raise EncoreError(errors[0])
+        _raise_first_error(eng)
         status = eng.status()
     print(f"played {status.playhead_s / 60:.1f} min ({_clock(status.playhead_s)}) of {Path(args.song).name}, "
           f"{status.chunks} chunks generated, {status.late_chunks} late chunks, {status.underruns} underruns")
@@ -167,13 +164,10 @@ def cmd_live(args: argparse.Namespace) -> int:
 
     from .stream import Engine, EngineConfig, LiveConfig
 
-    def device(text):
-        return int(text) if text and text.isdigit() else text
-
     live = LiveConfig(silence_s=args.silence, threshold_db=args.threshold, monitor=args.monitor)
     show = sys.stderr.isatty()
-    with Engine(EngineConfig(lead_s=args.lead), model=args.model, device=device(args.output)) as eng:
-        eng.live(live, input_device=device(args.input))
+    with Engine(EngineConfig(lead_s=args.lead), model=args.model, device=_device(args.output)) as eng:
+        eng.live(live, input_device=_device(args.input))
 
         def enter_key():
             for _ in sys.stdin:  # every Enter: carry on now
@@ -184,6 +178,8 @@ def cmd_live(args: argparse.Namespace) -> int:
         try:
             while eng.status().state != "error":
                 for event in _drain(eng.events):
+                    if event.kind == "error":
+                        raise EncoreError(event.detail)
                     if event.kind in ("continuing", "listening"):
                         print(f"{_clock(event.playhead_s)} {event.kind}: {event.detail}", file=sys.stderr)
                 if show:
@@ -194,15 +190,25 @@ def cmd_live(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             pass
         eng.stop()
-        errors = [e.detail for e in _drain(eng.events) if e.kind == "error"]
-        if errors:
-            raise EncoreError(errors[0])
+        _raise_first_error(eng)
         status = eng.status()
     if show:
         sys.stderr.write("\n")
     print(f"live: carried on {status.continuations} times, {status.chunks} chunks generated, {status.late_chunks} late "
           f"chunks, {status.underruns} underruns")
     return 0
+
+
+def _device(text: str | None):
+    """A device named on the command line: its number, or a part of its name (sounddevice's notation)."""
+    return int(text) if text and text.isdigit() else text
+
+
+def _raise_first_error(eng) -> None:
+    """Turn the first error the engine's threads reported into the command's one-line error."""
+    errors = [event.detail for event in _drain(eng.events) if event.kind == "error"]
+    if errors:
+        raise EncoreError(errors[0])
 
 
 def _drain(events) -> list:

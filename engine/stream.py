@@ -151,6 +151,8 @@ class Engine:
         allows, with the same callback (for renders and soak tests).
     device : int or str, optional
         Output device for the ``device`` clock (sounddevice's notation).
+    sample_rate : int, optional
+        Stream rate in Hz; the device's default rate (``device`` clock) or the song's (``offline``) when None.
     """
 
     def __init__(self, config: EngineConfig | None = None, *, model=None, extend_config: ExtendConfig | None = None,
@@ -402,18 +404,9 @@ class Engine:
                         self._emit("listening", "the performer plays again; fading out")
                         loud_since = None
                     elif self._ring.end - self._playhead < self._lead_frames and self._play_from is None:
-                        block = self._upmix(self.extender.next_block())
-                        with self._write_lock:
-                            if self._state == "continuing":
-                                self._append(block, join=self._after_filler)
-                                self._after_filler = False
-                        self._emit("chunk", f"{self.extender.stats.chunks}")
-        except EncoreError as e:
-            self._state = "error"
-            self._emit("error", str(e))
-        except Exception as e:  # a bug must still stop cleanly and reach the controller
-            self._state = "error"
-            self._emit("error", f"live input failed: {type(e).__name__}: {e}")
+                        self._write_generated(self._upmix(self.extender.next_block()))
+        except Exception as e:  # noqa: BLE001 - whatever it is, playback stops cleanly and the controller hears
+            self._fail("live input", e)
 
     def _begin_continuation(self, heard_until: int) -> None:
         """Continue the input heard up to ``heard_until`` (an absolute input frame), starting now."""
@@ -471,16 +464,23 @@ class Engine:
                 while self._room() < block.shape[0] and not self._stop.is_set():
                     self._wake.wait(0.01)
                     self._wake.clear()
-                with self._write_lock:
-                    self._append(block, join=self._after_filler)
-                    self._after_filler = False
-                self._emit("chunk", f"{self.extender.stats.chunks}")
-        except EncoreError as e:
-            self._state = "error"
-            self._emit("error", str(e))
-        except Exception as e:  # a bug must still stop playback cleanly and reach the controller
-            self._state = "error"
-            self._emit("error", f"generator failed: {type(e).__name__}: {e}")
+                self._write_generated(block)
+        except Exception as e:  # noqa: BLE001 - whatever it is, playback stops cleanly and the controller hears
+            self._fail("generator", e)
+
+    def _write_generated(self, block: np.ndarray) -> None:
+        """Append a generated chunk (crossfaded in if the guard wrote a repeat before it) and announce it."""
+        with self._write_lock:
+            if self._state in ("playing", "continuing"):  # not after a fade-out or a stop
+                self._append(block, join=self._after_filler)
+                self._after_filler = False
+        self._emit("chunk", f"{self.extender.stats.chunks}")
+
+    def _fail(self, what: str, error: Exception) -> None:
+        """Stop generating and tell the controller: a user's error in its words, a bug with its type."""
+        self._state = "error"
+        detail = str(error) if isinstance(error, EncoreError) else f"{what} failed: {type(error).__name__}: {error}"
+        self._emit("error", detail)
 
     # --- the guard thread ---------------------------------------------------------------------------------
     def _guard(self) -> None:
