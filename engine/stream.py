@@ -11,9 +11,12 @@ Three activities share one output ring buffer (``RingBuffer``, absolute frame po
 - **the guard thread** watches the lead. When the generator falls behind (lead below ``guard_s``) it writes a
   crossfaded repeat of the last seconds, so the listener hears music, not a click or silence, and counts a
   late chunk. The generator's next chunk is crossfaded in after it.
+- **the live thread** (live input only, in place of the generator): the callback also copies ``indata`` into
+  an input ring; this thread watches the input level, carries on from what was heard when the performer stops,
+  generates while continuing, and asks the callback to fade out when the performer plays again.
 - **the controller** (:class:`Engine`'s public methods, the CLI, later the GUI) starts, stops and observes.
 
-Why sharing is safe: the two writers (generator and guard) take ``_write_lock`` around each append, and hold
+Why sharing is safe: the two writers (generator or live thread, and guard) take ``_write_lock`` around each append, and hold
 it only to copy; the callback never takes it. The callback reads only frames below ``ring.end`` and at or
 above ``playhead``; the writers never write past ``playhead + capacity``, so what the callback reads is never
 being overwritten. ``playhead`` is written by the callback alone; an int assignment is atomic under the GIL.
