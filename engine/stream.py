@@ -16,10 +16,11 @@ Three activities share one output ring buffer (``RingBuffer``, absolute frame po
   generates while continuing, and asks the callback to fade out when the performer plays again.
 - **the controller** (:class:`Engine`'s public methods, the CLI, later the GUI) starts, stops and observes.
 
-Why sharing is safe: the two writers (generator or live thread, and guard) take ``_write_lock`` around each append, and hold
-it only to copy; the callback never takes it. The callback reads only frames below ``ring.end`` and at or
-above ``playhead``; the writers never write past ``playhead + capacity``, so what the callback reads is never
-being overwritten. ``playhead`` is written by the callback alone; an int assignment is atomic under the GIL.
+Why sharing is safe: the two writers (generator or live thread, and guard) take ``_write_lock`` around each
+append, and hold it only to copy; the callback never takes it. The callback reads only frames below ``ring.end``
+and at or above ``playhead``; the writers never write past ``playhead + capacity``, so what the callback reads
+is never being overwritten. ``playhead`` is written by the callback alone; an int assignment is atomic under the
+GIL.
 """
 
 from __future__ import annotations
@@ -228,7 +229,7 @@ class Engine:
         for thread in self._threads:
             thread.join(timeout=30)
         self._threads = []
-        if self._state == "playing":
+        if self._state not in ("idle", "finished", "error"):  # playing, or any live state
             self._state = "stopped"
 
     def status(self) -> EngineStatus:

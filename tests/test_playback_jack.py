@@ -210,6 +210,7 @@ def test_live_input_is_continued_when_the_performer_stops_and_yields_when_they_p
         player.stop()
         player.close()
         eng.stop()
+        assert eng.status().state == "stopped"
     kinds = [eng.events.get_nowait().kind for _ in range(eng.events.qsize())]
     recorded = recorder.audio()
     assert continuing_state == "continuing", kinds
