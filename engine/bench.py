@@ -47,6 +47,16 @@ print(json.dumps({"load_s": loaded - started, "first_chunk_s": done - started, "
 """
 
 
+def _run_probe(code: str, *argv: str) -> dict | None:
+    """Run ``code`` in a fresh interpreter; its last stdout line is a JSON object of figures."""
+    probe = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if probe.returncode != 0:
+        print(f"fresh-process probe failed: {probe.stderr.strip().splitlines()[-1:]}")
+        return None
+    return json.loads(probe.stdout.strip().splitlines()[-1])
+
+
 def median_seconds(run: Callable[[], object], repeats: int) -> float:
     """Median wall time of ``run()`` over ``repeats`` timed calls, after warm-up calls."""
     for _ in range(WARMUP_RUNS):
@@ -90,12 +100,9 @@ def run_bench(args: argparse.Namespace) -> int:
     if keras_note:
         print(keras_note)
 
-    probe = subprocess.run([sys.executable, "-c", _FIRST_CHUNK_PROBE, str(path)], capture_output=True, text=True,
-                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    if probe.returncode != 0:
-        print(f"fresh-process probe failed: {probe.stderr.strip().splitlines()[-1:]}")
+    fresh = _run_probe(_FIRST_CHUNK_PROBE, str(path))
+    if fresh is None:
         return 1
-    fresh = json.loads(probe.stdout.strip().splitlines()[-1])
     print(f"fresh engine process (no TensorFlow loaded: {not fresh['tensorflow_loaded']}): "
           f"import + model load {fresh['load_s']:.2f} s, first chunk ready {fresh['first_chunk_s']:.2f} s "
           f"after start, peak RSS {fresh['peak_rss_mib']:.0f} MiB")
@@ -182,12 +189,9 @@ def run_realtime_bench(args: argparse.Namespace) -> int:
     try:
         os.sched_setaffinity(0, own)
         probe_code = f"import os\nos.sched_setaffinity(0, {own})\n" + _PLAY_PROBE
-        probe = subprocess.run([sys.executable, "-c", probe_code, str(path), str(song_path)], capture_output=True,
-                               text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-        if probe.returncode != 0:
-            print(f"play probe failed: {probe.stderr.strip().splitlines()[-1:]}")
+        first = _run_probe(probe_code, str(path), str(song_path))
+        if first is None:
             return 1
-        first = json.loads(probe.stdout.strip().splitlines()[-1])
 
         config = EngineConfig()
         hours = args.hours

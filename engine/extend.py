@@ -85,7 +85,6 @@ class ExtendStats:
     chunks: int = 0
     seconds_generated: float = 0.0
     compute_seconds: float = 0.0
-    model_seconds: float = 0.0
     replaced_values: int = 0
     loudness_gains_db: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
     #: Compute time of each recent chunk, in seconds (the newest 4096: an endless run must not grow).
@@ -214,7 +213,6 @@ class Extender:
         contract, x = self.model.contract, self.crossfade_frames
         started = time.perf_counter()
         raw = self.model.predict(self.ring.latest(contract.context_samples))
-        model_done = time.perf_counter()
         raw, replaced = sanitize(raw)
         if replaced:
             if not self.stats.replaced_values:  # noted once: an endless run must not grow its notes
@@ -241,7 +239,6 @@ class Extender:
 
         finished = time.perf_counter()
         self.stats.chunks += 1
-        self.stats.model_seconds += model_done - started
         self.stats.compute_seconds += finished - started
         self.stats.chunk_seconds.append(finished - started)
         self.stats.seconds_generated += block.shape[0] / self.model_rate

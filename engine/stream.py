@@ -203,17 +203,12 @@ class Engine:
             self._song_frames = song.frames - self.extender.overlap_frames
         else:
             self._song_frames = song.frames
-        self._x = max(1, round(self.config.crossfade_s * rate))
-        capacity = round((self.config.lead_s + 2 * self.extender.model.contract.horizon_s + 2) * rate)
-        self._ring = RingBuffer(capacity, song.channels)
-        self._lead_frames = round(self.config.lead_s * rate)
-        self._stop.clear()
+        self._prepare_output(song.channels)
         self._state = "playing"
-        self._threads = [threading.Thread(target=self._generate, name="encore-generator", daemon=True)]
+        threads = {"encore-generator": self._generate}
         if self.clock == "device":  # the offline clock waits for the generator instead: it never runs late
-            self._threads.append(threading.Thread(target=self._guard, name="encore-guard", daemon=True))
-        for thread in self._threads:
-            thread.start()
+            threads["encore-guard"] = self._guard
+        self._start_threads(threads)
         if self.clock == "device":
             self._wait_for_lead(min(self._lead_frames, self._song_frames + 1), timeout=30.0)
             self._open_stream(song.channels)
@@ -266,23 +261,16 @@ class Engine:
         self.sample_rate = rate
         self._in_channels = min(2, int(inp["max_input_channels"]))
         out_channels = min(2, int(out["max_output_channels"]))
-        contract = self.extender.model.contract
-        self._input = RingBuffer(round((contract.context_s + 5) * rate), self._in_channels)
-        self._ring = RingBuffer(round((self.config.lead_s + 2 * contract.horizon_s + 2) * rate), out_channels)
-        self._x = max(1, round(self.config.crossfade_s * rate))
-        self._lead_frames = round(self.config.lead_s * rate)
+        self._input = RingBuffer(round((self.extender.model.contract.context_s + 5) * rate), self._in_channels)
+        self._prepare_output(out_channels)
         fade = round(self._live.fade_s * rate)
         self._fade = np.cos(np.linspace(0, np.pi / 2, fade, dtype=np.float32))[:, None] ** 2
         self._song_frames = 0
         self._reset_counters()
         self._carry_on = threading.Event()
         self.continuations = 0
-        self._stop.clear()
         self._state = "listening"
-        self._threads = [threading.Thread(target=self._listen, name="encore-live", daemon=True),
-                         threading.Thread(target=self._guard, name="encore-guard", daemon=True)]
-        for thread in self._threads:
-            thread.start()
+        self._start_threads({"encore-live": self._listen, "encore-guard": self._guard})
         try:
             self._stream = sd.Stream(samplerate=rate, blocksize=self.config.blocksize, dtype="float32",
                                      device=(input_device, self.device), channels=(self._in_channels, out_channels),
@@ -538,6 +526,20 @@ class Engine:
             self._ring.write(frames[:, 0] if self._ring.channels == 1 else frames)
 
     # --- helpers ------------------------------------------------------------------------------------------
+    def _prepare_output(self, channels: int) -> None:
+        """Size the output ring and the join for :attr:`sample_rate`: the lead, two chunks and a margin."""
+        rate = self.sample_rate
+        self._x = max(1, round(self.config.crossfade_s * rate))
+        self._lead_frames = round(self.config.lead_s * rate)
+        horizon_s = self.extender.model.contract.horizon_s
+        self._ring = RingBuffer(round((self.config.lead_s + 2 * horizon_s + 2) * rate), channels)
+
+    def _start_threads(self, targets: dict) -> None:
+        self._stop.clear()
+        self._threads = [threading.Thread(target=target, name=name, daemon=True) for name, target in targets.items()]
+        for thread in self._threads:
+            thread.start()
+
     def _wait_for_lead(self, frames: int, timeout: float) -> bool:
         """Wait until ``frames`` are written ahead of the playhead, or generation has ended."""
         deadline = time.monotonic() + timeout
