@@ -169,9 +169,12 @@ print(json.dumps({"imports_s": imported - started, "load_s": loaded - imported, 
 """
 
 
+HOG_MARK = "encore bench busy loop"  # in the busy loop's command line, so it can be found by name
+
+
 def _hog(core: int) -> subprocess.Popen:
     """A busy loop pinned to ``core``: the load of a machine doing other things."""
-    code = f"import os\nos.sched_setaffinity(0, {{{core}}})\nwhile True:\n    pass\n"
+    code = f"# {HOG_MARK}\nimport os\nos.sched_setaffinity(0, {{{core}}})\nwhile True:\n    pass\n"
     return subprocess.Popen([sys.executable, "-c", code])
 
 
@@ -204,6 +207,7 @@ def run_realtime_bench(args: argparse.Namespace) -> int:
     finally:
         if hog is not None:
             hog.kill()
+            hog.wait()  # reaped before we return: no busy loop outlives the bench, not even for a moment
         os.sched_setaffinity(0, set(cores))
 
     contract_horizon = eng.extender.model.contract.horizon_s - eng.extender.config.crossfade_s  # new audio a chunk adds

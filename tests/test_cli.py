@@ -11,6 +11,7 @@ import pytest
 import soundfile
 
 from engine.audio import load_audio, save_audio
+from engine.bench import HOG_MARK
 from engine.cli import main, parse_duration
 from tests.conftest import synthetic_song
 from tests.onnx_models import make_model
@@ -129,5 +130,5 @@ def test_bench_realtime_reports_every_figure_and_leaves_no_busy_loop():
     assert int(rows["chunks generated (offline clock)"]) >= 6
     assert 0 < float(rows["real-time factor per chunk, median"]) < 1
     assert float(rows["late chunks per hour"]) == 0.0  # a 10 s lead against chunks that take milliseconds
-    busy = subprocess.run(["pgrep", "-f", "while True"], capture_output=True, text=True)
+    busy = subprocess.run(["pgrep", "-f", HOG_MARK], capture_output=True, text=True)
     assert busy.stdout.strip() == ""
