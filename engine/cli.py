@@ -343,5 +343,17 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
 def main(argv: list[str] | None = None) -> int:
     return run_command(build_parser(), argv)
 
+
+def console() -> int:
+    """The ``engine`` console script: :func:`main`, then an exit that cannot hang on a lost audio device."""
+    code = main()
+    stream = sys.modules.get("engine.stream")
+    if stream is not None and stream.DEVICE_LOST_IN_PROCESS:
+        # PortAudio's exit handler would block forever on the dead server; everything is said and written.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())

@@ -52,6 +52,7 @@ class RingBuffer:
         shape = (self.capacity,) if self.channels == 1 else (self.capacity, self.channels)
         self._buffer = np.zeros(shape, dtype=self.dtype)
         self._end = 0
+        self._origin = 0  # the first position written since the last clear()
 
     @property
     def end(self) -> int:
@@ -61,7 +62,7 @@ class RingBuffer:
     @property
     def start(self) -> int:
         """Absolute position of the oldest frame still held."""
-        return max(0, self._end - self.capacity)
+        return max(self._origin, self._end - self.capacity)
 
     def __len__(self) -> int:
         """Frames held now, at most ``capacity``."""
@@ -166,10 +167,13 @@ class RingBuffer:
             raise ConfigError(f"frames must be >= 0, got {frames}")
         return self.read(self._end - frames, self._end, out=out)
 
-    def clear(self) -> None:
-        """Forget everything: positions start again at 0."""
+    def clear(self, position: int = 0) -> None:
+        """Forget everything: the next frame written is at absolute ``position`` (0 unless told)."""
+        position = _index(position, "position")
+        if position < 0:
+            raise ConfigError(f"position must be >= 0, got {position}")
         self._buffer.fill(0)
-        self._end = 0
+        self._end = self._origin = position
 
     def __repr__(self) -> str:
         return (f"RingBuffer(capacity={self.capacity}, channels={self.channels}, dtype={self.dtype}, "

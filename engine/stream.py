@@ -14,13 +14,18 @@ Three activities share one output ring buffer (``RingBuffer``, absolute frame po
 - **the live thread** (live input only, in place of the generator): the callback also copies ``indata`` into
   an input ring; this thread watches the input level, carries on from what was heard when the performer stops,
   generates while continuing, and asks the callback to fade out when the performer plays again.
-- **the controller** (:class:`Engine`'s public methods, the CLI, later the GUI) starts, stops and observes.
+- **the controller** (:class:`Engine`'s public methods: the CLI, the desktop player) starts, pauses, seeks,
+  stops and observes; observers poll :meth:`Engine.status` and read :attr:`Engine.events`, and may read the
+  continuation written ahead (:meth:`Engine.continuation_since`) to draw it.
+
+Positions are absolute frames of the timeline: the song starts at frame 0 and the continuation follows it, so
+after :meth:`Engine.seek` the playhead still says where in the song (or its continuation) playback is.
 
 Why sharing is safe: the two writers (generator or live thread, and guard) take ``_write_lock`` around each
 append, and hold it only to copy; the callback never takes it. The callback reads only frames below ``ring.end``
 and at or above ``playhead``; the writers never write past ``playhead + capacity``, so what the callback reads
 is never being overwritten. ``playhead`` is written by the callback alone; an int assignment is atomic under the
-GIL.
+GIL. Pause, volume and Endless are single attributes the controller sets and the other threads only read.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import queue
 import threading
 import time
 import warnings
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,6 +129,22 @@ class EngineStatus:
     model: str
     real_time_factor: float
     continuations: int = 0
+    endless: bool = True
+    volume: float = 1.0
+
+
+@dataclass(frozen=True)
+class AudioDevice:
+    """An audio device as PortAudio sees it; ``index`` is valid only until devices change, ``name`` is stable."""
+
+    index: int
+    name: str
+    host_api: str
+    inputs: int
+    outputs: int
+    default_samplerate: float
+    is_default_input: bool
+    is_default_output: bool
 
 
 @dataclass(frozen=True)
@@ -164,6 +186,10 @@ class Engine:
         if clock not in ("device", "offline"):
             raise ConfigError(f"clock must be 'device' or 'offline', got {clock!r}")
         self.config = config or EngineConfig()
+        if extend_config is not None and extend_config.crossfade_s != self.config.crossfade_s:
+            # The song's held-back tail is exactly the continuation's first crossfade; they must agree.
+            raise ConfigError(f"the extender's crossfade ({extend_config.crossfade_s} s) must equal the engine's "
+                              f"({self.config.crossfade_s} s)")
         self.clock = clock
         self.device = device
         self.extender = Extender(model, extend_config or ExtendConfig(crossfade_s=self.config.crossfade_s))
@@ -176,6 +202,11 @@ class Engine:
         self._write_lock = threading.Lock()
         self._state = "idle"
         self.continuations = 0
+        self._paused = False
+        self.device_lost = False
+        self._volume = 1.0
+        self._endless = True
+        self._cannot_extend: str | None = None
         self._reset_counters()
 
     # --- controller ---------------------------------------------------------------------------------------
@@ -185,41 +216,138 @@ class Engine:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def play(self, song: Waveform, *, endless: bool = True) -> None:
-        """Start playing ``song``; with ``endless`` its continuation follows without a gap until :meth:`stop`.
+    def play(self, song: Waveform, *, endless: bool = True, start_s: float = 0.0) -> None:
+        """Start playing ``song`` at ``start_s``; with ``endless`` its continuation follows without a gap.
+
+        Playback runs until :meth:`stop` (endless) or the song's end. A song that cannot be continued (silent,
+        shorter than 0.5 s) still plays with ``endless=False``.
 
         Raises
         ------
         EncoreError
-            No usable output device, or a song the extender refuses.
+            No usable output device, or, with ``endless``, a song the extender refuses.
         """
         self.stop()
         rate = self._stream_rate(song)
         song = Waveform(resample(song.samples, song.sample_rate, rate), rate) if song.sample_rate != rate else song
         self._song, self._endless, self.sample_rate = song, endless, rate
-        self._reset_counters()
-        if endless:
-            self.extender.start(song)  # refuses silence and crumbs here, before any sound
-            self._song_frames = song.frames - self.extender.overlap_frames
-        else:
-            self._song_frames = song.frames
-        self._prepare_output(song.channels)
-        self._state = "playing"
-        threads = {"encore-generator": self._generate}
-        if self.clock == "device":  # the offline clock waits for the generator instead: it never runs late
-            threads["encore-guard"] = self._guard
-        self._start_threads(threads)
-        if self.clock == "device":
-            self._wait_for_lead(min(self._lead_frames, self._song_frames + 1), timeout=30.0)
-            self._open_stream(song.channels)
+        with warnings.catch_warnings():
+            if not endless:
+                warnings.simplefilter("ignore")  # a short song is only looped if it is ever continued
+            try:
+                self.extender.start(song)  # refuses silence and crumbs here, before any sound
+                self._cannot_extend = None
+            except EncoreError as e:
+                if endless:
+                    raise
+                self._cannot_extend = str(e)
+        self._start(round(start_s * rate), paused=False)
+
+    def seek(self, seconds: float) -> None:
+        """Continue playback from ``seconds`` on the timeline: in the song, or in its continuation.
+
+        Seeking into the continuation regenerates it from the song's end (the generator is deterministic), which
+        takes the generator's time for the chunks skipped: about 3 ms per 10 s with the default model.
+        Paused playback stays paused.
+
+        Raises
+        ------
+        ConfigError
+            Nothing is playing a song (idle, or live input).
+        """
+        if not hasattr(self, "_song") or self._state in LIVE_STATES:
+            raise ConfigError("seek needs a song that is playing; play one first")
+        paused = self._paused
+        self.stop()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # play() has already warned about this song
+            if self._cannot_extend is None:
+                self.extender.start(self._song)
+        self._start(round(max(0.0, seconds) * self.sample_rate), paused=paused)
+
+    def pause(self) -> None:
+        """Hold playback where it is (the output plays silence); :meth:`resume` goes on from there."""
+        self._paused = True
+
+    def resume(self) -> None:
+        """Go on after :meth:`pause`."""
+        self._paused = False
+
+    def set_endless(self, endless: bool) -> None:
+        """Switch Endless on or off during playback.
+
+        On: the continuation follows the song's end, if that end has not finished playing. Off: the song ends at
+        its end; during the continuation, what was already generated plays out (up to ``lead_s``) and playback
+        finishes.
+
+        Raises
+        ------
+        EncoreError
+            Endless asked for a song that cannot be continued (the reason is in the message).
+        """
+        if endless and self._cannot_extend is not None:
+            raise EncoreError(f"this song cannot be continued: {self._cannot_extend}")
+        self._endless = bool(endless)
+        self._wake.set()
+
+    def set_volume(self, gain: float) -> None:
+        """Output gain, 0 (silent) to 1 (as generated); changes are ramped over one block, without a click.
+
+        Raises
+        ------
+        ConfigError
+            A gain outside 0 to 1.
+        """
+        if not 0.0 <= gain <= 1.0:
+            raise ConfigError(f"volume must be 0 to 1, got {gain}")
+        self._volume = float(gain)
+
+    def seams(self) -> np.ndarray:
+        """Timeline positions of the joins written so far, in seconds: the song's end, each chunk, each repeat.
+
+        Returns
+        -------
+        numpy.ndarray
+            [shape=(joins,), dtype=float64], ascending; the most recent 100000 joins.
+        """
+        rate = getattr(self, "sample_rate", 1) or 1
+        return np.array(self._seams, dtype=np.float64) / rate
+
+    def continuation_since(self, position: int) -> tuple[int, np.ndarray]:
+        """Generated audio written from timeline frame ``position`` on (for drawing it ahead of the playhead).
+
+        Parameters
+        ----------
+        position : int
+            Absolute frame; frames before the continuation's start, and frames already played and recycled
+            by the ring, are skipped.
+
+        Returns
+        -------
+        start : int
+            Absolute frame of the first returned frame.
+        samples : numpy.ndarray
+            [shape=(frames, channels), dtype=float32] at :attr:`sample_rate`, a copy; empty when nothing new.
+        """
+        if not hasattr(self, "_ring"):
+            return position, np.zeros((0, 1), np.float32)
+        with self._write_lock:  # the writers may not recycle what is being copied
+            end = self._ring.end
+            start = min(end, max(position, self._continuation_from, self._ring.start, self._playhead))
+            samples = self._ring.read(start, end)
+        return start, samples if samples.ndim == 2 else samples[:, None]
 
     def stop(self) -> None:
         """Stop playback and the threads; safe to call twice."""
         self._stop.set()
         self._wake.set()
         if self._stream is not None:
-            self._stream.stop()
-            self._stream.close()
+            if self.device_lost:
+                # PortAudio blocks forever stopping a stream whose server died: let a daemon thread wait for it.
+                threading.Thread(target=self._stream.abort, name="encore-lost-stream", daemon=True).start()
+            else:
+                self._stream.stop()
+                self._stream.close()
             self._stream = None
         for thread in self._threads:
             thread.join(timeout=30)
@@ -227,16 +355,42 @@ class Engine:
         if self._state not in ("idle", "finished", "error"):  # playing, or any live state
             self._state = "stopped"
 
+    def _start(self, position: int, *, paused: bool) -> None:
+        """Start the threads (and the device stream) with the playhead at timeline frame ``position``."""
+        song = self._song
+        self._reset_counters()
+        self._overlap = self.extender.overlap_frames if self._cannot_extend is None else 0
+        self._song_frames = song.frames - self._overlap if self._endless else song.frames
+        self._continuation_from = song.frames - self._overlap
+        if self._continuation_from < position < song.frames:  # inside the join itself: start at the join
+            position = self._continuation_from
+        if not self._endless:
+            position = min(position, song.frames)
+        self._prepare_output(song.channels)
+        self._ring.clear(position)
+        self._playhead = self._start_position = position
+        self._paused = paused
+        self._state = "playing"
+        threads = {"encore-generator": self._generate}
+        if self.clock == "device":  # the offline clock waits for the generator instead: it never runs late
+            threads["encore-guard"] = self._guard
+        self._start_threads(threads)
+        if self.clock == "device":
+            self._wait_for_lead(self._lead_frames, timeout=30.0)
+            self._open_stream(song.channels)
+
     def status(self) -> EngineStatus:
         """Where playback is and how well generation keeps up."""
         rate = getattr(self, "sample_rate", 1) or 1
         ring_end = self._ring.end if hasattr(self, "_ring") else 0
         stats = self.extender.stats
+        state = "paused" if self._paused and self._state in ("playing", "continuing") else self._state
         return EngineStatus(
-            state=self._state, playhead_s=self._playhead / rate, ahead_s=max(0, ring_end - self._playhead) / rate,
+            state=state, playhead_s=self._playhead / rate, ahead_s=max(0, ring_end - self._playhead) / rate,
             song_s=getattr(self, "_song_frames", 0) / rate, chunks=stats.chunks, late_chunks=self._late_chunks,
             underruns=self._underruns, starved_s=self._starved_frames / rate, model=self.extender.model.name,
-            real_time_factor=stats.real_time_factor, continuations=self.continuations,
+            real_time_factor=stats.real_time_factor, continuations=self.continuations, endless=self._endless,
+            volume=self._volume,
         )
 
     def live(self, live_config: LiveConfig | None = None, *, input_device=None) -> None:
@@ -265,17 +419,19 @@ class Engine:
         self._prepare_output(out_channels)
         fade = round(self._live.fade_s * rate)
         self._fade = np.cos(np.linspace(0, np.pi / 2, fade, dtype=np.float32))[:, None] ** 2
-        self._song_frames = 0
+        self._song_frames = self._continuation_from = 0
         self._reset_counters()
+        self._paused = False
         self._carry_on = threading.Event()
         self.continuations = 0
         self._state = "listening"
         self._start_threads({"encore-live": self._listen, "encore-guard": self._guard})
         try:
-            self._stream = sd.Stream(samplerate=rate, blocksize=self.config.blocksize, dtype="float32",
-                                     device=(input_device, self.device), channels=(self._in_channels, out_channels),
-                                     callback=self._duplex_callback)
-            self._stream.start()
+            stream = sd.Stream(samplerate=rate, blocksize=self.config.blocksize, dtype="float32",
+                               device=(input_device, self.device), channels=(self._in_channels, out_channels),
+                               callback=self._duplex_callback)
+            stream.start()
+            self._stream = stream  # only a started stream: the guard takes an inactive one for a lost device
         except sd.PortAudioError as e:
             self.stop()
             raise EncoreError(f"cannot open the audio input and output: {e}") from e
@@ -313,12 +469,24 @@ class Engine:
             if not self._wait_for_lead(n, timeout=60.0):
                 break
             self._callback(out[start:start + n], n, None, None)
+        if self._written_all and self._playhead >= self._ring.end:
+            deadline = time.monotonic() + 5.0  # the generator says ``finished`` within its 10 ms poll
+            while self._state == "playing" and time.monotonic() < deadline:
+                time.sleep(0.002)
         return out
 
     # --- the audio callback: copies only ------------------------------------------------------------------
     def _callback(self, outdata, frames, time_info, status) -> None:
         if status is not None and status.output_underflow:
             self._underruns += 1
+        if self._paused:
+            outdata.fill(0)
+            return
+        self._copy_out(outdata, frames)
+        self._apply_volume(outdata, frames)
+
+    def _copy_out(self, outdata, frames: int) -> None:
+        """Copy the next ``frames`` of the ring into ``outdata`` and advance the playhead; silence if starved."""
         start = self._playhead
         n = min(frames, self._ring.end - start)
         if n > 0:
@@ -334,7 +502,7 @@ class Engine:
             n = 0
         if n < frames:
             outdata[n:] = 0
-            if self._state in ("playing", "continuing"):  # after a finished song, silence is its end
+            if self._state in ("playing", "continuing") and not self._written_all:  # else silence is the end
                 self._starved_frames += frames - n
         self._playhead = start + n
 
@@ -347,7 +515,7 @@ class Engine:
         if state in ("continuing", "fading"):
             if self._play_from is not None:
                 self._playhead, self._play_from = self._play_from, None
-            self._callback(outdata, frames, time_info, None)
+            self._copy_out(outdata, frames)
             if state == "fading":
                 pos = self._fade_pos
                 n = min(frames, self._fade.shape[0] - pos)
@@ -362,6 +530,23 @@ class Engine:
             outdata[:, channels:] = 0
         else:
             outdata.fill(0)
+        self._apply_volume(outdata, frames)
+
+    def _apply_volume(self, outdata, frames: int) -> None:
+        """Scale by the volume in place, ramping linearly across the block when it changed (no zipper click)."""
+        target, current = self._volume, self._ramp_gain
+        if target == current:
+            if current != 1.0:
+                outdata *= current
+            return
+        frames = min(frames, self._unit_ramp.shape[0])
+        ramp = self._ramp_scratch[:frames]
+        np.multiply(self._unit_ramp[:frames], target - current, out=ramp)
+        ramp += current
+        outdata[:frames] *= ramp
+        outdata[frames:] *= target
+        # A block shorter than the ramp ends part of the way; the next block goes on from there.
+        self._ramp_gain = target if frames == self._unit_ramp.shape[0] else float(ramp[-1, 0])
 
     # --- the live thread: listens, decides, and generates while continuing ------------------------------------
     def _listen(self) -> None:
@@ -416,6 +601,7 @@ class Engine:
         with self._write_lock:
             self._pending, self._after_filler = None, False
             self._play_from = self._ring.end
+            self._seams.append(self._ring.end)
             self._append(self._upmix(first), join=False)
             self._state = "continuing"
         self.continuations += 1
@@ -431,39 +617,81 @@ class Engine:
     # --- the generator thread ----------------------------------------------------------------------------
     def _generate(self) -> None:
         try:
-            song, written = self._song, 0
-            while written < self._song_frames and not self._stop.is_set():
+            song, start = self._song, self._start_position
+            written = min(start, song.frames)
+            while written < song.frames and not self._stop.is_set():
                 if self._room() < self.config.blocksize:
                     self._wake.wait(0.01)
                     self._wake.clear()
                     continue
-                n = min(self._room(), self._song_frames - written, self.sample_rate)
+                n = min(self._room(), song.frames - written, self.sample_rate)
                 self._append(song.samples[written:written + n], join=False)
                 written += n
-            if not self._endless:
-                self._flush_pending()
-                self._state = "finished"
-                self._emit("finished")
+            # The song's last crossfade is held back (pending) until here: Endless decides what follows it, and
+            # may still be switched on until the song's last guard_s are playing.
+            if not self._wait_for_endless_or_end():
                 return
             self._song_written = True
-            self._emit("song_end", f"continuation follows at {self._song_frames / self.sample_rate:.2f} s")
+            self._emit("song_end", f"continuation follows at {self._continuation_from / self.sample_rate:.2f} s")
+            self._seams.append(self._continuation_from)
+            position, first = self._continuation_from, True  # timeline frame where the next block begins
             while not self._stop.is_set():
+                if not self._endless:
+                    self._play_out()
+                    return
                 if self._ring.end - self._playhead >= self._lead_frames:
                     self._wake.wait(0.01)
                     self._wake.clear()
                     continue
                 block = self.extender.next_block()
-                while self._room() < block.shape[0] and not self._stop.is_set():
+                skip, position = max(0, start - position), position + block.shape[0]
+                if skip >= block.shape[0]:
+                    continue  # regenerating up to a seek position inside the continuation
+                while self._room() < block.shape[0] - skip and not self._stop.is_set():
                     self._wake.wait(0.01)
                     self._wake.clear()
-                self._write_generated(block)
+                self._write_generated(block[skip:], after_song=first)
+                first = False
         except Exception as e:  # noqa: BLE001 - whatever it is, playback stops cleanly and the controller hears
             self._fail("generator", e)
 
-    def _write_generated(self, block: np.ndarray) -> None:
-        """Append a generated chunk (crossfaded in if the guard wrote a repeat before it) and announce it."""
+    def _wait_for_endless_or_end(self) -> bool:
+        """At the song's end: True to continue it; False once the song has played out (or playback stopped)."""
+        guard = round(self.config.guard_s * self.sample_rate)
+        while not self._stop.is_set():
+            ahead = self._ring.end - self._playhead
+            if self._endless and self._cannot_extend is None and ahead < self._lead_frames:
+                return True  # decided only when the continuation is due, so Endless can change until then
+            if not self._endless and ahead <= guard:
+                self._play_out()
+                return False
+            self._wake.wait(0.01)
+            self._wake.clear()
+        return False
+
+    def _play_out(self) -> None:
+        """Write what is held back, wait until the callback has played everything, then say ``finished``."""
+        with self._write_lock:
+            self._flush_pending()
+            self._written_all = True
+        while self._playhead < self._ring.end and not self._stop.is_set():
+            self._stop.wait(0.01)
+        if not self._stop.is_set():
+            self._state = "finished"
+            self._emit("finished")
+
+    def _write_generated(self, block: np.ndarray, *, after_song: bool = False) -> None:
+        """Append a generated chunk (crossfaded in if the guard wrote a repeat before it) and announce it.
+
+        With ``after_song`` the block is the continuation's first: it begins with its own crossfade over the song's
+        last frames, so the song's held-back tail is dropped instead of written.
+        """
         with self._write_lock:
             if self._state in ("playing", "continuing"):  # not after a fade-out or a stop
+                if after_song:
+                    self._pending = None
+                else:
+                    self._seams.append(self._ring.end + (0 if self._pending is None else self._pending.shape[0]))
                 self._append(block, join=self._after_filler)
                 self._after_filler = False
         self._emit("chunk", f"{self.extender.stats.chunks}")
@@ -471,6 +699,7 @@ class Engine:
     def _fail(self, what: str, error: Exception) -> None:
         """Stop generating and tell the controller: a user's error in its words, a bug with its type."""
         self._state = "error"
+        self._stop.set()  # every thread ends; the controller's stop() closes the stream
         detail = str(error) if isinstance(error, EncoreError) else f"{what} failed: {type(error).__name__}: {error}"
         self._emit("error", detail)
 
@@ -479,6 +708,14 @@ class Engine:
         guard = round(self.config.guard_s * self.sample_rate)
         filler = round(self.config.filler_s * self.sample_rate)
         while not self._stop.wait(0.02):
+            stream = self._stream
+            if stream is not None and not stream.active and not self._stop.is_set():
+                # PortAudio stopped calling back: the device went away (unplugged, or its server quit).
+                global DEVICE_LOST_IN_PROCESS
+                self.device_lost = DEVICE_LOST_IN_PROCESS = True
+                self._fail("audio device", EncoreError("the audio device stopped: it was disconnected or its "
+                                                       "server quit; choose another device"))
+                return
             playing = self._state == "continuing" or (self._state == "playing" and self._song_written)
             if not playing or self._ring.end - self._playhead >= guard or self._play_from is not None:
                 continue
@@ -488,6 +725,7 @@ class Engine:
                 # Repeat the last second, joined to what precedes it on both sides by crossfades.
                 recent = self._ring.read(self._ring.end - filler, self._ring.end)
                 recent = recent if recent.ndim == 2 else recent[:, None]
+                self._seams.append(self._ring.end + (0 if self._pending is None else self._pending.shape[0]))
                 self._append(recent, join=True)
                 self._after_filler = True
                 self._late_chunks += 1
@@ -531,6 +769,10 @@ class Engine:
         rate = self.sample_rate
         self._x = max(1, round(self.config.crossfade_s * rate))
         self._lead_frames = round(self.config.lead_s * rate)
+        block = self.config.blocksize
+        self._unit_ramp = (np.arange(1, block + 1, dtype=np.float32) / block)[:, None]
+        self._ramp_scratch = np.empty_like(self._unit_ramp)
+        self._ramp_gain = self._volume
         horizon_s = self.extender.model.contract.horizon_s
         self._ring = RingBuffer(round((self.config.lead_s + 2 * horizon_s + 2) * rate), channels)
 
@@ -544,7 +786,7 @@ class Engine:
         """Wait until ``frames`` are written ahead of the playhead, or generation has ended."""
         deadline = time.monotonic() + timeout
         while self._ring.end - self._playhead < frames:
-            if self._state in ("finished", "error") or self._stop.is_set():
+            if self._state in ("finished", "error") or self._stop.is_set() or self._written_all:
                 return self._ring.end > self._playhead
             if time.monotonic() > deadline:
                 return False
@@ -570,10 +812,10 @@ class Engine:
     def _open_stream(self, channels: int) -> None:
         sd = _sounddevice()
         try:
-            self._stream = sd.OutputStream(samplerate=self.sample_rate, channels=channels, dtype="float32",
-                                           blocksize=self.config.blocksize, device=self.device,
-                                           callback=self._callback)
-            self._stream.start()
+            stream = sd.OutputStream(samplerate=self.sample_rate, channels=channels, dtype="float32",
+                                     blocksize=self.config.blocksize, device=self.device, callback=self._callback)
+            stream.start()
+            self._stream = stream  # only a started stream: the guard takes an inactive one for a lost device
         except sd.PortAudioError as e:
             self.stop()
             raise EncoreError(f"cannot open the audio output: {e}") from e
@@ -591,6 +833,33 @@ class Engine:
         self._song_written = False
         self._play_from: int | None = None
         self._fade_pos = 0
+        self._written_all = False  # nothing more will be written: the song ended without Endless
+        self._start_position = 0
+        self._seams: deque[int] = deque(maxlen=100_000)
+
+
+LIVE_STATES = ("listening", "continuing", "fading")
+
+# Set once any engine in this process lost its device. PortAudio then blocks forever in its exit handler
+# (Pa_Terminate on a dead JACK server), so a command that is done should leave with os._exit.
+DEVICE_LOST_IN_PROCESS = False
+
+
+def audio_devices() -> list[AudioDevice]:
+    """Every audio device PortAudio sees (none without a sound card or an audio server).
+
+    Raises
+    ------
+    EncoreError
+        PortAudio itself is missing.
+    """
+    sd = _sounddevice()
+    apis = [api["name"] for api in sd.query_hostapis()]
+    default_in, default_out = (int(d) if d is not None else -1 for d in sd.default.device)
+    return [AudioDevice(index=i, name=d["name"], host_api=apis[d["hostapi"]], inputs=int(d["max_input_channels"]),
+                        outputs=int(d["max_output_channels"]), default_samplerate=float(d["default_samplerate"]),
+                        is_default_input=i == default_in, is_default_output=i == default_out)
+            for i, d in enumerate(sd.query_devices())]
 
 
 def list_devices() -> list[str]:

@@ -235,3 +235,41 @@ def test_engine_live_with_a_device_that_is_not_there(sd, repeat_model):
     code, out, err = run_engine("live", "--input", "no such microphone", "--model", str(repeat_model))
     assert code == 2
     assert err.count("\n") == 1 and "no audio input device 'no such microphone'" in err
+
+
+def test_audio_devices_describe_the_server_by_name(sd):
+    from engine.stream import audio_devices
+
+    devices = [d for d in audio_devices() if d.host_api == "JACK Audio Connection Kit"]
+    assert devices and devices[0].inputs > 0 and devices[0].outputs > 0
+    assert devices[0].default_samplerate == JACK_RATE
+
+
+def test_a_device_that_disappears_mid_play_is_one_line_and_the_command_ends(sd, repeat_model, tmp_path):
+    """A second, named JACK server is killed under `engine play`: it must say so and exit, not hang."""
+    import os
+    import sys
+
+    from engine.audio import save_audio
+
+    song = save_audio(tmp_path / "song.wav", synthetic_song(5.0, JACK_RATE))
+    env = {**os.environ, "JACK_DEFAULT_SERVER": "encore-vanishing", "JACK_NO_START_SERVER": "1"}
+    server = subprocess.Popen(["jackd", "-n", "encore-vanishing", "--no-realtime", "-d", "dummy", "-r",
+                               str(JACK_RATE), "-p", "1024"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while subprocess.run(["jack_lsp"], env=env, capture_output=True).returncode != 0:
+            assert time.monotonic() < deadline, "the second JACK server did not start"
+            time.sleep(0.05)
+        player = subprocess.Popen([sys.executable, "-m", "engine", "play", str(song), "--endless", "--model",
+                                   str(repeat_model)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        time.sleep(3.0)
+        assert player.poll() is None, player.communicate()
+    finally:
+        server.kill()
+        server.wait()
+    out, err = player.communicate(timeout=20)
+    assert player.returncode == 2
+    assert err.strip().splitlines() == ["engine play: error: the audio device stopped: it was disconnected or its "
+                                        "server quit; choose another device"]

@@ -140,3 +140,16 @@ def test_clear_starts_positions_again():
 def test_bad_sizes_are_refused(capacity, channels):
     with pytest.raises(ConfigError):
         RingBuffer(capacity, channels)
+
+
+def test_a_ring_cleared_to_a_position_holds_only_what_was_written_after_it():
+    ring = RingBuffer(10)
+    ring.write(positions(0, 7))
+    ring.clear(position=1000)
+    assert (ring.start, ring.end, len(ring)) == (1000, 1000, 0)
+    ring.write(positions(1000, 1004))
+    np.testing.assert_array_equal(ring.read(1000, 1004), positions(1000, 1004))
+    with pytest.raises(RingRangeError):
+        ring.read(999, 1004)  # before the position it was cleared to: never written
+    ring.write(positions(1004, 1015))
+    assert (ring.start, ring.end) == (1005, 1015)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.errors import AudioContentError, ConfigError
+from engine.errors import AudioContentError, ConfigError, EncoreError
 from engine.extend import Extender
 from engine.stream import Engine, EngineConfig
 from tests.conftest import synthetic_song
@@ -49,3 +49,106 @@ def test_playback_refuses_what_extension_refuses(repeat_model):
             eng.play(synthetic_song(21.0, 8000).__class__(np.zeros((8000 * 21, 2)), 8000))
     with pytest.raises(ConfigError, match="guard"):
         EngineConfig(guard_s=20.0)
+
+
+# --- the controls the desktop player uses, on the offline clock ------------------------------------------------
+
+def _extension(model, song, seconds):
+    return np.concatenate(list(Extender(model).render(song, seconds)))
+
+
+@pytest.mark.parametrize("seek_s", [5.0, 40.0])  # inside the song; 18 s into its continuation
+def test_seeking_plays_exactly_the_timeline_from_there(repeat_model, seek_s):
+    song = synthetic_song(22.0, 8000)
+    expected = _extension(repeat_model, song, 40.0)
+    with Engine(model=repeat_model, clock="offline") as eng:
+        eng.play(song, endless=True)
+        eng.render(2.0)
+        eng.seek(seek_s)
+        played = eng.render(10.0)
+        status = eng.status()
+    start = round(seek_s * 8000)
+    np.testing.assert_array_equal(played, expected[start:start + played.shape[0]])
+    assert status.playhead_s == pytest.approx(seek_s + 10.0)
+
+
+def test_pause_holds_the_playhead_and_resume_goes_on_seamlessly(repeat_model):
+    song = synthetic_song(22.0, 8000)
+    expected = _extension(repeat_model, song, 10.0)
+    with Engine(model=repeat_model, clock="offline") as eng:
+        eng.play(song, endless=True)
+        before = eng.render(3.0)
+        eng.pause()
+        held = eng.render(1.0)
+        assert eng.status().state == "paused" and eng.status().playhead_s == pytest.approx(3.0)
+        eng.resume()
+        after = eng.render(3.0)
+    assert not held.any()
+    np.testing.assert_array_equal(np.concatenate([before, after]), expected[:6 * 8000])
+
+
+def test_endless_switched_off_before_the_end_plays_the_whole_song_and_finishes(repeat_model):
+    song = synthetic_song(22.0, 8000)
+    with Engine(model=repeat_model, clock="offline") as eng:
+        eng.play(song, endless=True)
+        eng.render(1.0)
+        eng.set_endless(False)
+        played = eng.render(30.0)
+        kinds = [eng.events.get_nowait().kind for _ in range(eng.events.qsize())]
+    np.testing.assert_array_equal(played[:song.frames - 8000], song.samples[8000:])
+    assert not played[song.frames - 8000:].any() and kinds == ["finished"]
+
+
+def test_endless_switched_on_late_continues_the_song_exactly(repeat_model):
+    song = synthetic_song(22.0, 8000)
+    expected = _extension(repeat_model, song, 15.0)
+    with Engine(model=repeat_model, clock="offline") as eng:
+        eng.play(song, endless=False)
+        first = eng.render(20.0)  # the song's end is written (10 s lead) but held back by its crossfade
+        eng.set_endless(True)
+        rest = eng.render(15.0)
+        assert eng.status().state == "playing" and eng.status().chunks >= 1
+    np.testing.assert_array_equal(np.concatenate([first, rest]), expected[:35 * 8000])
+
+
+def test_a_silent_song_plays_but_cannot_be_made_endless(repeat_model):
+    silence = synthetic_song(5.0, 8000).__class__(np.zeros((8000 * 5, 1), np.float32), 8000)
+    with Engine(model=repeat_model, clock="offline") as eng:
+        eng.play(silence, endless=False)
+        with pytest.raises(EncoreError, match="cannot be continued.*silent"):
+            eng.set_endless(True)
+        eng.render(6.0)
+        assert eng.status().state == "finished"
+
+
+def test_volume_ramps_over_one_block_then_scales_exactly(repeat_model):
+    song = synthetic_song(22.0, 8000)
+    expected = _extension(repeat_model, song, 5.0)
+    block = 256
+    with Engine(EngineConfig(blocksize=block), model=repeat_model, clock="offline") as eng:
+        eng.play(song, endless=True)
+        eng.render(block / 8000)
+        eng.set_volume(0.25)
+        played = eng.render(4 * block / 8000)
+        with pytest.raises(ConfigError, match="volume"):
+            eng.set_volume(1.5)
+    reference = expected[block:5 * block]
+    gains = played[:block, 0] / reference[:block, 0]
+    steady = np.abs(reference[:block, 0]) > 0.05
+    assert np.all(np.diff(gains[steady]) <= 1e-5) and gains[steady][-1] == pytest.approx(0.25, abs=0.01)
+    np.testing.assert_allclose(played[block:], 0.25 * reference[block:], atol=1e-7)
+
+
+def test_seams_and_the_continuation_written_ahead_are_there_to_draw(repeat_model):
+    song = synthetic_song(22.0, 8000)
+    expected = _extension(repeat_model, song, 40.0)
+    with Engine(model=repeat_model, clock="offline") as eng:
+        eng.play(song, endless=True)
+        eng.render(30.0)
+        seams = eng.seams()
+        start, ahead = eng.continuation_since(0)
+        status = eng.status()
+    assert seams[0] == pytest.approx(status.song_s)  # the song's end, then one join per chunk
+    np.testing.assert_allclose(np.diff(seams), 10.0 - 0.05, atol=1 / 8000)
+    assert start == 30 * 8000 and ahead.shape[0] / 8000 == pytest.approx(status.ahead_s)
+    np.testing.assert_array_equal(ahead, expected[start:start + ahead.shape[0]])
