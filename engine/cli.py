@@ -6,7 +6,6 @@ Every user mistake ends in one line on stderr and a non-zero exit; heavy imports
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import re
 import sys
@@ -67,7 +66,7 @@ def _clock(seconds: float) -> str:
 # --- commands -------------------------------------------------------------------------------------------
 
 def cmd_extend(args: argparse.Namespace) -> int:
-    from .audio import AudioWriter, load_audio
+    from .audio import load_audio
     from .extend import ExtendConfig, Extender
 
     output = Path(args.output)
@@ -78,17 +77,10 @@ def cmd_extend(args: argparse.Namespace) -> int:
     song = load_audio(args.song)
     extender = Extender(args.model, ExtendConfig(crossfade_s=args.crossfade), threads=args.threads)
     bar = ProgressBar(f"extending {Path(args.song).name}", enabled=None if not args.quiet else False)
-    frames = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the notes are printed once, below, on their own lines
-        blocks = extender.render(song, args.duration, only_extension=args.only_extension, progress=bar)
-        # Nothing is written until the first chunk exists, so a refused song leaves no empty file behind.
-        first = next(blocks)
         try:
-            with AudioWriter(output, song.sample_rate, song.channels) as writer:
-                for block in itertools.chain([first], blocks):
-                    writer.write(block)
-                    frames += block.shape[0]
+            written = extender.write(song, output, args.duration, only_extension=args.only_extension, progress=bar)
         finally:
             bar.close()
     stats = extender.stats
@@ -96,7 +88,7 @@ def cmd_extend(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     print(f"model {extender.model.name} ({extender.model.contract.preset or extender.model.contract.generator}), "
           f"generated {args.duration:.1f} s in {stats.chunks} chunks, real-time factor {stats.real_time_factor:.4f}, "
-          f"wrote {output} ({frames / song.sample_rate:.1f} s, {song.sample_rate} Hz, {song.channels} ch)")
+          f"wrote {output} ({written:.1f} s, {song.sample_rate} Hz, {song.channels} ch)")
     return 0
 
 

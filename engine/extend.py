@@ -15,17 +15,19 @@ linked across channels, runs last, so nothing above its ceiling is ever heard.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import soxr
 
-from .audio import Waveform, check_not_silent, to_model_input
+from .audio import AudioWriter, Waveform, check_not_silent, to_model_input
 from .continuator import Continuator
 from .errors import AudioContentError, ConfigError
 from .ring import RingBuffer
@@ -321,6 +323,56 @@ class Extender:
         """
         blocks = list(self.render(song, seconds, only_extension=only_extension, progress=progress))
         return Waveform(np.concatenate(blocks), song.sample_rate)
+
+    def write(self, song: Waveform, path, seconds: float, *, only_extension: bool = False,
+              progress: Callable[[float, float], None] | None = None,
+              cancelled: Callable[[], bool] | None = None) -> float:
+        """Render the song and ``seconds`` of continuation into a wav or flac file, block by block.
+
+        Nothing is written until the first chunk exists, so a refused song leaves no file behind; a render
+        that is cancelled or fails part-way removes its partial file.
+
+        Parameters
+        ----------
+        song : Waveform
+        path : str or os.PathLike
+            Ending in ``.wav`` or ``.flac``; written at the song's rate and channel count, 16 bit.
+        seconds : float
+            Length of the continuation in seconds.
+        only_extension, progress
+            As in :meth:`extend`.
+        cancelled : callable, optional
+            Asked before every block; returning True stops the render.
+
+        Returns
+        -------
+        float
+            Seconds written; 0.0 when cancelled (and no file is left).
+
+        Raises
+        ------
+        AudioFileError
+            The destination cannot be written.
+        """
+        path = Path(path)
+        blocks = self.render(song, seconds, only_extension=only_extension, progress=progress)
+        first = next(blocks)
+        frames = 0
+        try:
+            with AudioWriter(path, song.sample_rate, song.channels) as writer:
+                for block in itertools.chain([first], blocks):
+                    if cancelled is not None and cancelled():
+                        break
+                    writer.write(block)
+                    frames += block.shape[0]
+                else:
+                    return frames / song.sample_rate
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        path.unlink(missing_ok=True)
+        return 0.0
+
 
 def extend(samples: np.ndarray, *, sample_rate: int, seconds: float | None = None, minutes: float | None = None,
            model: str | None = None, only_extension: bool = False, config: ExtendConfig | None = None) -> np.ndarray:

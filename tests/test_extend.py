@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import soundfile
 
 import engine
 from engine.audio import Waveform
@@ -173,3 +174,20 @@ def test_statistics_are_kept(repeat_model):
     assert stats.chunks == 4
     assert stats.seconds_generated == pytest.approx(4 * (10.0 - 0.05))
     assert 0 < stats.real_time_factor < 1
+
+
+def test_writing_a_render_that_is_cancelled_leaves_no_file(repeat_model, tmp_path):
+    song = synthetic_song(21.0, 8000)
+    calls = []
+
+    def cancel_on_the_third_block():
+        calls.append(1)
+        return len(calls) >= 3
+
+    path = tmp_path / "cancelled.flac"
+    written = Extender(repeat_model).write(song, path, 120.0, cancelled=cancel_on_the_third_block)
+    assert written == 0.0 and not path.exists() and len(calls) == 3
+
+    done = Extender(repeat_model).write(song, tmp_path / "whole.wav", 12.0)
+    assert done == pytest.approx(21.0 + 12.0, abs=1 / 8000)
+    assert soundfile.info(str(tmp_path / "whole.wav")).frames == round(33.0 * 8000)
