@@ -10,8 +10,12 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
 # Debian packages: libportaudio2 for sounddevice; FluidSynth and its General MIDI soundfont render scores
 # (the corpus, the demo song and their tests); JACK (dummy driver) is the real audio server of playback tests.
+# Qt's xcb platform plugin needs the libxcb set below (its error names libxcb-cursor0 even when icccm4 or
+# keysyms1 is what is missing); Xvfb is the real X server of the window test.
 APT_RUNTIME := libportaudio2 libsndfile1
-APT_TEST := fluidsynth fluid-soundfont-gm jackd2
+APT_PLAYER := libegl1 libgl1 libfontconfig1 libdbus-1-3 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 \
+	libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-shape0 libxcb-randr0 libxcb-xkb1 libxcb-xinerama0
+APT_TEST := fluidsynth fluid-soundfont-gm jackd2 xvfb $(APT_PLAYER)
 # Training corpus sources (large: 0ad-data is 1.4 GB); only `make corpus` installs them.
 APT_CORPUS := warzone2100-music ufoai-music 0ad-data planetblupi-music-ogg
 
@@ -19,7 +23,7 @@ DEMO_SONG := assets/demo/demo-song.ogg
 DEMO_OUT := endless-demo.wav
 DEMO_SECONDS ?= 90
 
-.PHONY: demo test corpus train-default lint bench clean apt-runtime apt-test apt-corpus
+.PHONY: demo test player screenshot corpus train-default lint bench clean apt-runtime apt-player apt-test apt-corpus
 
 demo: $(VENV)/.runtime apt-runtime
 	$(BIN)/engine extend $(DEMO_SONG) -o $(DEMO_OUT) --duration $(DEMO_SECONDS)s
@@ -27,8 +31,16 @@ demo: $(VENV)/.runtime apt-runtime
 test: $(VENV)/.dev apt-runtime apt-test
 	$(BIN)/python -m pytest -q
 
+# The desktop player (needs a display).
+player: $(VENV)/.player apt-runtime apt-player
+	$(BIN)/player
+
+# The README's screenshot of the window, taken from a real X server (Xvfb) while the demo song goes on.
+screenshot: $(VENV)/.dev apt-test
+	$(BIN)/python -m player.screenshot assets/figures/player.png
+
 lint: $(VENV)/.dev
-	$(BIN)/ruff check engine training tests
+	$(BIN)/ruff check engine training player tests
 
 bench: $(VENV)/.dev apt-runtime
 	$(BIN)/engine bench
@@ -51,12 +63,19 @@ $(VENV)/.runtime: $(VENV)/.created pyproject.toml
 	$(PIP) install -e .
 	touch $@
 
+$(VENV)/.player: $(VENV)/.runtime pyproject.toml
+	$(PIP) install -e '.[player]'
+	touch $@
+
 $(VENV)/.dev: $(VENV)/.runtime pyproject.toml
-	$(PIP) install -e '.[train,dev]'
+	$(PIP) install -e '.[train,player,dev]'
 	touch $@
 
 apt-runtime:
 	@./.ci/apt-ensure $(APT_RUNTIME)
+
+apt-player:
+	@./.ci/apt-ensure $(APT_PLAYER)
 
 apt-test:
 	@./.ci/apt-ensure $(APT_TEST)

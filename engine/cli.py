@@ -122,7 +122,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     song = load_audio(args.song)
     config = EngineConfig(lead_s=args.lead)
     show = sys.stderr.isatty()
-    with warnings.catch_warnings(), Engine(config, model=args.model, device=_device(args.output)) as eng:
+    with warnings.catch_warnings(), Engine(config, model=args.model, device=device_argument(args.output)) as eng:
         warnings.simplefilter("ignore")
         try:
             eng.play(song, endless=args.endless)
@@ -158,8 +158,8 @@ def cmd_live(args: argparse.Namespace) -> int:
 
     live = LiveConfig(silence_s=args.silence, threshold_db=args.threshold, monitor=args.monitor)
     show = sys.stderr.isatty()
-    with Engine(EngineConfig(lead_s=args.lead), model=args.model, device=_device(args.output)) as eng:
-        eng.live(live, input_device=_device(args.input))
+    with Engine(EngineConfig(lead_s=args.lead), model=args.model, device=device_argument(args.output)) as eng:
+        eng.live(live, input_device=device_argument(args.input))
 
         def enter_key():
             for _ in sys.stdin:  # every Enter: carry on now
@@ -191,7 +191,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     return 0
 
 
-def _device(text: str | None):
+def device_argument(text: str | None):
     """A device named on the command line: its number, or a part of its name (sounddevice's notation)."""
     return int(text) if text and text.isdigit() else text
 
@@ -339,13 +339,11 @@ def main(argv: list[str] | None = None) -> int:
 def console() -> int:
     """The ``engine`` console script: :func:`main`, then an exit that cannot hang on a lost audio device."""
     code = main()
-    stream = sys.modules.get("engine.stream")
-    if stream is not None and stream.DEVICE_LOST_IN_PROCESS:
-        # PortAudio's exit handler would block forever on the dead server; everything is said and written.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+    stream = sys.modules.get("engine.stream")  # loaded only by the commands that use audio devices
+    if stream is not None:
+        stream.exit_if_device_lost(code)
     return code
+
 
 if __name__ == "__main__":
     sys.exit(console())

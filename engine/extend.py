@@ -145,9 +145,10 @@ class Extender:
         self.reset()
 
     def reset(self) -> None:
-        """Forget the song and every piece of seam state."""
+        """Forget the song and every piece of seam state (the resampler too: it holds native memory)."""
         self.ring.clear()
         self._song = None
+        self._resampler = None
         self.stats = ExtendStats()
 
     @property

@@ -30,7 +30,9 @@ GIL. Pause, volume and Endless are single attributes the controller sets and the
 
 from __future__ import annotations
 
+import os
 import queue
+import sys
 import threading
 import time
 import warnings
@@ -716,11 +718,14 @@ class Engine:
                 self._fail("audio device", EncoreError("the audio device stopped: it was disconnected or its "
                                                        "server quit; choose another device"))
                 return
-            playing = self._state == "continuing" or (self._state == "playing" and self._song_written)
+            # Only a running stream can be late: before it opens (a seek regenerating the continuation up to its
+            # position) the playhead stands still and nobody is waiting.
+            playing = stream is not None and (
+                self._state == "continuing" or (self._state == "playing" and self._song_written))
             if not playing or self._ring.end - self._playhead >= guard or self._play_from is not None:
                 continue
             with self._write_lock:
-                if self._ring.end - self._playhead >= guard or self._ring.end < filler + self._x:
+                if self._ring.end - self._playhead >= guard or len(self._ring) < filler + self._x:
                     continue
                 # Repeat the last second, joined to what precedes it on both sides by crossfades.
                 recent = self._ring.read(self._ring.end - filler, self._ring.end)
@@ -841,8 +846,19 @@ class Engine:
 LIVE_STATES = ("listening", "continuing", "fading")
 
 # Set once any engine in this process lost its device. PortAudio then blocks forever in its exit handler
-# (Pa_Terminate on a dead JACK server), so a command that is done should leave with os._exit.
+# (Pa_Terminate on a dead JACK server), so a program that is done leaves through exit_if_device_lost.
 DEVICE_LOST_IN_PROCESS = False
+
+
+def exit_if_device_lost(code: int) -> None:
+    """End a program that is done with ``os._exit(code)`` if an audio device died under it, else return.
+
+    Everything the program had to say must be said and written before: no exit handlers run.
+    """
+    if DEVICE_LOST_IN_PROCESS:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def audio_devices() -> list[AudioDevice]:

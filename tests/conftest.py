@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from engine.audio import Waveform
+from tests.jack_server import start_jack
 from tests.onnx_models import make_model
 
 
@@ -38,3 +39,14 @@ def synthetic_song(seconds: float, sample_rate: int, channels: int = 2, *, seed:
 def repeat_model(tmp_path_factory):
     """An 8 kHz model that continues a context with its own last 10 s."""
     return make_model(tmp_path_factory.mktemp("models") / "repeat.onnx", "repeat")
+
+
+@pytest.fixture(scope="session")
+def sd():
+    """sounddevice, seeing a running JACK server (dummy driver) that lives as long as the test process."""
+    start_jack()
+    import sounddevice  # after the server runs, so PortAudio sees it
+
+    sounddevice._terminate()  # and rescan, in case another test imported it before the server ran
+    sounddevice._initialize()
+    return sounddevice

@@ -50,3 +50,13 @@ def jack_device(sd, kind: str) -> int:
 
 def connect(source: str, destination: str) -> None:
     subprocess.run(["jack_connect", source, destination], check=True, timeout=10)
+
+
+def new_ports(before: set[str], kind: str, count: int = 2) -> list[str]:
+    """Ports of ``kind`` that appeared since ``before``; JACK registers them shortly after a stream starts."""
+    deadline = time.monotonic() + 5
+    while len(ports := sorted(p for p in set(jack_ports()) - before if kind in p)) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"JACK ports {kind} did not appear: {jack_ports()}")
+        time.sleep(0.02)
+    return ports

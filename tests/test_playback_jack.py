@@ -13,17 +13,7 @@ import pytest
 from engine.continuator import Continuator
 from engine.stream import Engine, EngineConfig
 from tests.conftest import synthetic_song
-from tests.jack_server import JACK_RATE, connect, jack_device, jack_ports, start_jack
-
-
-@pytest.fixture(scope="module")
-def sd():
-    start_jack()
-    import sounddevice  # after the server runs, so PortAudio sees it
-
-    sounddevice._terminate()
-    sounddevice._initialize()
-    return sounddevice
+from tests.jack_server import JACK_RATE, connect, jack_device, jack_ports, new_ports
 
 
 class Recorder:
@@ -55,16 +45,6 @@ class Recorder:
 
     def audio(self) -> np.ndarray:
         return np.concatenate(self.blocks)
-
-
-def new_ports(before: set[str], kind: str, count: int = 2) -> list[str]:
-    """Ports of ``kind`` that appeared since ``before``; JACK registers them shortly after a stream starts."""
-    deadline = time.monotonic() + 5
-    while len(ports := sorted(p for p in set(jack_ports()) - before if kind in p)) < count:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"JACK ports {kind} did not appear: {jack_ports()}")
-        time.sleep(0.02)
-    return ports
 
 
 def silent_windows(signal: np.ndarray, rate: int, window_s: float = 0.05) -> int:

@@ -1,0 +1,160 @@
+"""Render...: N minutes of the endless song into a wav or flac file, with a progress bar and Cancel.
+
+The render runs on its own ``QThread`` through :meth:`engine.Extender.write` (the same path as ``engine extend``),
+so the window and any playback go on meanwhile; the thread reports progress by queued signals only.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from PyQt6.QtCore import QThread, pyqtSignal
+from PyQt6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine import Continuator, EncoreError, ExtendConfig, Extender, Waveform
+
+PROGRESS_STEPS = 1000
+
+
+class RenderThread(QThread):
+    """Writes the song and ``seconds`` of its continuation to ``path``; cancel with ``requestInterruption()``."""
+
+    progressed = pyqtSignal(float, float)  # seconds done, seconds in all
+    succeeded = pyqtSignal(float, str)     # seconds written, path
+    cancelled = pyqtSignal(str)            # path (removed)
+    failed = pyqtSignal(str)               # one line for the user
+
+    def __init__(self, model: Continuator, song: Waveform, path: str, seconds: float, crossfade_s: float,
+                 parent=None):
+        super().__init__(parent)
+        self.model, self.song, self.path, self.seconds, self.crossfade_s = model, song, path, seconds, crossfade_s
+
+    def run(self) -> None:
+        try:
+            extender = Extender(self.model, ExtendConfig(crossfade_s=self.crossfade_s))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a short song is looped: the window has said so when it played
+                written = extender.write(self.song, self.path, self.seconds, progress=self.progressed.emit,
+                                         cancelled=self.isInterruptionRequested)
+        except EncoreError as e:
+            self.failed.emit(str(e))
+        except Exception as e:  # noqa: BLE001 - a thread must not die silently; the user hears what happened
+            self.failed.emit(f"render failed: {type(e).__name__}: {e}")
+        else:
+            if written:
+                self.succeeded.emit(written, self.path)
+            else:
+                self.cancelled.emit(self.path)
+
+
+class RenderDialog(QDialog):
+    """Choose minutes and a file, render with progress, Cancel at any time.
+
+    Parameters
+    ----------
+    model : Continuator
+        The generator (the one the window plays with).
+    song : Waveform
+    song_path : str
+        Suggests the output's name.
+    crossfade_s : float
+    """
+
+    def __init__(self, model: Continuator, song: Waveform, song_path: str, crossfade_s: float,
+                 parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Render the endless song")
+        self.model, self.song, self.crossfade_s = model, song, crossfade_s
+        self.thread_: RenderThread | None = None
+
+        self.minutes = QDoubleSpinBox(minimum=0.1, maximum=600.0, value=10.0, decimals=1, singleStep=1.0,
+                                      suffix=" min")
+        self.path_edit = QLineEdit(str(Path(song_path).with_name(Path(song_path).stem + "-endless.flac")))
+        choose = QPushButton("Choose…")
+        choose.clicked.connect(self._choose)
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.path_edit)
+        path_row.addWidget(choose)
+        form = QFormLayout()
+        form.addRow("Continuation", self.minutes)
+        form.addRow("File (.wav or .flac)", path_row)
+
+        self.progress = QProgressBar(minimum=0, maximum=PROGRESS_STEPS, value=0)
+        self.result_label = QLabel("")
+        self.result_label.setWordWrap(True)
+        self.buttons = QDialogButtonBox()
+        self.render_button = self.buttons.addButton("Render", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.cancel_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
+        self.render_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.result_label)
+        layout.addWidget(self.buttons)
+
+    def start(self) -> None:
+        """Start rendering to the chosen file."""
+        path = self.path_edit.text().strip()
+        if Path(path).suffix.lower() not in (".wav", ".flac"):
+            self.result_label.setText(f"{path or 'the file name'}: must end in .wav or .flac")
+            return
+        self.render_button.setEnabled(False)
+        self.progress.setValue(0)
+        self.result_label.setText("rendering…")
+        self.thread_ = RenderThread(self.model, self.song, path, self.minutes.value() * 60.0, self.crossfade_s,
+                                    parent=self)
+        self.thread_.progressed.connect(self._progressed)
+        self.thread_.succeeded.connect(self._succeeded)
+        self.thread_.cancelled.connect(lambda p: self._ended(f"cancelled; {p} was not kept"))
+        self.thread_.failed.connect(self._ended)
+        self.thread_.start()
+
+    def cancel(self) -> None:
+        """Cancel a render that runs (its partial file is removed), or close the dialog."""
+        if self.thread_ is not None and self.thread_.isRunning():
+            self.result_label.setText("cancelling…")
+            self.thread_.requestInterruption()
+        else:
+            self.reject()
+
+    @property
+    def running(self) -> bool:
+        return self.thread_ is not None and self.thread_.isRunning()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        if self.running:
+            self.thread_.requestInterruption()
+            self.thread_.wait()
+        super().closeEvent(event)
+
+    def _choose(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Render to", self.path_edit.text(), "Audio (*.flac *.wav)")
+        if path:
+            self.path_edit.setText(path)
+
+    def _progressed(self, done: float, total: float) -> None:
+        self.progress.setValue(round(PROGRESS_STEPS * done / total) if total else PROGRESS_STEPS)
+
+    def _succeeded(self, seconds: float, path: str) -> None:
+        self.progress.setValue(PROGRESS_STEPS)
+        self._ended(f"wrote {path} ({seconds / 60:.1f} min)")
+
+    def _ended(self, text: str) -> None:
+        self.result_label.setText(text)
+        self.render_button.setEnabled(True)

@@ -1,0 +1,266 @@
+"""The player's one link to the engine: every call into :class:`engine.Engine`, every observation of it.
+
+Threads: the engine's own threads generate and play (see :mod:`engine.stream`). This object lives on the GUI
+thread and only looks, on a ``QTimer``: the engine's status, its events, and the continuation it has written
+ahead of the playhead, turned into Qt signals for the widgets. It holds no audio logic; a user's mistake
+(:class:`engine.EncoreError`) becomes a :attr:`PlayerSession.message`, never an exception in a slot.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PyQt6.QtCore import QObject, QTimer, pyqtSignal
+
+from engine import Continuator, EncoreError, Engine, EngineConfig, Waveform, load_audio
+from engine.stream import LIVE_STATES, EngineStatus, LiveConfig, audio_devices
+
+#: How often the view asks the engine how it is doing, in ms (20 frames a second).
+POLL_MS = 50
+
+
+class PlayerSession(QObject):
+    """Owns the :class:`~engine.Engine` for the window and reports what it does.
+
+    Parameters
+    ----------
+    model : str or Path, optional
+        ONNX model; the shipped default when None.
+    output_device : int or str, optional
+        sounddevice's notation; the system default when None.
+    poll_ms : int
+        Interval of the observing timer, in ms.
+
+    Raises
+    ------
+    EncoreError
+        The model cannot be loaded (only here, at start; later model changes report a message instead).
+    """
+
+    songLoaded = pyqtSignal(object, str)           # Waveform, path
+    statusChanged = pyqtSignal(object)             # EngineStatus
+    continuationWritten = pyqtSignal(float, object, int)  # start in s, samples [frames, channels], sample rate
+    seamsChanged = pyqtSignal(object)              # numpy array of seam positions in s
+    timelineCleared = pyqtSignal()                 # new song, stop, new model: forget the drawn continuation
+    timelineCut = pyqtSignal(float)                # seek: what was drawn from here on will be written again
+    modelChanged = pyqtSignal(str)                 # the model's name
+    endlessChanged = pyqtSignal(bool)
+    message = pyqtSignal(str)                      # a non-modal note or error for the user
+
+    def __init__(self, model=None, *, output_device=None, poll_ms: int = POLL_MS, parent: QObject | None = None):
+        super().__init__(parent)
+        self.model = Continuator(model)
+        self.output_device = output_device
+        self.config = EngineConfig()
+        self.song: Waveform | None = None
+        self.song_path: str | None = None
+        self.endless = True
+        self.volume = 1.0
+        self._start_s = 0.0  # where Play starts when nothing plays: 0, or where a stopped song was clicked
+        self._drawn_until = 0
+        self._seam_count = 0
+        self._engine = self._new_engine()
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self._poll)
+        self._timer.start(poll_ms)
+
+    # --- songs and models --------------------------------------------------------------------------------------
+    def open_song(self, path: str | Path) -> bool:
+        """Load a song (playback stops); a file that cannot be read leaves everything as it was."""
+        try:
+            song = load_audio(path)
+        except EncoreError as e:
+            self.message.emit(str(e))
+            return False
+        self._engine.stop()
+        self.song, self.song_path, self._start_s = song, str(path), 0.0
+        self._clear_timeline()
+        self.songLoaded.emit(song, str(path))
+        self._poll()
+        return True
+
+    def load_model(self, path: str | Path | None) -> bool:
+        """Switch to another ONNX model (None: the shipped default); a file that does not fit changes nothing."""
+        try:
+            model = Continuator(path)
+        except EncoreError as e:
+            self.message.emit(f"model not changed: {e}")
+            return False
+        self._restart_with(lambda: setattr(self, "model", model))
+        self.modelChanged.emit(model.name)
+        return True
+
+    def apply_settings(self, *, crossfade_s: float | None = None, lead_s: float | None = None) -> bool:
+        """Change the generator's settings; playback goes on from where it is with them."""
+        try:
+            config = EngineConfig(lead_s=self.config.lead_s if lead_s is None else lead_s,
+                                  guard_s=self.config.guard_s, filler_s=self.config.filler_s,
+                                  blocksize=self.config.blocksize,
+                                  crossfade_s=self.config.crossfade_s if crossfade_s is None else crossfade_s)
+        except EncoreError as e:
+            self.message.emit(f"settings not changed: {e}")
+            return False
+        self._restart_with(lambda: setattr(self, "config", config))
+        return True
+
+    def set_output_device(self, device) -> None:
+        """Play through ``device`` (sounddevice's notation; None: the system default) from now on."""
+        self._restart_with(lambda: setattr(self, "output_device", device))
+
+    # --- transport ----------------------------------------------------------------------------------------------
+    def play(self) -> None:
+        """Play the song (or go on after a pause)."""
+        state = self._engine.status().state
+        if state == "paused":
+            self._engine.resume()
+        elif state not in ("playing", "continuing"):
+            if self.song is None:
+                self.message.emit("open a song first (File > Open, or drop a file on the window)")
+                return
+            self._guarded(self._engine.play, self.song, endless=self.endless, start_s=self._start_s)
+        self._poll()
+
+    def pause(self) -> None:
+        self._engine.pause()
+        self._poll()
+
+    def toggle_play(self) -> None:
+        """Space: play or pause."""
+        if self._engine.status().state in ("playing", "continuing"):
+            self.pause()
+        else:
+            self.play()
+
+    def stop(self) -> None:
+        """Stop; the next Play starts from the beginning."""
+        self._engine.stop()
+        self._engine.resume()
+        self._start_s = 0.0
+        self._clear_timeline()
+        self._poll()
+
+    def seek(self, seconds: float) -> None:
+        """Go to ``seconds`` on the timeline (song or continuation)."""
+        seconds = max(0.0, float(seconds))
+        if self._engine.status().state in ("playing", "continuing", "paused"):
+            self.timelineCut.emit(seconds)
+            self._drawn_until = 0
+            self._guarded(self._engine.seek, seconds)
+        elif self.song is not None:
+            self._start_s = min(seconds, self.song.seconds)
+        self._poll()
+
+    def set_endless(self, endless: bool) -> None:
+        """Endless on: the continuation follows the song's end; off: the song ends at its end."""
+        if self._guarded(self._engine.set_endless, endless) is not False:
+            self.endless = bool(endless)
+        self.endlessChanged.emit(self.endless)
+
+    def set_volume(self, gain: float) -> None:
+        """Output gain, 0 to 1."""
+        self.volume = float(np.clip(gain, 0.0, 1.0))
+        self._engine.set_volume(self.volume)
+
+    @property
+    def position_s(self) -> float:
+        """Where playback is (or starts), in seconds on the timeline."""
+        status = self._engine.status()
+        return status.playhead_s if status.state not in ("idle", "stopped") else self._start_s
+
+    def status(self) -> EngineStatus:
+        return self._engine.status()
+
+    # --- live input ---------------------------------------------------------------------------------------------
+    def start_live(self, input_device=None, live_config: LiveConfig | None = None) -> bool:
+        """Listen to ``input_device``; Encore carries on when the performer stops."""
+        self._engine.stop()
+        self._clear_timeline()
+        ok = self._guarded(self._engine.live, live_config, input_device=input_device) is not False
+        self._poll()
+        return ok
+
+    def carry_on(self) -> None:
+        """Carry on from what was heard, now."""
+        if self._engine.status().state in LIVE_STATES:
+            self._engine.carry_on()
+
+    def input_level_db(self) -> float:
+        """Input level of the last 50 ms in dBFS; -inf when not listening."""
+        if self._engine.status().state not in LIVE_STATES:
+            return -np.inf
+        return self._engine.input_level_db()
+
+    @staticmethod
+    def devices(kind: str) -> list:
+        """Audio devices with ``kind`` ('input' or 'output') channels; empty when there is no audio at all."""
+        try:
+            found = audio_devices()
+        except EncoreError:
+            return []
+        return [d for d in found if (d.inputs if kind == "input" else d.outputs) > 0]
+
+    def close(self) -> None:
+        """Stop everything (the window is closing)."""
+        self._timer.stop()
+        self._engine.stop()
+        self._engine.extender.reset()  # frees native resampler state now, not at interpreter exit
+
+    # --- observing ----------------------------------------------------------------------------------------------
+    def _poll(self) -> None:
+        engine = self._engine
+        while not engine.events.empty():
+            event = engine.events.get_nowait()
+            if event.kind == "error":
+                self.message.emit(event.detail)
+        status = engine.status()
+        if status.state not in ("idle", "stopped"):
+            start, samples = engine.continuation_since(self._drawn_until)
+            if samples.shape[0]:
+                self._drawn_until = start + samples.shape[0]
+                self.continuationWritten.emit(start / engine.sample_rate, samples, engine.sample_rate)
+            seams = engine.seams()
+            if seams.shape[0] != self._seam_count:
+                self._seam_count = seams.shape[0]
+                self.seamsChanged.emit(seams)
+        self.statusChanged.emit(status)
+
+    # --- helpers ------------------------------------------------------------------------------------------------
+    def _new_engine(self) -> Engine:
+        engine = Engine(self.config, model=self.model, device=self.output_device)
+        engine.set_volume(self.volume)
+        return engine
+
+    def _restart_with(self, change) -> None:
+        """Apply ``change`` to a new engine; a song that was playing goes on from where it was."""
+        status = self._engine.status()
+        was_playing = status.state in ("playing", "continuing", "paused") and self.song is not None
+        paused = status.state == "paused"
+        self._engine.stop()
+        change()
+        self._engine = self._new_engine()
+        self._clear_timeline()
+        if was_playing:
+            self._start_s = status.playhead_s
+            self.play()
+            if paused:
+                self.pause()
+
+    def _clear_timeline(self) -> None:
+        self._drawn_until = 0
+        self._seam_count = 0
+        self.timelineCleared.emit()
+
+    def _guarded(self, call, *args, **kwargs):
+        """Run an engine call; a user's mistake becomes a message (and False) instead of an exception."""
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = call(*args, **kwargs)
+            for warning in caught:
+                self.message.emit(str(warning.message))
+            return result
+        except EncoreError as e:
+            self.message.emit(str(e))
+            return False

@@ -1,0 +1,365 @@
+"""The main window: open a song, play it, and hear it go on; or listen to live input and carry on from it.
+
+Widgets only call :class:`~player.session.PlayerSession` and draw what it reports; none of them touches audio.
+Errors arrive as non-modal messages in a banner and the status bar, never as dialogs that block playback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PyQt6.QtCore import QSettings, Qt, QTimer
+from PyQt6.QtGui import QAction, QKeySequence, QShortcut
+from PyQt6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.stream import LIVE_STATES, EngineStatus
+
+from .render import RenderDialog
+from .session import PlayerSession
+from .waveform import CONTINUATION_COLOUR, SONG_COLOUR, WaveformView
+
+DEMO_SONG = Path(__file__).resolve().parent.parent / "assets" / "demo" / "demo-song.ogg"
+AUDIO_FILTER = "Audio (*.mp3 *.ogg *.oga *.flac *.wav *.aiff *.aif);;All files (*)"
+MAX_RECENT = 8
+MESSAGE_MS = 12000
+METER_FLOOR_DB = -60
+
+
+def clock(seconds: float) -> str:
+    """``m:ss`` (or ``h:mm:ss``) for a position in seconds."""
+    minutes, secs = divmod(int(max(0.0, seconds)), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes}:{secs:02d}"
+
+
+class MainWindow(QMainWindow):
+    """Encore's player window.
+
+    Parameters
+    ----------
+    session : PlayerSession
+        The link to the engine.
+    settings : QSettings, optional
+        Where recent files and first-start live; the user's Encore settings when None.
+    demo_song : Path, optional
+        Offered (opened) on first start.
+    """
+
+    def __init__(self, session: PlayerSession, settings: QSettings | None = None, demo_song: Path | None = DEMO_SONG):
+        super().__init__()
+        self.session = session
+        self.settings = settings or QSettings("Encore", "player")
+        self.demo_song = demo_song
+        self.render_dialog: RenderDialog | None = None
+        self.last_message = ""
+        self.setWindowTitle("Encore")
+        self.setAcceptDrops(True)
+        self.resize(1100, 620)
+
+        self._build_menus()
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        self.banner = QLabel("")
+        self.banner.setWordWrap(True)
+        self.banner.setStyleSheet("background:#5c1f24;color:#fff;padding:6px;border-radius:4px;")
+        self.banner.hide()
+        self._banner_timer = QTimer(self, singleShot=True, interval=MESSAGE_MS)
+        self._banner_timer.timeout.connect(self.banner.hide)
+        layout.addWidget(self.banner)
+        self.title = QLabel("No song: open one (Ctrl+O) or drop a file here")
+        self.title.setStyleSheet("font-size:15px;font-weight:600;")
+        layout.addWidget(self.title)
+        self.waveform = WaveformView()
+        self.waveform.seekRequested.connect(self.session.seek)
+        layout.addWidget(self.waveform, stretch=1)
+        layout.addLayout(self._build_transport())
+        controls = QHBoxLayout()
+        controls.addWidget(self._build_generator_box(), stretch=1)
+        controls.addWidget(self._build_live_box(), stretch=1)
+        layout.addLayout(controls)
+        self.setCentralWidget(central)
+        self.status_label = QLabel("")
+        self.statusBar().addPermanentWidget(self.status_label, stretch=1)
+
+        QShortcut(QKeySequence(Qt.Key.Key_Space), self, activated=self.session.toggle_play)
+        self._connect_session()
+        self._refresh_devices()
+        self._rebuild_recent_menu()
+        self.model_label.setText(self.session.model.name)
+        self._first_start()
+
+    # --- layout -------------------------------------------------------------------------------------------------
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        self.open_action = QAction("&Open…", self, shortcut=QKeySequence.StandardKey.Open,
+                                   triggered=self.choose_song)
+        file_menu.addAction(self.open_action)
+        file_menu.addAction(QAction("Open the &demo song", self, triggered=self.open_demo))
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        file_menu.addSeparator()
+        self.render_action = QAction("&Render…", self, shortcut=QKeySequence("Ctrl+R"), triggered=self.open_render)
+        file_menu.addAction(self.render_action)
+        file_menu.addSeparator()
+        file_menu.addAction(QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit, triggered=self.close))
+        model_menu = self.menuBar().addMenu("&Model")
+        model_menu.addAction(QAction("&Shipped default", self, triggered=lambda: self.session.load_model(None)))
+        model_menu.addAction(QAction("Choose an ONNX &file…", self, triggered=self.choose_model))
+
+    def _build_transport(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        self.play_button = QPushButton("Play")
+        self.play_button.setToolTip("Play / pause (Space)")
+        self.play_button.clicked.connect(self.session.toggle_play)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.clicked.connect(self.session.stop)
+        for button in (self.play_button, self.stop_button):
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # Space belongs to play/pause, not to a focused button
+        self.position_label = QLabel("0:00 / 0:00")
+        self.position_label.setMinimumWidth(190)
+        self.endless_check = QCheckBox("Endless")
+        self.endless_check.setChecked(True)
+        self.endless_check.setToolTip("When the song ends, its continuation plays on")
+        self.endless_check.toggled.connect(self.session.set_endless)
+        self.volume_slider = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=100, value=100)
+        self.volume_slider.setMaximumWidth(160)
+        self.volume_slider.valueChanged.connect(lambda v: self.session.set_volume((v / 100) ** 2))  # loudness-like
+        legend = QLabel(f"<span style='color:rgb{SONG_COLOUR}'>■</span> song &nbsp; "
+                        f"<span style='color:rgb{CONTINUATION_COLOUR}'>■</span> continuation")
+        for widget in (self.play_button, self.stop_button, self.position_label, self.endless_check):
+            row.addWidget(widget)
+        row.addStretch(1)
+        row.addWidget(legend)
+        row.addWidget(QLabel("Volume"))
+        row.addWidget(self.volume_slider)
+        return row
+
+    def _build_generator_box(self) -> QGroupBox:
+        box = QGroupBox("Generator")
+        layout = QVBoxLayout(box)
+        model_row = QHBoxLayout()
+        self.model_label = QLabel("")
+        choose = QPushButton("Choose…")
+        choose.clicked.connect(self.choose_model)
+        model_row.addWidget(QLabel("Model"))
+        model_row.addWidget(self.model_label, stretch=1)
+        model_row.addWidget(choose)
+        layout.addLayout(model_row)
+        settings_row = QHBoxLayout()
+        self.crossfade_spin = QSpinBox(minimum=5, maximum=1000, value=round(self.session.config.crossfade_s * 1000),
+                                       suffix=" ms")
+        self.crossfade_spin.setToolTip("Crossfade at every join")
+        self.crossfade_spin.editingFinished.connect(
+            lambda: self.session.apply_settings(crossfade_s=self.crossfade_spin.value() / 1000))
+        self.lead_spin = QDoubleSpinBox(minimum=2.0, maximum=60.0, value=self.session.config.lead_s, suffix=" s",
+                                        decimals=1)
+        self.lead_spin.setToolTip("Audio generated ahead of the playhead")
+        self.lead_spin.editingFinished.connect(lambda: self.session.apply_settings(lead_s=self.lead_spin.value()))
+        settings_row.addWidget(QLabel("Crossfade"))
+        settings_row.addWidget(self.crossfade_spin)
+        settings_row.addWidget(QLabel("Lead"))
+        settings_row.addWidget(self.lead_spin)
+        layout.addLayout(settings_row)
+        output_row = QHBoxLayout()
+        self.output_combo = QComboBox()
+        self.output_combo.activated.connect(
+            lambda _: self.session.set_output_device(self.output_combo.currentData()))
+        output_row.addWidget(QLabel("Output"))
+        output_row.addWidget(self.output_combo, stretch=1)
+        layout.addLayout(output_row)
+        return box
+
+    def _build_live_box(self) -> QGroupBox:
+        box = QGroupBox("Live input")
+        layout = QVBoxLayout(box)
+        input_row = QHBoxLayout()
+        self.input_combo = QComboBox()
+        refresh = QPushButton("Refresh")
+        refresh.clicked.connect(self._refresh_devices)
+        input_row.addWidget(QLabel("Input"))
+        input_row.addWidget(self.input_combo, stretch=1)
+        input_row.addWidget(refresh)
+        layout.addLayout(input_row)
+        self.level_meter = QProgressBar(minimum=METER_FLOOR_DB, maximum=0, value=METER_FLOOR_DB)
+        self.level_meter.setFormat("input %v dBFS")
+        layout.addWidget(self.level_meter)
+        buttons = QHBoxLayout()
+        self.live_button = QPushButton("Listen")
+        self.live_button.setCheckable(True)
+        self.live_button.setToolTip("Listen; when you stop playing, Encore carries on (headphones avoid feedback)")
+        self.live_button.toggled.connect(self._live_toggled)
+        self.carry_on_button = QPushButton("Carry on now")
+        self.carry_on_button.clicked.connect(self.session.carry_on)
+        self.live_state = QLabel("")
+        for widget in (self.live_button, self.carry_on_button):
+            widget.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            buttons.addWidget(widget)
+        buttons.addWidget(self.live_state, stretch=1)
+        layout.addLayout(buttons)
+        return box
+
+    def _connect_session(self) -> None:
+        s = self.session
+        s.songLoaded.connect(self._song_loaded)
+        s.statusChanged.connect(self._status_changed)
+        s.continuationWritten.connect(self.waveform.add_continuation)
+        s.seamsChanged.connect(self.waveform.set_seams)
+        s.timelineCleared.connect(self.waveform.clear_continuation)
+        s.timelineCut.connect(self.waveform.cut_continuation)
+        s.modelChanged.connect(self.model_label.setText)
+        s.message.connect(self.show_message)
+        s.endlessChanged.connect(self._endless_changed)
+
+    # --- actions ------------------------------------------------------------------------------------------------
+    def open_song(self, path: str | Path) -> bool:
+        """Open a song (a file that cannot be read changes nothing but says why)."""
+        return self.session.open_song(path)
+
+    def choose_song(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a song", self._last_folder(), AUDIO_FILTER)
+        if path:
+            self.open_song(path)
+
+    def open_demo(self) -> None:
+        if self.demo_song is None or not self.demo_song.exists():
+            self.show_message("the demo song is not installed here (assets/demo/demo-song.ogg)")
+            return
+        self.open_song(self.demo_song)
+
+    def choose_model(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a model", self._last_folder(), "ONNX models (*.onnx)")
+        if path:
+            self.session.load_model(path)
+
+    def open_render(self) -> None:
+        """Render...: the dialog that writes N minutes of the endless song to a file."""
+        if self.session.song is None:
+            self.show_message("open a song first: Render writes it and its continuation to a file")
+            return
+        self.render_dialog = RenderDialog(self.session.model, self.session.song, self.session.song_path,
+                                          self.session.config.crossfade_s, parent=self)
+        self.render_dialog.show()
+
+    def show_message(self, text: str) -> None:
+        """Show a note or an error without blocking anything."""
+        self.last_message = text
+        self.banner.setText(text)
+        self.banner.show()
+        self._banner_timer.start()
+        self.statusBar().showMessage(text, MESSAGE_MS)
+
+    # --- session observers --------------------------------------------------------------------------------------
+    def _song_loaded(self, song, path: str) -> None:
+        self.waveform.set_song(song.samples, song.sample_rate)
+        self.title.setText(f"{Path(path).name}  ·  {clock(song.seconds)}  ·  {song.sample_rate} Hz, "
+                           f"{song.channels} ch")
+        self.setWindowTitle(f"Encore: {Path(path).name}")
+        self._remember(path)
+
+    def _status_changed(self, status: EngineStatus) -> None:
+        live = status.state in LIVE_STATES
+        playing = status.state in ("playing", "continuing", "paused") or live
+        position = self.session.position_s
+        self.waveform.set_playhead(position, status.ahead_s if playing else 0.0)
+        song = self.session.song
+        total = clock(song.seconds) if song is not None else "0:00"
+        beyond = song is not None and playing and not live and position > status.song_s > 0
+        self.position_label.setText(f"{clock(position)} / {total}" + ("  · continuing" if beyond else ""))
+        self.play_button.setText("Pause" if status.state in ("playing", "continuing") and not live else "Play")
+        rtf = f"{status.real_time_factor:.4f}" if np.isfinite(status.real_time_factor) else "–"
+        self.status_label.setText(f"model {status.model}  ·  {status.ahead_s:.1f} s ahead  ·  real-time factor {rtf}"
+                                  f"  ·  {status.underruns} underruns  ·  {status.late_chunks} late chunks"
+                                  f"  ·  {status.state}")
+        level = self.session.input_level_db()
+        self.level_meter.setValue(int(max(METER_FLOOR_DB, level)) if np.isfinite(level) else METER_FLOOR_DB)
+        self.live_state.setText(status.state if live else "")
+        if self.live_button.isChecked() and not live:  # an error or a stop ended listening
+            self.live_button.blockSignals(True)
+            self.live_button.setChecked(False)
+            self.live_button.blockSignals(False)
+
+    def _endless_changed(self, endless: bool) -> None:
+        self.endless_check.blockSignals(True)
+        self.endless_check.setChecked(endless)
+        self.endless_check.blockSignals(False)
+
+    def _live_toggled(self, on: bool) -> None:
+        if on:
+            if not self.session.start_live(self.input_combo.currentData()):
+                self.live_button.blockSignals(True)
+                self.live_button.setChecked(False)
+                self.live_button.blockSignals(False)
+        else:
+            self.session.stop()
+
+    # --- devices, recent files, first start ---------------------------------------------------------------------
+    def _refresh_devices(self) -> None:
+        for combo, kind in ((self.input_combo, "input"), (self.output_combo, "output")):
+            current = combo.currentText()
+            combo.clear()
+            combo.addItem("System default", None)
+            for device in self.session.devices(kind):
+                combo.addItem(f"{device.name} ({device.host_api})", device.index)
+            index = combo.findText(current)
+            combo.setCurrentIndex(max(0, index))
+
+    def _remember(self, path: str) -> None:
+        path = str(Path(path).resolve())
+        recent = [p for p in self._recent() if p != path]
+        self.settings.setValue("recent", [path, *recent][:MAX_RECENT])
+        self._rebuild_recent_menu()
+
+    def _recent(self) -> list[str]:
+        value = self.settings.value("recent", [])
+        return [value] if isinstance(value, str) else list(value or [])
+
+    def _rebuild_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for path in self._recent():
+            self.recent_menu.addAction(QAction(Path(path).name, self, toolTip=path,
+                                               triggered=lambda _=False, p=path: self.open_song(p)))
+        self.recent_menu.setEnabled(bool(self._recent()))
+
+    def _last_folder(self) -> str:
+        recent = self._recent()
+        return str(Path(recent[0]).parent) if recent else str(Path.home())
+
+    def _first_start(self) -> None:
+        if self.settings.value("started", False, type=bool):
+            return
+        self.settings.setValue("started", True)
+        if self.demo_song is not None and self.demo_song.exists() and self.session.song is None:
+            self.open_song(self.demo_song)
+            self.show_message("Welcome to Encore: the demo song is open. Press Space to play; with Endless on, "
+                              "it goes on after its end.")
+
+    # --- Qt events ----------------------------------------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        if event.mimeData().hasUrls() and any(url.isLocalFile() for url in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        files = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
+        if files:
+            event.acceptProposedAction()
+            self.open_song(files[0])
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        if self.render_dialog is not None:
+            self.render_dialog.close()
+        self.session.close()
+        super().closeEvent(event)
