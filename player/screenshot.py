@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m player.screenshot", description=__doc__.splitlines()[0])
@@ -25,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before-end", type=float, default=6.0, help="seek to this many seconds before the end")
     parser.add_argument("--past-end", type=float, default=8.0, help="seconds of continuation to play first")
     args = parser.parse_args(argv)
+    started = time.perf_counter()
 
     from PyQt6.QtCore import QSettings
     from PyQt6.QtWidgets import QApplication
@@ -44,9 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     if not window.open_song(args.song or DEMO_SONG):
         print(f"player.screenshot: error: {window.last_message}", file=sys.stderr)
         return 2
+    app.processEvents()
+    ready_s = time.perf_counter() - started  # imports, model load, window, song decoded and drawn
+    updates: list[float] = []  # when the window heard from the engine: gaps here are a frozen view
+    session.statusChanged.connect(lambda _: updates.append(time.perf_counter()))
     song_s = session.song.seconds
+    clicked = time.perf_counter()
     session.seek(max(0.0, song_s - args.before_end))
     session.play()
+    playing_from = time.perf_counter()  # Play returns once the stream runs, the lead already written
     deadline = time.monotonic() + args.before_end + args.past_end + 30
     while session.position_s < song_s + args.past_end:
         app.processEvents()
@@ -63,8 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     if picture.isNull() or not picture.save(args.output):
         print(f"player.screenshot: error: could not save {args.output}", file=sys.stderr)
         return 1
+    status = session.status()
+    steady = np.array([t for t in updates if t > playing_from + 1.0])  # after Play's own work on the GUI thread
+    gaps_ms = np.diff(steady) * 1000 if steady.size > 1 else np.zeros(1)
     print(json.dumps({"playhead_s": session.position_s, "song_s": song_s, "seams": window.waveform.seams_s,
-                      "state": session.status().state, "size": [picture.width(), picture.height()]}))
+                      "state": status.state, "size": [picture.width(), picture.height()],
+                      "window_ready_s": round(ready_s, 3), "view_updates": len(updates),
+                      "seek_and_play_s": round(playing_from - clicked, 3),
+                      "view_update_gap_ms": {"median": round(float(np.median(gaps_ms)), 1),
+                                             "max": round(float(gaps_ms.max()), 1)},
+                      "chunks": status.chunks, "underruns": status.underruns, "late_chunks": status.late_chunks}))
     window.close()
     return 0
 
