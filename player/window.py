@@ -151,14 +151,8 @@ class MainWindow(QMainWindow):
     def _build_generator_box(self) -> QGroupBox:
         box = QGroupBox("Generator")
         layout = QVBoxLayout(box)
-        model_row = QHBoxLayout()
         self.model_label = QLabel("")
-        choose = QPushButton("Choose…")
-        choose.clicked.connect(self.choose_model)
-        model_row.addWidget(QLabel("Model"))
-        model_row.addWidget(self.model_label, stretch=1)
-        model_row.addWidget(choose)
-        layout.addLayout(model_row)
+        layout.addLayout(_labelled_row("Model", self.model_label, _button("Choose…", self.choose_model)))
         settings_row = QHBoxLayout()
         self.crossfade_spin = QSpinBox(minimum=5, maximum=1000, value=round(self.session.config.crossfade_s * 1000),
                                        suffix=" ms")
@@ -174,26 +168,17 @@ class MainWindow(QMainWindow):
         settings_row.addWidget(QLabel("Lead"))
         settings_row.addWidget(self.lead_spin)
         layout.addLayout(settings_row)
-        output_row = QHBoxLayout()
         self.output_combo = QComboBox()
         self.output_combo.activated.connect(
             lambda _: self.session.set_output_device(self.output_combo.currentData()))
-        output_row.addWidget(QLabel("Output"))
-        output_row.addWidget(self.output_combo, stretch=1)
-        layout.addLayout(output_row)
+        layout.addLayout(_labelled_row("Output", self.output_combo))
         return box
 
     def _build_live_box(self) -> QGroupBox:
         box = QGroupBox("Live input")
         layout = QVBoxLayout(box)
-        input_row = QHBoxLayout()
         self.input_combo = QComboBox()
-        refresh = QPushButton("Refresh")
-        refresh.clicked.connect(self._refresh_devices)
-        input_row.addWidget(QLabel("Input"))
-        input_row.addWidget(self.input_combo, stretch=1)
-        input_row.addWidget(refresh)
-        layout.addLayout(input_row)
+        layout.addLayout(_labelled_row("Input", self.input_combo, _button("Refresh", self._refresh_devices)))
         self.level_meter = QProgressBar(minimum=METER_FLOOR_DB, maximum=0, value=METER_FLOOR_DB)
         self.level_meter.setFormat("input %v dBFS")
         layout.addWidget(self.level_meter)
@@ -363,3 +348,19 @@ class MainWindow(QMainWindow):
             self.render_dialog.close()
         self.session.close()
         super().closeEvent(event)
+
+
+def _button(text: str, slot) -> QPushButton:
+    button = QPushButton(text)
+    button.clicked.connect(slot)
+    return button
+
+
+def _labelled_row(label: str, widget: QWidget, *extra: QWidget) -> QHBoxLayout:
+    """``label  widget (stretching)  extra...`` in one row."""
+    row = QHBoxLayout()
+    row.addWidget(QLabel(label))
+    row.addWidget(widget, stretch=1)
+    for item in extra:
+        row.addWidget(item)
+    return row
