@@ -95,6 +95,8 @@ def load_audio(path: str | os.PathLike) -> Waveform:
         raise AudioFileError(f"{path}: no such file")
     if path.is_dir():
         raise AudioFileError(f"{path}: is a directory, not an audio file")
+    if path.stat().st_size == 0:  # libsndfile would blame a pipe
+        raise AudioFileError(f"{path}: the file is empty")
     try:
         samples, sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as e:

@@ -378,7 +378,10 @@ class Engine:
             threads["encore-guard"] = self._guard
         self._start_threads(threads)
         if self.clock == "device":
-            self._wait_for_lead(self._lead_frames, timeout=30.0)
+            # Without Endless the song's last crossfade stays held back until the song has nearly played out, so
+            # a song shorter than the lead can only ever have this much written ahead before the stream starts.
+            left = song.frames - position - (0 if self._endless else self._x)
+            self._wait_for_lead(min(self._lead_frames, max(1, left)), timeout=30.0)
             self._open_stream(song.channels)
 
     def status(self) -> EngineStatus:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
-from engine import Continuator, EncoreError, Engine, EngineConfig, Waveform, load_audio
+from engine import AudioContentError, Continuator, EncoreError, Engine, EngineConfig, Waveform, load_audio
 from engine.stream import LIVE_STATES, EngineStatus, LiveConfig, audio_devices
 
 #: How often the view asks the engine how it is doing, in ms (20 frames a second).
@@ -119,7 +119,9 @@ class PlayerSession(QObject):
             if self.song is None:
                 self.message.emit("open a song first (File > Open, or drop a file on the window)")
                 return
-            self._guarded(self._engine.play, self.song, endless=self.endless, start_s=self._start_s)
+            hint = "; switch Endless off to play it as it is" if self.endless else ""
+            self._guarded(self._engine.play, self.song, endless=self.endless, start_s=self._start_s,
+                          content_hint=hint)
         self._poll()
 
     def pause(self) -> None:
@@ -252,8 +254,11 @@ class PlayerSession(QObject):
         self._seam_count = 0
         self.timelineCleared.emit()
 
-    def _guarded(self, call, *args, **kwargs):
-        """Run an engine call; a user's mistake becomes a message (and False) instead of an exception."""
+    def _guarded(self, call, *args, content_hint: str = "", **kwargs):
+        """Run an engine call; a user's mistake becomes a message (and False) instead of an exception.
+
+        ``content_hint`` is added to the message when the song itself was refused (silent, too short).
+        """
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -261,6 +266,9 @@ class PlayerSession(QObject):
             for warning in caught:
                 self.message.emit(str(warning.message))
             return result
+        except AudioContentError as e:
+            self.message.emit(f"{e}{content_hint}")
+            return False
         except EncoreError as e:
             self.message.emit(str(e))
             return False

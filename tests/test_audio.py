@@ -66,7 +66,7 @@ def test_corrupt_file(tmp_path):
 def test_empty_file(tmp_path):
     path = tmp_path / "empty.wav"
     path.write_bytes(b"")
-    with pytest.raises(AudioFileError):
+    with pytest.raises(AudioFileError, match="the file is empty"):
         load_audio(path)
 
 

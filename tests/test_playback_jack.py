@@ -253,3 +253,16 @@ def test_a_device_that_disappears_mid_play_is_one_line_and_the_command_ends(sd, 
     assert player.returncode == 2
     assert err.strip().splitlines() == ["engine play: error: the audio device stopped: it was disconnected or its "
                                         "server quit; choose another device"]
+
+
+def test_a_song_shorter_than_the_lead_without_endless_starts_at_once_and_finishes(sd, repeat_model):
+    """Its held-back last crossfade can never fill the lead: play() must not wait for it (it once waited 30 s)."""
+    song = synthetic_song(3.0, JACK_RATE)
+    with Engine(EngineConfig(lead_s=10.0), model=repeat_model, device=jack_device(sd, "output")) as eng:
+        started = time.monotonic()
+        eng.play(song, endless=False)
+        while eng.status().state == "playing" and time.monotonic() - started < 30:
+            time.sleep(0.05)
+        status = eng.status()
+    assert status.state == "finished" and status.playhead_s == pytest.approx(3.0, abs=1e-3)
+    assert time.monotonic() - started < 3.0 + 10.0  # a deadlock bound, not a speed target

@@ -327,3 +327,16 @@ def test_peaks_keep_the_loudest_sample_of_every_bin():
     assert x.shape == y.shape == (10,)  # 5 bins, 2 points each
     np.testing.assert_allclose(y[[0, 1, 8, 9]], [-0.9, 0.9, -0.4, 0.4])
     assert x[0] == pytest.approx(2.01) and np.all(y[2:8] == 0)
+
+
+def test_a_silent_song_with_endless_on_says_how_to_play_it(qtbot, window, tmp_path):
+    silent = tmp_path / "silence.wav"
+    soundfile.write(str(silent), np.zeros((JACK_RATE * 3, 2), np.float32), JACK_RATE)
+    window.open_song(silent)
+    window.play_button.click()
+    assert "silent" in window.last_message and "switch Endless off" in window.last_message
+    window.endless_check.setChecked(False)
+    window.play_button.click()
+    qtbot.waitUntil(lambda: window.session.status().state == "finished", timeout=10000)
+    window.endless_check.setChecked(True)  # refused: this song cannot be continued, and the box says so
+    assert not window.endless_check.isChecked() and "cannot be continued" in window.last_message
