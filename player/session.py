@@ -47,7 +47,8 @@ class PlayerSession(QObject):
     timelineCut = pyqtSignal(float)                # seek: what was drawn from here on will be written again
     modelChanged = pyqtSignal(str)                 # the model's name
     endlessChanged = pyqtSignal(bool)
-    message = pyqtSignal(str)                      # a non-modal note or error for the user
+    message = pyqtSignal(str)                      # a non-modal error for the user: what did not happen, and why
+    note = pyqtSignal(str)                         # something the user should know that is not an error
 
     def __init__(self, model=None, *, output_device=None, poll_ms: int = POLL_MS, parent: QObject | None = None):
         super().__init__(parent)
@@ -264,7 +265,7 @@ class PlayerSession(QObject):
                 warnings.simplefilter("always")
                 result = call(*args, **kwargs)
             for warning in caught:
-                self.message.emit(str(warning.message))
+                self.note.emit(str(warning.message))
             return result
         except AudioContentError as e:
             self.message.emit(f"{e}{content_hint}")

@@ -76,7 +76,7 @@ class MainWindow(QMainWindow):
         layout = QVBoxLayout(central)
         self.banner = QLabel("")
         self.banner.setWordWrap(True)
-        self.banner.setStyleSheet("background:#5c1f24;color:#fff;padding:6px;border-radius:4px;")
+
         self.banner.hide()
         self._banner_timer = QTimer(self, singleShot=True, interval=MESSAGE_MS)
         self._banner_timer.timeout.connect(self.banner.hide)
@@ -207,6 +207,7 @@ class MainWindow(QMainWindow):
         s.timelineCut.connect(self.waveform.cut_continuation)
         s.modelChanged.connect(self.model_label.setText)
         s.message.connect(self.show_message)
+        s.note.connect(lambda text: self.show_message(text, error=False))
         s.endlessChanged.connect(self._endless_changed)
 
     # --- actions ------------------------------------------------------------------------------------------------
@@ -239,9 +240,11 @@ class MainWindow(QMainWindow):
                                           self.session.config.crossfade_s, parent=self)
         self.render_dialog.show()
 
-    def show_message(self, text: str) -> None:
-        """Show a note or an error without blocking anything."""
+    def show_message(self, text: str, *, error: bool = True) -> None:
+        """Show an error (or, with ``error=False``, a note) without blocking anything."""
         self.last_message = text
+        self.banner.setStyleSheet(f"background:{'#6b1f26' if error else '#2f3b52'};color:#fff;padding:6px;"
+                                  "border-radius:4px;")
         self.banner.setText(text)
         self.banner.show()
         self._banner_timer.start()
@@ -271,6 +274,7 @@ class MainWindow(QMainWindow):
                                   f"  ·  {status.state}")
         level = self.session.input_level_db()
         self.level_meter.setValue(int(max(METER_FLOOR_DB, level)) if np.isfinite(level) else METER_FLOOR_DB)
+        self.level_meter.setFormat("input %v dBFS" if live else "input: not listening")
         self.live_state.setText(status.state if live else "")
         if self.live_button.isChecked() and not live:  # an error or a stop ended listening
             self.live_button.blockSignals(True)
@@ -330,7 +334,7 @@ class MainWindow(QMainWindow):
         if self.demo_song is not None and self.demo_song.exists() and self.session.song is None:
             self.open_song(self.demo_song)
             self.show_message("Welcome to Encore: the demo song is open. Press Space to play; with Endless on, "
-                              "it goes on after its end.")
+                              "it goes on after its end.", error=False)
 
     # --- Qt events ----------------------------------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt's name
