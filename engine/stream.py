@@ -1,16 +1,19 @@
 """Real-time playback: a song, then its continuation, generated ahead of the playhead, endlessly.
 
-Three activities share one output ring buffer (``RingBuffer``, absolute frame positions):
+These activities share one output ring buffer (``RingBuffer``, absolute frame positions):
 
 - **the audio callback** (PortAudio's thread, or the offline clock's) only copies: frames
-  ``[playhead, playhead + n)`` out of the ring into ``outdata[:]``, then advances ``playhead``. No allocation
-  of audio buffers, no inference, no logging, no lock. It counts true underruns from PortAudio's status
-  flags, and frames it had to fill with silence because nothing was written yet (starved frames).
+  ``[playhead, playhead + n)`` out of the ring into ``outdata[:]``, then advances ``playhead``, scaling by the
+  volume (ramped over a block on a change, a pause or a resume). No allocation of audio buffers, no inference,
+  no logging, no lock. It counts true underruns from PortAudio's status flags, and frames it had to fill with
+  silence because nothing was written yet (starved frames). While the lead is first written after a start or
+  a seek (``buffering``) it plays silence and stands still.
 - **the generator thread** writes ahead of the playhead: the song first, then chunk after chunk from the
   :class:`~engine.extend.Extender`, keeping ``lead_s`` seconds written ahead (at least one whole chunk).
 - **the guard thread** watches the lead. When the generator falls behind (lead below ``guard_s``) it writes a
   crossfaded repeat of the last seconds, so the listener hears music, not a click or silence, and counts a
-  late chunk. The generator's next chunk is crossfaded in after it.
+  late chunk. The generator's next chunk is crossfaded in after it. It also ends ``buffering`` once the lead
+  is written, and notices a stream that stopped by itself (a lost device).
 - **the live thread** (live input only, in place of the generator): the callback also copies ``indata`` into
   an input ring; this thread watches the input level, carries on from what was heard when the performer stops,
   generates while continuing, and asks the callback to fade out when the performer plays again.
@@ -133,6 +136,7 @@ class EngineStatus:
     continuations: int = 0
     endless: bool = True
     volume: float = 1.0
+    buffering: bool = False
 
 
 @dataclass(frozen=True)
@@ -218,11 +222,13 @@ class Engine:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def play(self, song: Waveform, *, endless: bool = True, start_s: float = 0.0) -> None:
+    def play(self, song: Waveform, *, endless: bool = True, start_s: float = 0.0, paused: bool = False) -> None:
         """Start playing ``song`` at ``start_s``; with ``endless`` its continuation follows without a gap.
 
         Playback runs until :meth:`stop` (endless) or the song's end. A song that cannot be continued (silent,
-        shorter than 0.5 s) still plays with ``endless=False``.
+        shorter than 0.5 s) still plays with ``endless=False``. With ``paused`` everything is ready and
+        :meth:`resume` starts the sound. Returns once the lead is written, or after at most ``HOLD_WAIT_S``
+        (the stream then plays silence until it is: ``status().buffering``).
 
         Raises
         ------
@@ -243,19 +249,20 @@ class Engine:
                 if endless:
                     raise
                 self._cannot_extend = str(e)
-        self._start(round(start_s * rate), paused=False)
+        self._start(round(start_s * rate), paused=paused)
 
     def seek(self, seconds: float) -> None:
         """Continue playback from ``seconds`` on the timeline: in the song, or in its continuation.
 
         Seeking into the continuation regenerates it from the song's end (the generator is deterministic), which
-        takes the generator's time for the chunks skipped: about 3 ms per 10 s with the default model.
-        Paused playback stays paused.
+        takes the generator's time for the chunks skipped (about 28 ms per 10 s with the shipped model on one
+        core here: 10 s per hour of continuation); meanwhile the stream plays silence (``status().buffering``)
+        and the caller is not blocked. Paused playback stays paused; a stopped or finished song starts playing.
 
         Raises
         ------
         ConfigError
-            Nothing is playing a song (idle, or live input).
+            No song was ever played, or the engine is listening to live input.
         """
         if not hasattr(self, "_song") or self._state in LIVE_STATES:
             raise ConfigError("seek needs a song that is playing; play one first")
@@ -268,8 +275,12 @@ class Engine:
         self._start(round(max(0.0, seconds) * self.sample_rate), paused=paused)
 
     def pause(self) -> None:
-        """Hold playback where it is (the output plays silence); :meth:`resume` goes on from there."""
-        self._paused = True
+        """Hold a song where it is: the output fades out over one block, then plays silence.
+
+        :meth:`resume` fades in and goes on from there. Live input is not paused (it listens, or stops).
+        """
+        if self._state not in LIVE_STATES:
+            self._paused = True
 
     def resume(self) -> None:
         """Go on after :meth:`pause`."""
@@ -278,16 +289,16 @@ class Engine:
     def set_endless(self, endless: bool) -> None:
         """Switch Endless on or off during playback.
 
-        On: the continuation follows the song's end, if that end has not finished playing. Off: the song ends at
-        its end; during the continuation, what was already generated plays out (up to ``lead_s``) and playback
-        finishes.
+        Off: the song ends at its end; during the continuation, what was already generated plays out (up to
+        ``lead_s`` and one chunk) with a fade at its end, and playback finishes. On: the continuation follows the
+        song's end, or goes on, until only ``2 * guard_s`` is left to play (until then Off can be undone).
 
         Raises
         ------
         EncoreError
-            Endless asked for a song that cannot be continued (the reason is in the message).
+            Endless asked for a song that is playing and cannot be continued (the reason is in the message).
         """
-        if endless and self._cannot_extend is not None:
+        if endless and self._cannot_extend is not None and self._state == "playing":
             raise EncoreError(f"this song cannot be continued: {self._cannot_extend}")
         self._endless = bool(endless)
         self._wake.set()
@@ -321,8 +332,8 @@ class Engine:
         Parameters
         ----------
         position : int
-            Absolute frame; frames before the continuation's start, and frames already played and recycled
-            by the ring, are skipped.
+            Absolute frame; frames before the continuation's start and frames already played (behind the
+            playhead) are skipped.
 
         Returns
         -------
@@ -341,6 +352,10 @@ class Engine:
 
     def stop(self) -> None:
         """Stop playback and the threads; safe to call twice."""
+        if self._stream is not None and not self.device_lost and not self._paused \
+                and self._state in ("playing", "continuing"):
+            self._paused = True  # the callback fades out over one block; let it play that block
+            time.sleep(2 * self.config.blocksize / self.sample_rate)
         self._stop.set()
         self._wake.set()
         if self._stream is not None:
@@ -372,20 +387,26 @@ class Engine:
         self._ring.clear(position)
         self._playhead = self._start_position = position
         self._paused = paused
+        if position > 0 or paused:
+            self._ramp_gain = 0.0  # fade in: a seek lands mid-music
         self._state = "playing"
+        # Without Endless the song's last crossfade stays held back until the song has nearly played out, so a
+        # song shorter than the lead can only ever have this much written ahead.
+        left = song.frames - position - (0 if self._endless else self._x)
+        self._hold_for = self._lead_frames if self._endless else min(self._lead_frames, max(1, left))
         threads = {"encore-generator": self._generate}
         if self.clock == "device":  # the offline clock waits for the generator instead: it never runs late
             threads["encore-guard"] = self._guard
+            self._holding = True  # the callback plays silence until the guard sees the lead written
         self._start_threads(threads)
         if self.clock == "device":
-            # Without Endless the song's last crossfade stays held back until the song has nearly played out, so
-            # a song shorter than the lead can only ever have this much written ahead before the stream starts.
-            left = song.frames - position - (0 if self._endless else self._x)
-            self._wait_for_lead(min(self._lead_frames, max(1, left)), timeout=30.0)
+            # Wait a moment for the lead, so the first sound is the song's; a long regeneration after a seek into
+            # the continuation goes on behind the open stream instead of blocking the caller (the GUI thread).
+            self._wait_for_lead(self._hold_for, timeout=HOLD_WAIT_S)
             self._open_stream(song.channels)
 
     def status(self) -> EngineStatus:
-        """Where playback is and how well generation keeps up."""
+        """Where playback is and how well generation keeps up (``buffering``: waiting for the lead to play)."""
         rate = getattr(self, "sample_rate", 1) or 1
         ring_end = self._ring.end if hasattr(self, "_ring") else 0
         stats = self.extender.stats
@@ -395,7 +416,7 @@ class Engine:
             song_s=getattr(self, "_song_frames", 0) / rate, chunks=stats.chunks, late_chunks=self._late_chunks,
             underruns=self._underruns, starved_s=self._starved_frames / rate, model=self.extender.model.name,
             real_time_factor=stats.real_time_factor, continuations=self.continuations, endless=self._endless,
-            volume=self._volume,
+            volume=self._volume, buffering=self._holding,
         )
 
     def live(self, live_config: LiveConfig | None = None, *, input_device=None) -> None:
@@ -436,6 +457,7 @@ class Engine:
                                device=(input_device, self.device), channels=(self._in_channels, out_channels),
                                callback=self._duplex_callback)
             stream.start()
+            self.device_lost = False
             self._stream = stream  # only a started stream: the guard takes an inactive one for a lost device
         except sd.PortAudioError as e:
             self.stop()
@@ -484,11 +506,12 @@ class Engine:
     def _callback(self, outdata, frames, time_info, status) -> None:
         if status is not None and status.output_underflow:
             self._underruns += 1
-        if self._paused:
-            outdata.fill(0)
+        if self._holding or (self._paused and self._ramp_gain == 0.0):
+            outdata.fill(0)  # buffering after a start or a seek, or paused (after the fade below)
             return
         self._copy_out(outdata, frames)
-        self._apply_volume(outdata, frames)
+        # Pausing fades out over this block and resuming fades in over the next: no click either way.
+        self._apply_volume(outdata, frames, 0.0 if self._paused else self._volume)
 
     def _copy_out(self, outdata, frames: int) -> None:
         """Copy the next ``frames`` of the ring into ``outdata`` and advance the playhead; silence if starved."""
@@ -535,11 +558,11 @@ class Engine:
             outdata[:, channels:] = 0
         else:
             outdata.fill(0)
-        self._apply_volume(outdata, frames)
+        self._apply_volume(outdata, frames, self._volume)
 
-    def _apply_volume(self, outdata, frames: int) -> None:
-        """Scale by the volume in place, ramping linearly across the block when it changed (no zipper click)."""
-        target, current = self._volume, self._ramp_gain
+    def _apply_volume(self, outdata, frames: int, target: float) -> None:
+        """Scale by ``target`` in place, ramping linearly across the block when it changed (no zipper click)."""
+        current = self._ramp_gain
         if target == current:
             if current != 1.0:
                 outdata *= current
@@ -630,7 +653,8 @@ class Engine:
                     self._wake.clear()
                     continue
                 n = min(self._room(), song.frames - written, self.sample_rate)
-                self._append(song.samples[written:written + n], join=False)
+                with self._write_lock:
+                    self._append(song.samples[written:written + n], join=False)
                 written += n
             # The song's last crossfade is held back (pending) until here: Endless decides what follows it, and
             # may still be switched on until the song's last guard_s are playing.
@@ -641,9 +665,8 @@ class Engine:
             self._seams.append(self._continuation_from)
             position, first = self._continuation_from, True  # timeline frame where the next block begins
             while not self._stop.is_set():
-                if not self._endless:
-                    self._play_out()
-                    return
+                if not self._endless and not self._wait_for_endless_or_end():
+                    return  # switched off, and played out; switched on again in time goes on below
                 if self._ring.end - self._playhead >= self._lead_frames:
                     self._wake.wait(0.01)
                     self._wake.clear()
@@ -661,13 +684,15 @@ class Engine:
             self._fail("generator", e)
 
     def _wait_for_endless_or_end(self) -> bool:
-        """At the song's end: True to continue it; False once the song has played out (or playback stopped)."""
-        guard = round(self.config.guard_s * self.sample_rate)
+        """With Endless off, at the song's end or during the continuation: True to go on generating (Endless
+        is on again, and a chunk is due); False once what was written has played out (or playback stopped)."""
+        # Play out while twice the guard is left: well before the guard would take the end for a late chunk.
+        play_out_at = round(2 * self.config.guard_s * self.sample_rate)
         while not self._stop.is_set():
             ahead = self._ring.end - self._playhead
             if self._endless and self._cannot_extend is None and ahead < self._lead_frames:
                 return True  # decided only when the continuation is due, so Endless can change until then
-            if not self._endless and ahead <= guard:
+            if not self._endless and ahead <= play_out_at:
                 self._play_out()
                 return False
             self._wake.wait(0.01)
@@ -677,6 +702,10 @@ class Engine:
     def _play_out(self) -> None:
         """Write what is held back, wait until the callback has played everything, then say ``finished``."""
         with self._write_lock:
+            if self._song_written and self._pending is not None:
+                # The continuation stops mid-music: its held-back crossfade becomes a fade-out, not a cut.
+                self._pending = self._pending * np.cos(np.linspace(0, np.pi / 2, self._pending.shape[0],
+                                                                   dtype=np.float32))[:, None] ** 2
             self._flush_pending()
             self._written_all = True
         while self._playhead < self._ring.end and not self._stop.is_set():
@@ -723,12 +752,17 @@ class Engine:
                 return
             # Only a running stream can be late: before it opens (a seek regenerating the continuation up to its
             # position) the playhead stands still and nobody is waiting.
-            playing = stream is not None and (
+            if self._holding and (self._ring.end - self._playhead >= self._hold_for or self._written_all
+                                  or self._state != "playing"):
+                self._holding = False
+            # A song that ends (Endless off) plays out: nothing is late then.
+            playing = stream is not None and not self._holding and not self._written_all and (
                 self._state == "continuing" or (self._state == "playing" and self._song_written))
             if not playing or self._ring.end - self._playhead >= guard or self._play_from is not None:
                 continue
             with self._write_lock:
-                if self._ring.end - self._playhead >= guard or len(self._ring) < filler + self._x:
+                if self._ring.end - self._playhead >= guard or len(self._ring) < filler + self._x \
+                        or self._written_all:
                     continue
                 # Repeat the last second, joined to what precedes it on both sides by crossfades.
                 recent = self._ring.read(self._ring.end - filler, self._ring.end)
@@ -823,6 +857,7 @@ class Engine:
             stream = sd.OutputStream(samplerate=self.sample_rate, channels=channels, dtype="float32",
                                      blocksize=self.config.blocksize, device=self.device, callback=self._callback)
             stream.start()
+            self.device_lost = False
             self._stream = stream  # only a started stream: the guard takes an inactive one for a lost device
         except sd.PortAudioError as e:
             self.stop()
@@ -842,11 +877,14 @@ class Engine:
         self._play_from: int | None = None
         self._fade_pos = 0
         self._written_all = False  # nothing more will be written: the song ended without Endless
+        self._holding = False
         self._start_position = 0
         self._seams: deque[int] = deque(maxlen=100_000)
 
 
 LIVE_STATES = ("listening", "continuing", "fading")
+#: How long play() and seek() wait for the lead before the stream opens and the rest buffers behind it, in s.
+HOLD_WAIT_S = 0.5
 
 # Set once any engine in this process lost its device. PortAudio then blocks forever in its exit handler
 # (Pa_Terminate on a dead JACK server), so a program that is done leaves through exit_if_device_lost.

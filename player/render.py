@@ -133,6 +133,13 @@ class RenderDialog(QDialog):
         else:
             self.reject()
 
+    def reject(self) -> None:
+        """Esc or Close: a render that runs is cancelled first (a thread must not outlive its dialog)."""
+        if self.running:
+            self.thread_.requestInterruption()
+            self.thread_.wait()
+        super().reject()
+
     @property
     def running(self) -> bool:
         return self.thread_ is not None and self.thread_.isRunning()

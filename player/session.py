@@ -19,6 +19,7 @@ from engine.stream import LIVE_STATES, EngineStatus, LiveConfig, audio_devices
 
 #: How often the view asks the engine how it is doing, in ms (20 frames a second).
 POLL_MS = 50
+_SAME = object()  # "keep the current value" where None is a meaningful choice (the default device)
 
 
 class PlayerSession(QObject):
@@ -62,6 +63,7 @@ class PlayerSession(QObject):
         self._start_s = 0.0  # where Play starts when nothing plays: 0, or where a stopped song was clicked
         self._drawn_until = 0
         self._seam_count = 0
+        self._live_input = self._live_config = None
         self._engine = self._new_engine()
         self._timer = QTimer(self)
         self._timer.timeout.connect(self._poll)
@@ -89,7 +91,8 @@ class PlayerSession(QObject):
         except EncoreError as e:
             self.message.emit(f"model not changed: {e}")
             return False
-        self._restart_with(lambda: setattr(self, "model", model))
+        if not self._restart_with(model=model):
+            return False
         self.modelChanged.emit(model.name)
         return True
 
@@ -103,17 +106,20 @@ class PlayerSession(QObject):
         except EncoreError as e:
             self.message.emit(f"settings not changed: {e}")
             return False
-        self._restart_with(lambda: setattr(self, "config", config))
-        return True
+        return config == self.config or self._restart_with(config=config)
 
     def set_output_device(self, device) -> None:
         """Play through ``device`` (sounddevice's notation; None: the system default) from now on."""
-        self._restart_with(lambda: setattr(self, "output_device", device))
+        if device != self.output_device:
+            self._restart_with(output_device=device)
 
     # --- transport ----------------------------------------------------------------------------------------------
     def play(self) -> None:
         """Play the song (or go on after a pause)."""
         state = self._engine.status().state
+        if state in LIVE_STATES:
+            self.message.emit("listening to live input: press Listen again to stop it first")
+            return
         if state == "paused":
             self._engine.resume()
         elif state not in ("playing", "continuing"):
@@ -126,12 +132,12 @@ class PlayerSession(QObject):
         self._poll()
 
     def pause(self) -> None:
-        self._engine.pause()
+        self._engine.pause()  # the engine does not pause live input
         self._poll()
 
     def toggle_play(self) -> None:
-        """Space: play or pause."""
-        if self._engine.status().state in ("playing", "continuing"):
+        """Space: play or pause a song."""
+        if self._engine.status().state == "playing":
             self.pause()
         else:
             self.play()
@@ -178,6 +184,7 @@ class PlayerSession(QObject):
     # --- live input ---------------------------------------------------------------------------------------------
     def start_live(self, input_device=None, live_config: LiveConfig | None = None) -> bool:
         """Listen to ``input_device``; Encore carries on when the performer stops."""
+        self._live_input, self._live_config = input_device, live_config
         self._engine.stop()
         self._clear_timeline()
         ok = self._guarded(self._engine.live, live_config, input_device=input_device) is not False
@@ -230,25 +237,41 @@ class PlayerSession(QObject):
         self.statusChanged.emit(status)
 
     # --- helpers ------------------------------------------------------------------------------------------------
-    def _new_engine(self) -> Engine:
-        engine = Engine(self.config, model=self.model, device=self.output_device)
+    def _new_engine(self, model=None, config: EngineConfig | None = None, device=_SAME) -> Engine:
+        engine = Engine(config or self.config, model=model or self.model,
+                        device=self.output_device if device is _SAME else device)
         engine.set_volume(self.volume)
         return engine
 
-    def _restart_with(self, change) -> None:
-        """Apply ``change`` to a new engine; a song that was playing goes on from where it was."""
+    def _restart_with(self, *, model=None, config: EngineConfig | None = None, output_device=_SAME) -> bool:
+        """Swap in an engine with these changes, if one can be built; what was playing goes on where it was.
+
+        A song goes on from its position (paused stays paused); live input listens again.
+        """
+        try:
+            engine = self._new_engine(model, config, output_device)
+        except EncoreError as e:
+            self.message.emit(f"not changed: {e}")
+            return False
         status = self._engine.status()
-        was_playing = status.state in ("playing", "continuing", "paused") and self.song is not None
-        paused = status.state == "paused"
+        live = status.state in LIVE_STATES
+        song_playing = status.state in ("playing", "paused") and self.song is not None
         self._engine.stop()
-        change()
-        self._engine = self._new_engine()
+        self._engine.extender.reset()
+        self.model, self.config = model or self.model, config or self.config
+        if output_device is not _SAME:
+            self.output_device = output_device
+        self._engine = engine
         self._clear_timeline()
-        if was_playing:
+        if song_playing:
             self._start_s = status.playhead_s
-            self.play()
-            if paused:
-                self.pause()
+            hint = "; switch Endless off to play it as it is" if self.endless else ""
+            self._guarded(engine.play, self.song, endless=self.endless, start_s=self._start_s,
+                          paused=status.state == "paused", content_hint=hint)
+        elif live:
+            self.start_live(self._live_input, self._live_config)
+        self._poll()
+        return True
 
     def _clear_timeline(self) -> None:
         self._drawn_until = 0

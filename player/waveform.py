@@ -22,6 +22,8 @@ BACKGROUND = (24, 26, 32)
 #: Seconds the view keeps ahead of the playhead once the timeline is longer than the window.
 LOOKAHEAD_S = 15.0
 MIN_WINDOW_S = 60.0
+#: Continuation kept drawn behind the newest audio, in s: an endless day must not grow the view without bound.
+KEEP_DRAWN_S = 3600.0
 
 
 def peak_envelope(samples: np.ndarray, sample_rate: int, *, start_s: float = 0.0,
@@ -78,6 +80,8 @@ class WaveformView(pg.PlotWidget):
         self.setMinimumHeight(180)
         self.song_curve = self.plot([], [], connect="pairs", pen=pg.mkPen(SONG_COLOUR, width=1))
         self.continuation_curve = self.plot([], [], connect="pairs", pen=pg.mkPen(CONTINUATION_COLOUR, width=1))
+        for curve in (self.song_curve, self.continuation_curve):
+            curve.setClipToView(True)  # build paths for the visible strokes only
         self.seam_lines = self.plot([], [], connect="pairs", pen=pg.mkPen(SEAM_COLOUR, width=2))
         self.ahead_region = pg.LinearRegionItem((0.0, 0.0), movable=False, brush=pg.mkBrush(*AHEAD_BRUSH),
                                                 pen=pg.mkPen(None))
@@ -104,6 +108,10 @@ class WaveformView(pg.PlotWidget):
         x, y = peak_envelope(samples, sample_rate, start_s=start_s)
         self._continuation.append((x, y))
         self._end_s = max(self._end_s, start_s + samples.shape[0] / sample_rate)
+        oldest = self._end_s - KEEP_DRAWN_S
+        if self._continuation[0][0].size and self._continuation[0][0][0] < oldest:
+            self._continuation = [(x[x >= oldest], y[x >= oldest]) for x, y in self._continuation]
+            self._seams = {s for s in self._seams if s >= oldest}
         self._draw_continuation()
 
     def cut_continuation(self, from_s: float) -> None:

@@ -236,6 +236,10 @@ class MainWindow(QMainWindow):
         if self.session.song is None:
             self.show_message("open a song first: Render writes it and its continuation to a file")
             return
+        if self.render_dialog is not None and self.render_dialog.running:
+            self.render_dialog.show()  # one render at a time: show the one that runs
+            self.render_dialog.raise_()
+            return
         self.render_dialog = RenderDialog(self.session.model, self.session.song, self.session.song_path,
                                           self.session.config.crossfade_s, parent=self)
         self.render_dialog.show()
@@ -266,7 +270,8 @@ class MainWindow(QMainWindow):
         song = self.session.song
         total = clock(song.seconds) if song is not None else "0:00"
         beyond = song is not None and playing and not live and position > status.song_s > 0
-        self.position_label.setText(f"{clock(position)} / {total}" + ("  · continuing" if beyond else ""))
+        where = "  · buffering" if status.buffering else "  · continuing" if beyond else ""
+        self.position_label.setText(f"{clock(position)} / {total}{where}")
         self.play_button.setText("Pause" if status.state in ("playing", "continuing") and not live else "Play")
         rtf = f"{status.real_time_factor:.4f}" if np.isfinite(status.real_time_factor) else "–"
         self.status_label.setText(f"model {status.model}  ·  {status.ahead_s:.1f} s ahead  ·  real-time factor {rtf}"

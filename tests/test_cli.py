@@ -84,7 +84,7 @@ def bad_inputs(tmp_path, repeat_model):
     return [
         ("missing file", ["extend", str(tmp_path / "nope.wav"), *out, *model], "no such file"),
         ("corrupt file", ["extend", str(corrupt), *out, *model], "cannot decode"),
-        ("empty file", ["extend", str(empty), *out, *model], "cannot decode"),
+        ("empty file", ["extend", str(empty), *out, *model], "the file is empty"),
         ("silence", ["extend", str(silent), *out, *model], "silent"),
         ("not a model", ["extend", str(song), *out, "--model", str(not_a_model)], "not a loadable ONNX model"),
         ("mismatched model", ["extend", str(song), *out, "--model", str(mismatched)], "does not match"),

@@ -14,6 +14,7 @@ from engine.continuator import Continuator
 from engine.stream import Engine, EngineConfig
 from tests.conftest import synthetic_song
 from tests.jack_server import JACK_RATE, connect, jack_device, jack_ports, new_ports
+from tests.onnx_models import make_model
 
 
 class Recorder:
@@ -266,3 +267,38 @@ def test_a_song_shorter_than_the_lead_without_endless_starts_at_once_and_finishe
         status = eng.status()
     assert status.state == "finished" and status.playhead_s == pytest.approx(3.0, abs=1e-3)
     assert time.monotonic() - started < 3.0 + 10.0  # a deadlock bound, not a speed target
+
+
+@pytest.mark.filterwarnings("ignore::engine.extend.ShortSongWarning")
+def test_endless_switched_off_during_the_continuation_finishes_on_a_device(sd, tmp_path):
+    """On a device the guard must not take the play-out for a late generator and loop its last second."""
+    model = make_model(tmp_path / "short.onnx", "repeat", context_s=4.0, horizon_s=2.0)
+    with Engine(EngineConfig(lead_s=2.0), model=model, device=jack_device(sd, "output")) as eng:
+        eng.play(synthetic_song(3.0, JACK_RATE), endless=True)
+        while eng.status().playhead_s < 5.0:
+            time.sleep(0.05)
+        switched = eng.status().playhead_s
+        eng.set_endless(False)
+        deadline = time.monotonic() + 15
+        while eng.status().state == "playing" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        status = eng.status()
+    assert status.state == "finished", status
+    assert status.late_chunks == 0 and status.starved_s == 0, status
+    assert status.playhead_s <= switched + 2.0 + 2.0 + 0.5  # the lead and one chunk, at most
+
+
+@pytest.mark.filterwarnings("ignore::engine.extend.ShortSongWarning")
+def test_a_seek_far_into_the_continuation_buffers_behind_an_open_stream(sd, repeat_model):
+    """Regenerating 20 minutes takes seconds: the caller (a GUI) is not blocked for them; nothing starves."""
+    with Engine(model=repeat_model, device=jack_device(sd, "output")) as eng:
+        eng.play(synthetic_song(5.0, JACK_RATE), endless=True)
+        eng.seek(1200.0)
+        buffering_after_seek = eng.status().buffering
+        deadline = time.monotonic() + 60
+        while eng.status().playhead_s < 1201.0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        status = eng.status()
+    assert buffering_after_seek  # seek returned while the continuation was still being regenerated
+    assert status.playhead_s >= 1201.0 and not status.buffering, status
+    assert status.starved_s == 0 and status.late_chunks == 0, status

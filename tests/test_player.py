@@ -137,7 +137,8 @@ def test_clicking_the_waveform_seeks_in_the_song_and_in_its_continuation(qtbot, 
     qtbot.waitUntil(lambda: 20.0 <= window.session.position_s < 22.0)
     click_waveform_at(window, 45.0)  # beyond the song's end: the continuation is generated up to there
     qtbot.waitUntil(lambda: 45.0 <= window.session.position_s < 47.0)
-    assert window.session.status().state == "playing" and "continuing" in window.position_label.text()
+    assert window.session.status().state == "playing"
+    qtbot.waitUntil(lambda: "continuing" in window.position_label.text())
 
 
 def test_endless_plays_past_the_end_and_draws_the_continuation_with_its_seams(qtbot, window, song_file):
@@ -337,6 +338,42 @@ def test_a_silent_song_with_endless_on_says_how_to_play_it(qtbot, window, tmp_pa
     assert "silent" in window.last_message and "switch Endless off" in window.last_message
     window.endless_check.setChecked(False)
     window.play_button.click()
+    window.endless_check.setChecked(True)  # while it plays: refused, this song cannot be continued, and the box
+    assert not window.endless_check.isChecked() and "cannot be continued" in window.last_message  # says so
     qtbot.waitUntil(lambda: window.session.status().state == "finished", timeout=10000)
-    window.endless_check.setChecked(True)  # refused: this song cannot be continued, and the box says so
-    assert not window.endless_check.isChecked() and "cannot be continued" in window.last_message
+
+
+def test_space_does_not_pause_live_input_and_settings_keep_it_listening(qtbot, window, sd):
+    select_device(window.input_combo, jack_device(sd, "input"))
+    window.live_button.click()
+    qtbot.waitUntil(lambda: window.live_state.text() == "listening")
+    QTest.keyClick(window, Qt.Key.Key_Space)
+    assert "listening to live input" in window.last_message
+    window.crossfade_spin.setValue(80)
+    window.crossfade_spin.editingFinished.emit()  # a new engine: it listens again, and plays no song
+    qtbot.waitUntil(lambda: window.live_state.text() == "listening")
+    assert window.live_button.isChecked() and window.session.config.crossfade_s == pytest.approx(0.08)
+    window.live_button.click()
+
+
+def test_endless_refused_for_one_song_is_not_refused_for_the_next(qtbot, window, song_file, tmp_path):
+    silent = tmp_path / "silence.wav"
+    soundfile.write(str(silent), np.zeros((JACK_RATE * 3, 2), np.float32), JACK_RATE)
+    window.open_song(silent)
+    window.endless_check.setChecked(False)
+    window.play_button.click()
+    window.open_song(song_file)
+    window.endless_check.setChecked(True)
+    assert window.endless_check.isChecked()
+    window.play_button.click()
+    wait_for_position(qtbot, window, 5.0)
+    assert window.session.status().chunks >= 1
+
+
+def test_an_unchanged_setting_does_not_restart_playback(qtbot, window, song_file):
+    window.open_song(song_file)
+    window.play_button.click()
+    wait_for_position(qtbot, window, 0.5)
+    engine = window.session._engine
+    window.lead_spin.editingFinished.emit()  # focus left the box, value unchanged
+    assert window.session._engine is engine

@@ -53,6 +53,11 @@ def test_playback_refuses_what_extension_refuses(repeat_model):
 
 # --- the controls the desktop player uses, on the offline clock ------------------------------------------------
 
+def UNIT_RAMP(block: int) -> np.ndarray:  # noqa: N802 - reads as the constant it is
+    """The callback's gain ramp over one block: 1/block up to 1."""
+    return (np.arange(1, block + 1, dtype=np.float32) / block)[:, None]
+
+
 def _extension(model, song, seconds):
     return np.concatenate(list(Extender(model).render(song, seconds)))
 
@@ -67,24 +72,33 @@ def test_seeking_plays_exactly_the_timeline_from_there(repeat_model, seek_s):
         eng.seek(seek_s)
         played = eng.render(10.0)
         status = eng.status()
-    start = round(seek_s * 8000)
-    np.testing.assert_array_equal(played, expected[start:start + played.shape[0]])
+    start, block = round(seek_s * 8000), EngineConfig().blocksize
+    truth = expected[start:start + played.shape[0]]
+    np.testing.assert_allclose(played[:block], truth[:block] * UNIT_RAMP(block), atol=1e-7)  # a seek fades in
+    np.testing.assert_array_equal(played[block:], truth[block:])
     assert status.playhead_s == pytest.approx(seek_s + 10.0)
 
 
-def test_pause_holds_the_playhead_and_resume_goes_on_seamlessly(repeat_model):
+def test_pause_fades_out_holds_the_playhead_and_resume_fades_in(repeat_model):
     song = synthetic_song(22.0, 8000)
     expected = _extension(repeat_model, song, 10.0)
-    with Engine(model=repeat_model, clock="offline") as eng:
+    block = 250
+    with Engine(EngineConfig(blocksize=block), model=repeat_model, clock="offline") as eng:
         eng.play(song, endless=True)
         before = eng.render(3.0)
         eng.pause()
         held = eng.render(1.0)
-        assert eng.status().state == "paused" and eng.status().playhead_s == pytest.approx(3.0)
+        status = eng.status()
         eng.resume()
         after = eng.render(3.0)
-    assert not held.any()
-    np.testing.assert_array_equal(np.concatenate([before, after]), expected[:6 * 8000])
+    at = 3 * 8000
+    assert status.state == "paused" and status.playhead_s == pytest.approx((at + block) / 8000)  # one block more
+    np.testing.assert_array_equal(before, expected[:at])
+    np.testing.assert_allclose(held[:block], expected[at:at + block] * (1 - UNIT_RAMP(block)), atol=1e-7)
+    assert not held[block:].any()
+    resumed = at + block
+    np.testing.assert_allclose(after[:block], expected[resumed:resumed + block] * UNIT_RAMP(block), atol=1e-7)
+    np.testing.assert_array_equal(after[block:], expected[resumed + block:resumed + 3 * 8000])
 
 
 def test_endless_switched_off_before_the_end_plays_the_whole_song_and_finishes(repeat_model):
@@ -152,3 +166,22 @@ def test_seams_and_the_continuation_written_ahead_are_there_to_draw(repeat_model
     np.testing.assert_allclose(np.diff(seams), 10.0 - 0.05, atol=1 / 8000)
     assert start == 30 * 8000 and ahead.shape[0] / 8000 == pytest.approx(status.ahead_s)
     np.testing.assert_array_equal(ahead, expected[start:start + ahead.shape[0]])
+
+
+def test_endless_switched_off_during_the_continuation_plays_out_with_a_fade_and_can_be_undone(repeat_model):
+    song = synthetic_song(22.0, 8000)
+    with Engine(model=repeat_model, clock="offline") as eng:
+        eng.play(song, endless=True)
+        eng.render(30.0)
+        eng.set_endless(False)
+        eng.set_endless(True)  # undone in time: it goes on
+        eng.render(20.0)
+        assert eng.status().state == "playing"
+        eng.set_endless(False)
+        tail = eng.render(40.0)
+        status = eng.status()
+    assert status.state == "finished"
+    sounding = np.flatnonzero(np.abs(tail).max(axis=1) > 0)
+    assert 0 < sounding[-1] / 8000 <= 10.0 + 10.0  # at most the lead and one chunk more
+    end = tail[sounding[-1] - 399:sounding[-1] + 1]  # the last 50 ms fade to nothing: no cut
+    assert np.abs(end[-20:]).max() < 0.05 * np.abs(tail[:sounding[-1]]).max()
