@@ -6,6 +6,7 @@ Heavy imports (TensorFlow, Keras, music21) happen inside each command, so ``--he
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -19,7 +20,90 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     manifest = build_corpus(args.out_dir, sources=tuple(args.sources.split(",")), max_scores=args.max_scores,
                             workers=args.workers, progress=lambda line: print(line, flush=True))
     print(f"wrote {manifest}: {corpus_summary(manifest)}")
+    if not args.no_shards:
+        import json
+
+        from .data import list_audio_files
+        from .shards import read_manifest, write_shards
+
+        sample_rate = json.loads(Path(manifest).read_text())["sample_rate"]
+        shards = write_shards(list_audio_files(Path(args.out_dir) / "audio"), Path(args.out_dir) / "shards",
+                              sample_rate=sample_rate, source=args.out_dir, workers=args.workers,
+                              progress=lambda line: print(line, flush=True))
+        print(f"wrote {shards}: {read_manifest(shards).summary()}")
     return 0
+
+
+def cmd_shards(args: argparse.Namespace) -> int:
+    import time
+
+    from .data import DataConfig, list_audio_files
+    from .shards import read_manifest, write_shards
+
+    started = time.monotonic()
+    out_dir = Path(args.out_dir) if args.out_dir else Path(args.data_dir) / "shards"
+    manifest = write_shards(list_audio_files(args.data_dir), out_dir, sample_rate=args.sample_rate,
+                            songs_per_shard=args.songs_per_shard, split=DataConfig(files=args.files, seed=args.seed),
+                            source=args.data_dir, workers=args.workers,
+                            progress=None if args.quiet else lambda line: print(line, flush=True))
+    shards = read_manifest(manifest)
+    size = sum(shard.path.stat().st_size for shard in shards.shards)
+    print(f"wrote {manifest}: {shards.summary()}, {size / 1e9:.2f} GB, {time.monotonic() - started:.0f} s")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .bench import bench_pipeline, synthetic_shards
+    from .shards import find_shards, read_manifest
+
+    model_config = _model_config(args)
+    with tempfile.TemporaryDirectory(prefix="encore-bench-") as tmp:
+        if args.data_dir is None:
+            print(f"data        synthetic: {args.songs} songs of tones, {args.song_seconds:g} s each, written to {tmp}",
+                  flush=True)
+            shards_dir = synthetic_shards(tmp, sample_rate=model_config.sample_rate, songs=args.songs,
+                                          seconds=args.song_seconds)
+        else:
+            manifest = find_shards(args.data_dir)
+            if manifest is None:
+                raise EncoreError(f"{args.data_dir}: no shards (manifest.json or shards/manifest.json); write them "
+                                  f"with: training shards {args.data_dir}")
+            shards_dir = manifest.parent
+        shards = read_manifest(shards_dir, sample_rate=model_config.sample_rate)
+        print(f"data        {shards_dir}: {shards.summary()}")
+        window_s = model_config.context_s + model_config.horizon_s
+        print(f"model       {model_config.preset} {','.join(map(str, model_config.widths))} at "
+              f"{model_config.sample_rate} Hz; batch {args.batch_size} of {window_s:g} s windows, "
+              f"{args.windows_per_song} per song{', augmented' if args.augment else ''}; "
+              f"medians of {args.batches} batches after {args.warmup} warm-up", flush=True)
+        # The figures are only as good as the machine is quiet: say how busy it was before the run began.
+        import tensorflow as tf
+
+        gpus = len(tf.config.list_physical_devices("GPU"))
+        print(f"machine     {os.cpu_count()} CPU cores{f', {gpus} GPU' if gpus else ', no GPU'}; load average "
+              f"{os.getloadavg()[0]:.1f} before the run", flush=True)
+        result = bench_pipeline(shards_dir, model_config, batch_size=args.batch_size, batches=args.batches,
+                                warmup=args.warmup, windows_per_song=args.windows_per_song, seed=args.seed,
+                                augment=args.augment)
+    print(f"pipeline    {result.examples_per_s:10.1f} examples/s   "
+          f"({result.pipeline_batch_s * 1000:.1f} ms per batch, the pipeline alone)")
+    print(f"step data   {result.step_data_s * 1000:10.1f} ms           (training fed by the pipeline)")
+    print(f"step cached {result.step_cached_s * 1000:10.1f} ms           (the same batches as tensors in memory)")
+    print(f"ratio       {result.ratio:10.3f}              (data / cached; 1 = the pipeline costs training nothing; "
+          f"the pipeline delivers {result.headroom:.1f}x what training consumes)")
+    return 0
+
+
+def _model_config(args: argparse.Namespace):
+    from .model import ModelConfig
+
+    widths = tuple(int(w) for w in args.widths.split(",")) if args.widths else ()
+    try:
+        return ModelConfig(preset=args.preset, sample_rate=args.sample_rate, widths=widths)
+    except ValueError as e:  # an unknown preset; contract rules raise ModelContractError themselves
+        raise EncoreError(str(e)) from e
 
 
 def cmd_demo_song(args: argparse.Namespace) -> int:
@@ -43,7 +127,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     data_config = DataConfig(files=args.files, windows_per_song=args.windows_per_song, seed=args.seed)
     fit_config = FitConfig(epochs=args.epochs, batch_size=args.batch_size,
                            validation_batch_size=args.validation_batch_size, learning_rate=args.learning_rate,
-                           patience=args.patience, max_minutes=args.max_minutes)
+                           patience=args.patience, max_minutes=args.max_minutes, augment=args.augment,
+                           strategy=args.strategy, backup_every=args.backup_every)
     run_dir = fit(args.data_dir, args.run_dir, model_config, data_config, fit_config, verbose=2)
     print(f"wrote {run_dir}")
     return 0
@@ -82,7 +167,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sources", default="music21,debian", help="comma-separated: music21, debian (default both)")
     p.add_argument("--max-scores", type=int, default=160, help="music21 scores to render (default 160)")
     p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    p.add_argument("--no-shards", action="store_true",
+                   help="do not also write OUT_DIR/shards (TFRecord shards for the streaming pipeline)")
     p.set_defaults(func=cmd_corpus)
+
+    p = commands.add_parser(
+        "shards", help="write a folder of audio as TFRecord shards",
+        description="Write every audio file under DATA_DIR as TFRecord shards of whole songs (mono 16-bit PCM at "
+                    "--sample-rate), split into train and validation by file exactly as training fit splits files, "
+                    "with manifest.json listing each shard's split, songs, frames and size, and any file that "
+                    "could not be decoded (skipped, not fatal). The same files give the same bytes; a re-run "
+                    "rewrites only shards whose files changed. training fit and training bench stream from "
+                    "DATA_DIR/shards when it exists.")
+    p.add_argument("data_dir", help="folder of audio files (searched recursively)")
+    p.add_argument("-o", "--out-dir", help="shards folder (default DATA_DIR/shards)")
+    p.add_argument("--sample-rate", type=int, default=22050, help="rate of the models to train, Hz (default 22050)")
+    p.add_argument("--songs-per-shard", type=int, default=16,
+                   help="songs per shard file (default 16: about 140 MB for 3 min songs at 22050 Hz)")
+    p.add_argument("--files", type=int, default=0, help="most files to use before the split, 0 for all (default)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, as training fit --seed (default 0)")
+    p.add_argument("--workers", type=int, default=2, help="decoding threads (default 2)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only the summary line")
+    p.set_defaults(func=cmd_shards)
+
+    p = commands.add_parser(
+        "bench", help="is the input pipeline the bottleneck of training?",
+        description="Measure, in one run, medians of: the shard pipeline alone (examples/s), a training step fed "
+                    "by it, and a training step on the same batches cached as tensors in memory, and the ratio "
+                    "of the two steps (1 = the pipeline costs training nothing). Without DATA_DIR, a small set of "
+                    "synthetic songs (tones) is sharded in a temporary folder; nothing is downloaded.")
+    p.add_argument("data_dir", nargs="?", help="a shards folder, or a folder with shards/ (default: synthetic)")
+    p.add_argument("--preset", choices=("paper", "compact"), default="compact", help="default compact")
+    p.add_argument("--widths", help="hidden widths, e.g. 128,64,32,16 (default: the preset's)")
+    p.add_argument("--sample-rate", type=int, default=22050)
+    p.add_argument("--batch-size", type=int, default=20)
+    p.add_argument("--batches", type=int, default=20, help="batches measured per figure (default 20)")
+    p.add_argument("--warmup", type=int, default=3, help="batches run first and not measured (default 3)")
+    p.add_argument("--windows-per-song", type=int, default=1)
+    p.add_argument("--augment", action="store_true", help="gain, polarity and varispeed on the windows")
+    p.add_argument("--songs", type=int, default=16, help="synthetic songs (default 16)")
+    p.add_argument("--song-seconds", type=float, default=45.0, help="length of a synthetic song (default 45)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_bench)
 
     p = commands.add_parser("demo-song", help="render the shipped demo song",
                             description="Render the demo song (a public-domain score, FluidSynth) to PATH.")
@@ -94,8 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
         "fit", help="train a seed model",
         description="Train the paper's encoder-decoder on a folder of audio. Defaults are the paper's: Adam "
                     "0.01, MSE, batch 20 / 10, 200 epochs, files split 120 / 50 (or by that ratio), one 30 s "
-                    "window per song (20 s in, 10 s out). The best weights on validation are kept.")
-    p.add_argument("data_dir", help="folder of audio files (searched recursively)")
+                    "window per song (20 s in, 10 s out). The best weights on validation are kept. Streams "
+                    "TFRecord shards when DATA_DIR has them (training corpus/shards). Runs under tf.distribute: "
+                    "with TF_CONFIG naming several workers, on all of them (see the README); a run killed and "
+                    "restarted with the same command resumes from RUN_DIR/backup.")
+    p.add_argument("data_dir", help="folder of audio files (searched recursively), or with shards/manifest.json")
     p.add_argument("--run-dir", required=True, help="new folder for the run")
     p.add_argument("--preset", choices=("paper", "compact"), default="compact",
                    help="paper: 31 unshared units, ~400 M parameters; compact: units shared across steps (default)")
@@ -111,6 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after N epochs without a better validation loss (default 0: never)")
     p.add_argument("--max-minutes", type=float, default=0, help="wall-clock budget (default 0: none)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--augment", action="store_true",
+                   help="random gain, polarity and (with shards) a small varispeed on training windows")
+    p.add_argument("--strategy", default="auto", choices=("auto", "default", "mirrored", "multi-worker", "tpu"),
+                   help="tf.distribute strategy; auto: multi-worker when TF_CONFIG names 2+ workers, else a TPU, "
+                        "else mirrored on 2+ GPUs, else one device (default auto)")
+    p.add_argument("--backup-every", type=int, default=0,
+                   help="steps between fault-tolerance backups in RUN_DIR/backup; 0: at each epoch's end. A run "
+                        "restarted with the same command resumes from its last backup")
     p.set_defaults(func=cmd_fit)
 
     p = commands.add_parser("export", help="export a run to ONNX with Encore's contract",

@@ -45,6 +45,8 @@ import soundfile
 from engine.audio import Waveform, load_audio, resample, save_audio
 from engine.errors import AudioContentError, AudioFileError, ConfigError
 
+from .files import file_size, first_line, write_atomically
+
 MANIFEST_VERSION = 1
 #: Bump when rendering or transcoding changes: every stored record then stops matching and is redone.
 RECIPE_VERSION = 2
@@ -212,7 +214,7 @@ def build_corpus(out_dir: str | os.PathLike, *, sources: Sequence[str] = ("music
         "summary": _summarise(items, list(manifest_sources), len(skipped)),
     }
     manifest_path = out_dir / "manifest.json"
-    _write_atomically(manifest_path, (json.dumps(manifest, indent=1, ensure_ascii=False) + "\n").encode())
+    write_atomically(manifest_path, (json.dumps(manifest, indent=1, ensure_ascii=False) + "\n").encode())
     say(f"{len(items)} files, {manifest['summary']['hours']:.2f} h, {len(skipped)} skipped, "
         f"in {time.monotonic() - started:.0f} s")
     return manifest_path
@@ -305,7 +307,7 @@ def render_demo_song(path: str | os.PathLike, *, sample_rate: int = 44100, secon
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise AudioFileError(f"{path}: cannot create its folder ({_first_line(e)})") from e
+        raise AudioFileError(f"{path}: cannot create its folder ({first_line(e)})") from e
     if suffix != ".ogg":
         return save_audio(path, Waveform(song, sample_rate))
     return _write_ogg_vorbis(path, song, sample_rate)
@@ -336,7 +338,7 @@ class _ScoreJob:
         return self.corpus_path
 
     def key(self) -> str:
-        return _settings_key(self, soundfont_bytes=_file_size(SOUNDFONT))
+        return _settings_key(self, soundfont_bytes=file_size(SOUNDFONT))
 
 
 @dataclass(frozen=True)
@@ -427,7 +429,7 @@ def _run_job(job: _Job, out_dir: str) -> dict:
             soundfile.write(str(partial), np.clip(samples, -1.0, 1.0), job.sample_rate, format="FLAC",
                             subtype="PCM_16")
         except (soundfile.LibsndfileError, OSError, RuntimeError) as e:
-            raise AudioFileError(f"{output}: cannot write ({_first_line(e)})") from e
+            raise AudioFileError(f"{output}: cannot write ({first_line(e)})") from e
         os.replace(partial, output)
         item = {"path": relative.as_posix(), "source": job.source, "origin": job.origin,
                 "seconds": round(len(samples) / job.sample_rate, 3), **details}
@@ -435,7 +437,7 @@ def _run_job(job: _Job, out_dir: str) -> dict:
     record["seconds_taken"] = round(time.monotonic() - started, 2)
     state = _state_path(out_dir_path, job)
     state.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(state, json.dumps({"key": job.key(), **record}, indent=1).encode())
+    write_atomically(state, json.dumps({"key": job.key(), **record}, indent=1).encode())
     return record
 
 
@@ -631,7 +633,7 @@ def _render_score_job(job: _ScoreJob, tmp: Path) -> tuple[np.ndarray, dict]:
     except _Skip:
         raise
     except Exception as e:  # music21's parsers raise all sorts on odd files; one bad score is not fatal
-        raise _Skip(f"music21 cannot parse or write it ({type(e).__name__}: {_first_line(e)})") from None
+        raise _Skip(f"music21 cannot parse or write it ({type(e).__name__}: {first_line(e)})") from None
 
     rate = job.sample_rate
     max_render = MAX_SCORE_SECONDS + 60.0
@@ -894,7 +896,7 @@ def _fluidsynth(midi_paths: Sequence[Path], sample_rate: int, wav_path: Path, ma
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 600
         while process.poll() is None:
-            if _file_size(wav_path) > max_bytes or time.monotonic() > deadline:
+            if file_size(wav_path) > max_bytes or time.monotonic() > deadline:
                 process.kill()
                 process.wait()
                 raise _Skip(f"FluidSynth rendered past {max_seconds:.0f} s (or for 600 s): a note never ends")
@@ -902,7 +904,7 @@ def _fluidsynth(midi_paths: Sequence[Path], sample_rate: int, wav_path: Path, ma
         log.seek(0)
         output = log.read().decode(errors="replace")
     if process.returncode != 0 or not wav_path.is_file():
-        raise _Skip(f"FluidSynth failed: {_first_line(output or 'no output')}")
+        raise _Skip(f"FluidSynth failed: {first_line(output or 'no output')}")
     return load_audio(wav_path).samples
 
 
@@ -1090,7 +1092,7 @@ def _origin_fingerprint(origin: str) -> str:
             return f"{info.file_size}:{info.CRC}"
         except (OSError, KeyError, zipfile.BadZipFile):
             return "missing"
-    return str(_file_size(Path(origin)))
+    return str(file_size(Path(origin)))
 
 
 def _transcode_track_job(job: _TrackJob, tmp: Path) -> tuple[np.ndarray, dict]:
@@ -1110,13 +1112,13 @@ def _transcode_track_job(job: _TrackJob, tmp: Path) -> tuple[np.ndarray, dict]:
             with zipfile.ZipFile(archive) as zf, zf.open(member) as packed, open(source, "wb") as unpacked:
                 shutil.copyfileobj(packed, unpacked)
         except (OSError, KeyError, zipfile.BadZipFile) as e:
-            raise _Skip(f"cannot unpack ({_first_line(e)})") from None
+            raise _Skip(f"cannot unpack ({first_line(e)})") from None
     else:
         source = Path(archive)
     try:
         waveform = load_audio(source)
     except (AudioFileError, AudioContentError) as e:
-        raise _Skip(_first_line(e).replace(str(source), "file")) from None
+        raise _Skip(first_line(e).replace(str(source), "file")) from None
     mono = resample(waveform.mono(), waveform.sample_rate, job.sample_rate)
     start, end = _audible_span(mono, job.sample_rate, threshold_db=-60.0)
     if end - start < MIN_SECONDS * job.sample_rate:
@@ -1247,24 +1249,6 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "untitled"
 
 
-def _file_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return -1
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)
-
-
-def _first_line(error: BaseException | str) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
-
-
 # ---------------------------------------------------------------------------------------- Ogg Vorbis
 
 
@@ -1279,12 +1263,12 @@ def _write_ogg_vorbis(path: Path, samples: np.ndarray, sample_rate: int) -> Path
         try:
             soundfile.write(str(raw), np.clip(samples, -1.0, 1.0), sample_rate, format="OGG", subtype="VORBIS")
         except (soundfile.LibsndfileError, OSError, RuntimeError) as e:
-            raise AudioFileError(f"{path}: cannot encode Ogg Vorbis ({_first_line(e)})") from e
+            raise AudioFileError(f"{path}: cannot encode Ogg Vorbis ({first_line(e)})") from e
         data = _with_ogg_serial(raw.read_bytes(), OGG_SERIAL)
     try:
-        _write_atomically(path, data)
+        write_atomically(path, data)
     except OSError as e:
-        raise AudioFileError(f"{path}: cannot write ({_first_line(e)})") from e
+        raise AudioFileError(f"{path}: cannot write ({first_line(e)})") from e
     return path
 
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import keras
 
 from engine.errors import ConfigError
 
-from .data import DataConfig, list_audio_files, make_dataset, split_files
+from .data import DataConfig, datasets_for, list_audio_files
+from .distribute import backup_dir, fault_drill_callback, make_strategy, remove_empty_backup, train_multi_worker
 from .model import ModelConfig, build_model
 
 WEIGHTS_FILE = "model.weights.h5"
@@ -39,6 +40,13 @@ class FitConfig:
         early (the paper did not validate).
     max_minutes : float
         Wall-clock budget; 0 for none. Training stops at the end of the epoch that crosses it.
+    augment : bool
+        Random gain, polarity and (shards) a small varispeed on training windows (:class:`training.data.Augmentation`).
+    strategy : str
+        tf.distribute strategy: ``auto``, ``default``, ``mirrored``, ``multi-worker`` or ``tpu``
+        (:mod:`training.distribute`).
+    backup_every : int
+        Steps between fault-tolerance backups; 0 backs up at every epoch's end only.
     """
 
     epochs: int = 200
@@ -47,6 +55,9 @@ class FitConfig:
     learning_rate: float = 0.01
     patience: int = 0
     max_minutes: float = 0.0
+    augment: bool = False
+    strategy: str = "auto"
+    backup_every: int = 0
 
 
 def fit(data_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, data_config: DataConfig,
@@ -58,29 +69,58 @@ def fit(data_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, da
     pathlib.Path
         The run folder.
     """
+    # The strategy comes first: MultiWorkerMirroredStrategy must exist before any other TensorFlow work.
+    strategy, kind, cluster = make_strategy(fit_config.strategy)
     run_dir = Path(run_dir)
-    if run_dir.exists() and any(run_dir.iterdir()):
+    resuming = any(p.is_file() for p in (run_dir / "backup").rglob("*")) if (run_dir / "backup").exists() else False
+    if run_dir.exists() and any(run_dir.iterdir()) and not resuming:
         raise ConfigError(f"{run_dir}: run folder exists and is not empty; choose a new one")
+    if kind == "multi-worker" and fit_config.max_minutes:
+        raise ConfigError("--max-minutes cannot stop several workers at the same step; use --epochs")
     run_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(data_config.seed)
 
-    train_files, val_files = split_files(list_audio_files(data_dir), data_config)
+    def datasets(seed: int):
+        """Shards when the folder has them, else its files (:func:`training.data.datasets_for`)."""
+        return datasets_for(data_dir, model_config, replace(data_config, seed=seed), batch_size=fit_config.batch_size,
+                            validation_batch_size=fit_config.validation_batch_size, augment=fit_config.augment)
+
+    train, val, description = datasets(data_config.seed)
     settings = {
         "model": model_config.to_dict(), "data": asdict(data_config), "fit": asdict(fit_config),
+        "strategy": {"kind": kind, "replicas": strategy.num_replicas_in_sync, "workers": cluster.workers},
         "data_dir": str(Path(data_dir).resolve()), "corpus": corpus_summary_of(data_dir),
-        "train_files": [str(p) for p in train_files], "validation_files": [str(p) for p in val_files],
+        "dataset": description.summary,
+        "train_files": list(description.train_files), "validation_files": list(description.validation_files),
     }
-    (run_dir / "config.json").write_text(json.dumps(settings, indent=2))
+    if cluster.is_chief:
+        (run_dir / "config.json").write_text(json.dumps(settings, indent=2))
 
-    windows = data_config.windows_per_song
-    train = make_dataset(train_files, model_config, batch_size=fit_config.batch_size, windows_per_song=windows,
-                         shuffle=True, seed=data_config.seed)
-    val = make_dataset(val_files, model_config, batch_size=fit_config.validation_batch_size,
-                       windows_per_song=windows, shuffle=False)
+    def train_batches(seed: int):
+        return datasets(seed)[0]
 
-    model = build_model(model_config)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=fit_config.learning_rate), loss="mse")
+    def validation_batches():
+        return val
+
+    if kind == "multi-worker":
+        # Only the chief writes the run; every other worker keeps its best weights beside it, named after itself.
+        train_multi_worker(
+            strategy, cluster, lambda: build_model(model_config), train_batches, validation_batches,
+            run_dir=run_dir, epochs=fit_config.epochs, batch_size=fit_config.batch_size,
+            learning_rate=fit_config.learning_rate, patience=fit_config.patience,
+            backup_every=fit_config.backup_every, seed=data_config.seed,
+            history_path=run_dir / "history.json" if cluster.is_chief else None,
+            weights_path=run_dir / (WEIGHTS_FILE if cluster.is_chief else f"{cluster.name}.{WEIGHTS_FILE}"),
+            log=print if verbose else (lambda *_: None))
+        return run_dir
+
+    with strategy.scope():
+        model = build_model(model_config)
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=fit_config.learning_rate), loss="mse")
     callbacks = [
+        # First, so that a restored epoch and weights are in place before the other callbacks begin.
+        keras.callbacks.BackupAndRestore(str(backup_dir(run_dir, cluster)),
+                                         save_freq=fit_config.backup_every or "epoch"),
         keras.callbacks.ModelCheckpoint(str(run_dir / WEIGHTS_FILE), monitor="val_loss", save_best_only=True,
                                         save_weights_only=True),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
@@ -92,11 +132,14 @@ def fit(data_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, da
                                                        restore_best_weights=True))
     if fit_config.max_minutes:
         callbacks.append(TimeBudget(fit_config.max_minutes * 60))
+    if (drill := fault_drill_callback()) is not None:
+        callbacks.append(drill)
     # shuffle=False: the dataset shuffles itself (Keras cannot shuffle a tf.data pipeline).
     model.fit(train, validation_data=val, epochs=fit_config.epochs, callbacks=callbacks, verbose=verbose,
               shuffle=False)
     if not (run_dir / WEIGHTS_FILE).exists():  # every epoch's val_loss was NaN: keep the last weights anyway
         model.save_weights(str(run_dir / WEIGHTS_FILE))
+    remove_empty_backup(run_dir, cluster)
     return run_dir
 
 
@@ -141,7 +184,9 @@ class HistoryWriter(keras.callbacks.Callback):
         self.path = path
 
     def on_train_begin(self, logs=None):
-        self.rows, self.started = [], time.time()
+        # A run resumed from its backup keeps the epochs it had already written.
+        self.rows = json.loads(self.path.read_text()) if self.path.exists() else []
+        self.started = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch + 1, "seconds": round(time.time() - self.started, 1)}

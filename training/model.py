@@ -144,8 +144,10 @@ class HiddenStack(layers.Layer):
         self.samples = samples
         self.blocks = []
         for width in self.widths:
+            # synchronized: under a distribution strategy the batch statistics (and so the moving mean and
+            # variance) are those of the global batch, identical on every worker; alone it changes nothing.
             self.blocks += [layers.Dense(width), layers.LeakyReLU(negative_slope=LEAKY_SLOPE),
-                            layers.BatchNormalization()]
+                            layers.BatchNormalization(synchronized=True)]
         self.out = layers.Dense(samples)
         self.out_activation = layers.LeakyReLU(negative_slope=LEAKY_SLOPE)
 
