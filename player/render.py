@@ -135,9 +135,7 @@ class RenderDialog(QDialog):
 
     def reject(self) -> None:
         """Esc or Close: a render that runs is cancelled first (a thread must not outlive its dialog)."""
-        if self.running:
-            self.thread_.requestInterruption()
-            self.thread_.wait()
+        self._cancel_and_wait()
         super().reject()
 
     @property
@@ -145,10 +143,13 @@ class RenderDialog(QDialog):
         return self.thread_ is not None and self.thread_.isRunning()
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        self._cancel_and_wait()
+        super().closeEvent(event)
+
+    def _cancel_and_wait(self) -> None:
         if self.running:
             self.thread_.requestInterruption()
-            self.thread_.wait()
-        super().closeEvent(event)
+            self.thread_.wait()  # the render checks between blocks: this is one block at most
 
     def _choose(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Render to", self.path_edit.text(), "Audio (*.flac *.wav)")

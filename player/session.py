@@ -126,9 +126,7 @@ class PlayerSession(QObject):
             if self.song is None:
                 self.message.emit("open a song first (File > Open, or drop a file on the window)")
                 return
-            hint = "; switch Endless off to play it as it is" if self.endless else ""
-            self._guarded(self._engine.play, self.song, endless=self.endless, start_s=self._start_s,
-                          content_hint=hint)
+            self._play_song(self._engine)
         self._poll()
 
     def pause(self) -> None:
@@ -265,9 +263,7 @@ class PlayerSession(QObject):
         self._clear_timeline()
         if song_playing:
             self._start_s = status.playhead_s
-            hint = "; switch Endless off to play it as it is" if self.endless else ""
-            self._guarded(engine.play, self.song, endless=self.endless, start_s=self._start_s,
-                          paused=status.state == "paused", content_hint=hint)
+            self._play_song(engine, paused=status.state == "paused")
         elif live:
             self.start_live(self._live_input, self._live_config)
         self._poll()
@@ -277,6 +273,12 @@ class PlayerSession(QObject):
         self._drawn_until = 0
         self._seam_count = 0
         self.timelineCleared.emit()
+
+    def _play_song(self, engine: Engine, *, paused: bool = False) -> None:
+        """Start the song on ``engine`` from ``_start_s``; a refused song says how it could still play."""
+        hint = "; switch Endless off to play it as it is" if self.endless else ""
+        self._guarded(engine.play, self.song, endless=self.endless, start_s=self._start_s, paused=paused,
+                      content_hint=hint)
 
     def _guarded(self, call, *args, content_hint: str = "", **kwargs):
         """Run an engine call; a user's mistake becomes a message (and False) instead of an exception.

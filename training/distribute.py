@@ -217,7 +217,7 @@ def train_multi_worker(strategy, cluster: ClusterInfo, build, make_train, make_v
         return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
 
     fault_at = int(os.environ.get(FAULT_ENV, "0") or 0)
-    history = _read_history(history_path) if resumed_from else []
+    history = read_history(history_path) if resumed_from else []
     best = min((row["val_loss"] for row in history), default=math.inf)
     stale = 0
     first_epoch, skip = divmod(resumed_from, steps_per_epoch)
@@ -293,7 +293,8 @@ def _validation_loss(model, dataset) -> float:
     return total / count if count else math.nan
 
 
-def _read_history(path: Path | None) -> list[dict]:
+def read_history(path: Path | None) -> list[dict]:
+    """The epochs a run's history.json already holds (none when it is missing or unreadable)."""
     if path is None or not path.exists():
         return []
     try:

@@ -17,7 +17,14 @@ import keras
 from engine.errors import ConfigError
 
 from .data import DataConfig, datasets_for, list_audio_files
-from .distribute import backup_dir, fault_drill_callback, make_strategy, remove_empty_backup, train_multi_worker
+from .distribute import (
+    backup_dir,
+    fault_drill_callback,
+    make_strategy,
+    read_history,
+    remove_empty_backup,
+    train_multi_worker,
+)
 from .model import ModelConfig, build_model
 
 WEIGHTS_FILE = "model.weights.h5"
@@ -185,7 +192,7 @@ class HistoryWriter(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         # A run resumed from its backup keeps the epochs it had already written.
-        self.rows = json.loads(self.path.read_text()) if self.path.exists() else []
+        self.rows = read_history(self.path)
         self.started = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
