@@ -1,8 +1,10 @@
 """Encore's engine: continue a song, endlessly, with an ONNX generator model.
 
 Scripts start with the one-liners :func:`extend` and :func:`load_audio`; for streaming or control use
-:class:`Extender`, and to play through the sound card, :class:`Engine`. The engine never imports TensorFlow,
-Keras or Qt: models arrive as ONNX files that carry Encore's contract (:mod:`engine.contract`).
+:func:`open_generator` (an :class:`Extender` for the paper's ``seed`` model, a :class:`Resynthesizer` for the
+default ``resynth`` and the ``jukebox`` baseline), and to play through the sound card, :class:`Engine`. The engine
+never imports TensorFlow, Keras or Qt: models arrive as ONNX files that carry Encore's contract
+(:mod:`engine.contract`).
 """
 
 from .audio import Waveform, load_audio, save_audio
@@ -10,13 +12,15 @@ from .continuator import Continuator, default_model_path
 from .contract import ModelContract
 from .errors import AudioContentError, AudioFileError, ConfigError, EncoreError, ModelContractError
 from .extend import ExtendConfig, Extender, ExtendStats, extend
+from .generators import GENERATORS, load_model, open_generator
+from .resynth import ResynthConfig, Resynthesizer
 from .stream import Engine, EngineConfig, EngineEvent, EngineStatus
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AudioContentError", "AudioFileError", "ConfigError", "Continuator", "EncoreError", "Engine", "EngineConfig",
-    "EngineEvent", "EngineStatus", "ExtendConfig",
-    "ExtendStats", "Extender", "ModelContract", "ModelContractError", "Waveform", "default_model_path", "extend",
-    "load_audio", "save_audio",
+    "GENERATORS", "AudioContentError", "AudioFileError", "ConfigError", "Continuator", "EncoreError", "Engine",
+    "EngineConfig", "EngineEvent", "EngineStatus", "ExtendConfig", "ExtendStats", "Extender", "ModelContract",
+    "ModelContractError", "ResynthConfig", "Resynthesizer", "Waveform", "default_model_path", "extend", "load_audio",
+    "load_model", "open_generator", "save_audio",
 ]

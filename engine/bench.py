@@ -6,7 +6,8 @@ Rows, each the median of N timed runs of one 10 s chunk after two warm-up runs:
   ``model.predict`` and with a compiled ``tf.function``, and the ONNX export of exactly those weights through ONNX
   Runtime (so the Keras and ONNX rows run the same model and weights; their outputs are compared).
 Then a fresh engine-only process (no TensorFlow) measures its peak resident memory and its time from start to the
-first generated chunk of a 25 s song.
+first generated chunk of a 25 s song. Last, each generator (resynth, jukebox, seed) continues the demo song on one
+core: its first chunk (the resynth analysis of the whole song included) and the median of the next chunks.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 from .continuator import Continuator, default_model_path
 
 WARMUP_RUNS = 2
+DEMO_SONG = Path(__file__).resolve().parent.parent / "assets" / "demo" / "demo-song.ogg"
 
 #: Run in a fresh interpreter: everything a user waits for before the first chunk is ready.
 _FIRST_CHUNK_PROBE = """
@@ -106,7 +108,36 @@ def run_bench(args: argparse.Namespace) -> int:
     print(f"fresh engine process (no TensorFlow loaded: {not fresh['tensorflow_loaded']}): "
           f"import + model load {fresh['load_s']:.2f} s, first chunk ready {fresh['first_chunk_s']:.2f} s "
           f"after start, peak RSS {fresh['peak_rss_mib']:.0f} MiB")
+    _print_generator_rows(args.repeats)
     return 0
+
+
+def _print_generator_rows(repeats: int) -> None:
+    """Each generator on one core, continuing the demo song: first chunk (analysis included), then the median."""
+    from .analysis import warm_up
+    from .audio import load_audio
+    from .generators import GENERATORS, open_generator
+
+    song = load_audio(DEMO_SONG)
+    warm_up()  # librosa's one-time import and JIT load is a process's, not a chunk's (engines do it in background)
+    cores = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cores[0]})
+    try:
+        print(f"generators on one core, continuing {DEMO_SONG.name} ({song.seconds:.0f} s): seconds per 10 s chunk")
+        header = f"{'first chunk, analysis incl.':>30} {'RTF':>8} {'median next chunks':>20} {'RTF':>8}"
+        print(f"{'generator':<10} {header}")
+        for name in GENERATORS:
+            generator = open_generator(generator=name, threads=1)
+            generator.start(song)
+            started = time.perf_counter()
+            generator.next_block()
+            first = time.perf_counter() - started
+            following = median_seconds(generator.next_block, repeats)
+            horizon = generator.model.contract.horizon_s
+            print(f"{name:<10} {first * 1000:>27.1f} ms {first / horizon:>8.4f} {following * 1000:>17.1f} ms "
+                  f"{following / horizon:>8.4f}")
+    finally:
+        os.sched_setaffinity(0, set(cores))
 
 
 def _keras_rows(model: Continuator, batch: np.ndarray, repeats: int) -> list[tuple[str, float]]:
@@ -156,7 +187,8 @@ import engine
 from engine.stream import Engine
 song = engine.load_audio(sys.argv[2])
 imported = time.perf_counter()
-eng = Engine(model=sys.argv[1], clock="offline")
+eng = Engine(model=None if sys.argv[1] == "-" else sys.argv[1], generator=None if sys.argv[3] == "-" else sys.argv[3],
+             clock="offline")
 loaded = time.perf_counter()
 eng.play(song, endless=True)
 block = eng.render(eng.config.blocksize / eng.sample_rate)
@@ -183,22 +215,20 @@ def run_realtime_bench(args: argparse.Namespace) -> int:
     from .audio import load_audio
     from .stream import Engine, EngineConfig
 
-    path = Path(args.model) if args.model else default_model_path()
-    song_path = Path(args.song) if args.song else Path(__file__).resolve().parent.parent / "assets" / "demo" \
-        / "demo-song.ogg"
+    song_path = Path(args.song) if args.song else DEMO_SONG
     cores = sorted(os.sched_getaffinity(0))
     own = {cores[0]}
     hog = _hog(cores[1]) if len(cores) > 1 else None
     try:
         os.sched_setaffinity(0, own)
         probe_code = f"import os\nos.sched_setaffinity(0, {own})\n" + _PLAY_PROBE
-        first = _run_probe(probe_code, str(path), str(song_path))
+        first = _run_probe(probe_code, args.model or "-", str(song_path), args.generator or "-")
         if first is None:
             return 1
 
         config = EngineConfig()
         hours = args.hours
-        with Engine(config, model=path, clock="offline") as eng:
+        with Engine(config, model=args.model, generator=args.generator, clock="offline") as eng:
             eng.play(load_audio(song_path), endless=True)
             for _ in range(round(hours * 60)):
                 eng.render(60.0)
@@ -210,13 +240,16 @@ def run_realtime_bench(args: argparse.Namespace) -> int:
             hog.wait()  # reaped before we return: no busy loop outlives the bench, not even for a moment
         os.sched_setaffinity(0, set(cores))
 
-    contract_horizon = eng.extender.model.contract.horizon_s - eng.extender.config.crossfade_s  # new audio a chunk adds
+    # New audio a chunk adds: a seed chunk's last crossfade is held back for the next one; resynth adds whole chunks.
+    contract_horizon = eng.extender.model.contract.horizon_s - (
+        eng.extender.config.crossfade_s if eng.extender.generator == "seed" else 0.0)
     # The generator starts a chunk when the lead falls below lead_s and the device keeps playing meanwhile,
     # so the lead left when the chunk lands is lead_s minus its compute time.
     lead = config.lead_s - chunk_seconds
     late = int(np.sum(chunk_seconds > config.lead_s - config.guard_s))
     played_h = status.playhead_s / 3600
-    print(f"engine bench --realtime: {path.name}, {song_path.name}, engine on core {cores[0]}"
+    print(f"engine bench --realtime: {eng.extender.generator} generator, model {eng.extender.model.name}, "
+          f"{song_path.name}, engine on core {cores[0]}"
           f"{f', busy loop on core {cores[1]}' if hog is not None else ' (one core: no busy loop)'}")
     print(f"{'figure':<44} {'value':>12}")
     rows = [

@@ -65,9 +65,17 @@ def _clock(seconds: float) -> str:
 
 # --- commands -------------------------------------------------------------------------------------------
 
+def _generator_options(args: argparse.Namespace) -> dict:
+    """The generator named on the command line, as keyword arguments of Engine and open_generator."""
+    from .resynth import ResynthConfig
+
+    return {"model": args.model, "generator": args.generator, "resynth": ResynthConfig(variety=args.variety)}
+
+
 def cmd_extend(args: argparse.Namespace) -> int:
     from .audio import load_audio
-    from .extend import ExtendConfig, Extender
+    from .extend import ExtendConfig
+    from .generators import open_generator
 
     output = Path(args.output)
     if output.suffix.lower() not in (".wav", ".flac"):
@@ -75,7 +83,8 @@ def cmd_extend(args: argparse.Namespace) -> int:
     if not output.parent.is_dir():
         raise ConfigError(f"{output}: cannot write: folder {output.parent} does not exist")
     song = load_audio(args.song)
-    extender = Extender(args.model, ExtendConfig(crossfade_s=args.crossfade), threads=args.threads)
+    extender = open_generator(config=ExtendConfig(crossfade_s=args.crossfade), threads=args.threads,
+                              **_generator_options(args))
     bar = ProgressBar(f"extending {Path(args.song).name}", enabled=None if not args.quiet else False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the notes are printed once, below, on their own lines
@@ -86,24 +95,39 @@ def cmd_extend(args: argparse.Namespace) -> int:
     stats = extender.stats
     for note in stats.notes:
         print(f"note: {note}", file=sys.stderr)
-    print(f"model {extender.model.name} ({extender.model.contract.preset or extender.model.contract.generator}), "
-          f"generated {args.duration:.1f} s in {stats.chunks} chunks, real-time factor {stats.real_time_factor:.4f}, "
+    if extender.segmentation:
+        print(f"segmentation: {extender.segmentation}", file=sys.stderr)
+    print(f"{extender.generator} generator, model {extender.model.name}, generated {args.duration:.1f} s in "
+          f"{stats.chunks} chunks, real-time factor {stats.real_time_factor:.4f}, "
           f"wrote {output} ({written:.1f} s, {song.sample_rate} Hz, {song.channels} ch)")
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .continuator import Continuator
+    from .generators import load_model
 
-    model = Continuator(args.model)
-    print(f"{model.path}")
+    model = load_model(args.model, generator=args.generator)
+    print(f"{getattr(model, 'path', model.name)}")
     for name, value in model.contract.describe():
-        print(f"  {name:<12} {value}")
-    extra = {k: v for k, v in model.session.get_modelmeta().custom_metadata_map.items()
-             if k.startswith("encore.") and k[7:] not in {f for f in model.contract.__dataclass_fields__}}
-    for key, value in sorted(extra.items()):
-        print(f"  {key[7:]:<12} {value}")
-    print(f"  {'loaded in':<12} {model.load_seconds:.2f} s")
+        print(f"  {name:<13} {value}")
+    session = getattr(model, "session", None)
+    if session is not None:
+        extra = {k: v for k, v in session.get_modelmeta().custom_metadata_map.items()
+                 if k.startswith("encore.") and k[7:] not in {f for f in model.contract.__dataclass_fields__}}
+        for key, value in sorted(extra.items()):
+            print(f"  {key[7:]:<13} {value}")
+        print(f"  {'loaded in':<13} {model.load_seconds:.2f} s")
+    if args.song:
+        from .analysis import ANALYSIS_RATE, analyse
+        from .audio import load_audio, to_model_input
+
+        song = load_audio(args.song)
+        started = time.perf_counter()
+        analysis = analyse(to_model_input(song, ANALYSIS_RATE))
+        print(f"{args.song} ({song.seconds:.1f} s)")
+        print(f"  {'segmentation':<13} {analysis.describe()}")
+        print(f"  {'analysed in':<13} {time.perf_counter() - started:.2f} s (real-time factor "
+              f"{(time.perf_counter() - started) / song.seconds:.4f})")
     return 0
 
 
@@ -122,7 +146,8 @@ def cmd_play(args: argparse.Namespace) -> int:
     song = load_audio(args.song)
     config = EngineConfig(lead_s=args.lead)
     show = sys.stderr.isatty()
-    with warnings.catch_warnings(), Engine(config, model=args.model, device=device_argument(args.output)) as eng:
+    with warnings.catch_warnings(), Engine(config, device=device_argument(args.output),
+                                           **_generator_options(args)) as eng:
         warnings.simplefilter("ignore")
         try:
             eng.play(song, endless=args.endless)
@@ -158,7 +183,8 @@ def cmd_live(args: argparse.Namespace) -> int:
 
     live = LiveConfig(silence_s=args.silence, threshold_db=args.threshold, monitor=args.monitor)
     show = sys.stderr.isatty()
-    with Engine(EngineConfig(lead_s=args.lead), model=args.model, device=device_argument(args.output)) as eng:
+    with Engine(EngineConfig(lead_s=args.lead), device=device_argument(args.output),
+                **_generator_options(args)) as eng:
         eng.live(live, input_device=device_argument(args.input))
 
         def enter_key():
@@ -218,6 +244,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 # --- parser ---------------------------------------------------------------------------------------------
 
+def add_generator_arguments(p: argparse.ArgumentParser) -> None:
+    """--generator, --model and --variety, the same on every command that generates."""
+    p.add_argument("--generator", choices=("resynth", "seed", "jukebox"),
+                   help="resynth (default): the song's own material, re-sequenced by the learned scorer; seed: the "
+                        "paper's waveform model; jukebox: resynth's sequencing without the learned scorer")
+    p.add_argument("--model", help="ONNX model with Encore's contract; it says which generator it drives "
+                                   "(default: the generator's shipped model, or $ENCORE_RESYNTH_MODEL / $ENCORE_MODEL)")
+    p.add_argument("--variety", type=float, default=0.5, metavar="0..1",
+                   help="resynth and jukebox: 0 stays close to the song's own order, 1 wanders (default 0.5)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="engine",
@@ -228,28 +265,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "extend", help="write a song followed by its endless continuation",
-        description="Write SONG followed by DURATION of continuation (or the continuation alone). The model reads "
-                    "the last 20 s (its context) and writes the next 10 s, again and again; joins are "
-                    "crossfaded. A song shorter than the context is looped to fill it, with a note; songs under "
-                    "0.5 s and silent songs are refused. Any rate and channel count in; the output keeps them.",
+        description="Write SONG followed by DURATION of continuation (or the continuation alone), 10 s at a time, "
+                    "joins crossfaded. The resynth generator (default) re-sequences the song's own beats (onsets "
+                    "or a fixed grid when there is no steady beat), chosen by a learned scorer that reads the "
+                    "last 20 s, and renders them from the original audio at its rate and channels. The seed "
+                    "generator predicts waveform from the last 20 s; a song shorter than that is looped to fill "
+                    "it, with a note. Songs under 0.5 s and silent songs are refused. Any rate and channel count "
+                    "in; the output keeps them.",
         epilog="example: engine extend song.mp3 -o endless.flac --duration 10m",
     )
     p.add_argument("song", help="audio file to continue: wav, flac, ogg or mp3")
     p.add_argument("-o", "--output", required=True, help="file to write, .wav or .flac (16-bit)")
     p.add_argument("--duration", type=parse_duration, default=parse_duration("1m"),
                    help="length of the continuation: 600, 90s, 10m, 1h30m or 1:30 (default 1m)")
-    p.add_argument("--model", help="ONNX model with Encore's contract (default: the shipped model, or $ENCORE_MODEL)")
+    add_generator_arguments(p)
     p.add_argument("--only-extension", action="store_true", help="write only what follows the song's end")
     p.add_argument("--crossfade", type=float, default=0.05, metavar="SECONDS",
-                   help="equal-power crossfade at every join (default 0.05)")
+                   help="equal-power crossfade at the song's end, and between seed chunks (default 0.05)")
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1: fastest here)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_extend)
 
-    p = commands.add_parser("info", help="print a model's contract",
+    p = commands.add_parser("info", help="print a model's contract, and how a song is segmented",
                             description="Print the contract an ONNX model declares (rate, context, horizon, "
-                                        "layout, what it was trained on), after checking it against the graph.")
-    p.add_argument("model", nargs="?", help="ONNX file (default: the shipped model)")
+                                        "layout, what it was trained on), after checking it against the graph. "
+                                        "With --song, also how resynth segments that song: beats (tempo, "
+                                        "meter), or onsets or a fixed grid when it has no steady beat.")
+    p.add_argument("model", nargs="?", help="ONNX file (default: the generator's shipped model)")
+    p.add_argument("--generator", choices=("resynth", "seed", "jukebox"), help="whose shipped model (default resynth)")
+    p.add_argument("--song", help="an audio file to segment")
     p.set_defaults(func=cmd_info)
 
     p = commands.add_parser(
@@ -262,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("song", help="audio file: wav, flac, ogg or mp3")
     p.add_argument("--endless", action="store_true", help="carry on after the song ends, until Ctrl-C")
-    p.add_argument("--model", help="ONNX model with Encore's contract (default: the shipped model)")
+    add_generator_arguments(p)
     p.add_argument("--output", help="output device, by number or by a part of its name (see engine devices)")
     p.add_argument("--lead", type=float, default=10.0, metavar="SECONDS",
                    help="audio kept generated ahead of the playhead (default 10)")
@@ -270,9 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "live", help="listen, and carry on when the performer stops",
-        description="Listen to the input; the last 20 s are always kept. When the performer stops (input below "
-                    "--threshold for --silence seconds, after at least 2 s of playing) or Enter is pressed, "
-                    "Encore carries on from what it heard. When the performer plays again, Encore fades out "
+        description="Listen to the input; what was heard is kept (the last 5 min for resynth, 25 s for seed). "
+                    "When the performer stops (input below --threshold for --silence seconds, after at least 2 s "
+                    "of playing) or Enter is pressed, Encore carries on from what it heard (resynth: "
+                    "re-sequencing the heard material itself). When the performer plays again, Encore fades out "
                     "and listens again. Ctrl-C quits with a summary. Without headphones a microphone hears "
                     "Encore too and takes it for the performer: use headphones or a line input.",
         epilog="example: engine live --input 'USB Audio' --monitor",
@@ -284,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="quiet this long means the performer stopped (default 1.5)")
     p.add_argument("--threshold", type=float, default=-40.0, metavar="DBFS",
                    help="input level that counts as playing (default -40)")
-    p.add_argument("--model", help="ONNX model with Encore's contract (default: the shipped model)")
+    add_generator_arguments(p)
     p.add_argument("--lead", type=float, default=10.0, metavar="SECONDS", help="audio generated ahead (default 10)")
     p.set_defaults(func=cmd_live)
 
@@ -300,7 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "--repeats); peak memory and time to the first chunk of a fresh process. The Keras side runs "
                     "only when TensorFlow is installed (pip install '.[train]').",
     )
-    p.add_argument("--model", help="ONNX file (default: the shipped model)")
+    p.add_argument("--model", help="ONNX file (default: the shipped seed model; with --realtime the generator's)")
+    p.add_argument("--generator", choices=("resynth", "seed", "jukebox"),
+                   help="with --realtime: which generator plays (default resynth)")
     p.add_argument("--repeats", type=int, default=7, help="timed runs per row; the median is reported (default 7)")
     p.add_argument("--no-keras", action="store_true", help="skip the Keras rows even when TensorFlow is installed")
     p.add_argument("--realtime", action="store_true",

@@ -14,13 +14,59 @@ import numpy as np
 from .contract import ModelContract
 from .errors import ModelContractError
 
-#: The model shipped in assets/, used when no other is named.
+#: The models shipped in assets/, used when no other is named: the seed generator and the resynth scorer.
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "models" / "encore-compact.onnx"
+DEFAULT_RESYNTH_MODEL = DEFAULT_MODEL.parent / "encore-resynth.onnx"
 
 
 def default_model_path() -> Path:
     """The model to use when none is named: ``$ENCORE_MODEL``, else the shipped default."""
     return Path(os.environ.get("ENCORE_MODEL", DEFAULT_MODEL))
+
+
+def default_resynth_model_path() -> Path:
+    """The resynth scorer to use when none is named: ``$ENCORE_RESYNTH_MODEL``, else the shipped one."""
+    return Path(os.environ.get("ENCORE_RESYNTH_MODEL", DEFAULT_RESYNTH_MODEL))
+
+
+def open_model(path: Path, *, threads: int, default_hint: str = ""):
+    """Open an ONNX file on the CPU and read its contract.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+    threads : int
+        ONNX Runtime intra-op threads (inter-op: 1).
+    default_hint : str
+        Added to the "no such file" message (how to name another model), when ``path`` was a default.
+
+    Returns
+    -------
+    tuple
+        ``(onnxruntime.InferenceSession, ModelContract, load seconds)``.
+
+    Raises
+    ------
+    ModelContractError
+        The file is missing, not ONNX, or carries no valid Encore contract.
+    """
+    import onnxruntime as ort
+
+    if not path.is_file():
+        raise ModelContractError(f"{path}: no such model file{default_hint}")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # warnings about unused initialisers are not the user's business
+    started = time.perf_counter()
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # ORT raises its own exception types for every kind of unreadable file
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelContractError(f"{path}: not a loadable ONNX model ({reason[:200]})") from e
+    load_seconds = time.perf_counter() - started
+    contract = ModelContract.from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
+    return session, contract, load_seconds
 
 
 class Continuator:
@@ -41,26 +87,13 @@ class Continuator:
     """
 
     def __init__(self, path: str | os.PathLike | None = None, *, threads: int = 1):
-        import onnxruntime as ort
-
         self.path = Path(path) if path is not None else default_model_path()
-        if not self.path.is_file():
-            hint = " (the default model ships in the source tree's assets/: pass --model or set ENCORE_MODEL)" \
-                if path is None else ""
-            raise ModelContractError(f"{self.path}: no such model file{hint}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # warnings about unused initialisers are not the user's business
-        started = time.perf_counter()
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # ORT raises its own exception types for every kind of unreadable file
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ModelContractError(f"{self.path}: not a loadable ONNX model ({reason[:200]})") from e
-        self.load_seconds = time.perf_counter() - started
-        metadata = self.session.get_modelmeta().custom_metadata_map
-        self.contract = ModelContract.from_metadata(metadata, source=str(self.path))
+        hint = " (the default model ships in the source tree's assets/: pass --model or set ENCORE_MODEL)" \
+            if path is None else ""
+        self.session, self.contract, self.load_seconds = open_model(self.path, threads=threads, default_hint=hint)
+        if self.contract.generator != "seed":
+            raise ModelContractError(f"{self.path}: a {self.contract.generator} model, not a seed generator "
+                                     f"(a resynth model is a segment scorer, engine.scorer.SegmentScorer)")
         self._check_graph()
 
     def _check_graph(self) -> None:

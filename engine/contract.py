@@ -16,6 +16,20 @@ the declared input and output can be loaded, whatever trained it::
     encore.preset            compact         informative
     encore.corpus            ...             informative: what it was trained on
     encore.project_version   0.1.0           informative: Encore version that exported it
+
+A resynth model (``encore.generator resynth``) scores which segment of the song's own memory comes next, so
+it reads features, not waveform (:mod:`engine.analysis`), and declares these instead of the waveform shapes::
+
+    encore.input_layout      batch,segment,feature   context [shape=(batch, context_segments, features + 1)]:
+                                                     the last segments' features and a 0/1 "present" flag
+    encore.output_layout     batch,embedding         query [shape=(batch, embedding)]
+    encore.candidate_name    candidates              [shape=(batch, segments, features)], any segment count
+    encore.key_name          keys                    [shape=(batch, segments, embedding)]
+    encore.context_segments  32
+    encore.feature_spec      segment-features-v1     the engine refuses a spec it does not compute
+    encore.chunk_s           10.0                    one rendered chunk (= horizon_s)
+
+The score of candidate ``j`` is ``query . keys[j]`` (a scaled cosine, trained with InfoNCE).
 """
 
 from __future__ import annotations
@@ -27,7 +41,9 @@ from .errors import ModelContractError
 CONTRACT_VERSION = 1
 PREFIX = "encore."
 LAYOUT = "batch,chunk,sample"
-GENERATORS = ("seed",)
+#: Input and output layouts of each generator kind.
+LAYOUTS = {"seed": (LAYOUT, LAYOUT), "resynth": ("batch,segment,feature", "batch,embedding")}
+GENERATORS = tuple(LAYOUTS)
 
 
 @dataclass(frozen=True)
@@ -43,6 +59,10 @@ class ModelContract:
     input_layout: str = LAYOUT
     output_layout: str = LAYOUT
     generator: str = "seed"
+    candidate_name: str = ""
+    key_name: str = ""
+    context_segments: int = 0
+    feature_spec: str = ""
     preset: str = ""
     corpus: str = ""
     project_version: str = ""
@@ -54,9 +74,19 @@ class ModelContract:
             problems.append(f"contract version {self.contract_version} (this Encore reads {CONTRACT_VERSION})")
         if self.generator not in GENERATORS:
             problems.append(f"generator {self.generator!r} (this Encore runs {', '.join(GENERATORS)})")
-        for name in ("input_layout", "output_layout"):
-            if getattr(self, name) != LAYOUT:
-                problems.append(f"{name} {getattr(self, name)!r} (expected {LAYOUT!r})")
+        expected = LAYOUTS.get(self.generator, (LAYOUT, LAYOUT))
+        for name, layout in zip(("input_layout", "output_layout"), expected, strict=True):
+            if getattr(self, name) != layout:
+                problems.append(f"{name} {getattr(self, name)!r} (expected {layout!r} for {self.generator})")
+        if self.generator == "resynth":
+            from .analysis import FEATURE_SPEC
+
+            if self.feature_spec != FEATURE_SPEC:
+                problems.append(f"feature_spec {self.feature_spec!r} (this Encore computes {FEATURE_SPEC!r})")
+            if self.context_segments < 1:
+                problems.append(f"context_segments {self.context_segments}")
+            if not self.candidate_name or not self.key_name:
+                problems.append("candidate_name and key_name are required for resynth")
         if self.sample_rate < 1000:
             problems.append(f"sample_rate {self.sample_rate} Hz")
         for name in ("chunk_s", "context_s", "horizon_s"):
@@ -143,6 +173,18 @@ class ModelContract:
 
     def describe(self) -> list[tuple[str, str]]:
         """Rows for ``engine info``: (name, value with units)."""
+        if self.generator == "resynth":
+            return [
+                ("generator", "resynth (scores the song's own segments; renders from the original audio)"),
+                ("preset", self.preset or "-"), ("analysis rate", f"{self.sample_rate} Hz"),
+                ("context", f"{self.context_s:g} s, at most {self.context_segments} segments"),
+                ("horizon", f"{self.horizon_s:g} s per chunk"),
+                ("features", self.feature_spec),
+                ("input", f"{self.input_name} {self.input_layout}; {self.candidate_name} batch,segment,feature"),
+                ("output", f"{self.output_name} {self.output_layout}; {self.key_name} batch,segment,embedding"),
+                ("trained on", self.corpus or "-"), ("exported by", f"Encore {self.project_version or '?'}"),
+                ("contract", f"version {self.contract_version}"),
+            ]
         return [
             ("generator", self.generator), ("preset", self.preset or "-"),
             ("sample rate", f"{self.sample_rate} Hz"),
@@ -157,7 +199,8 @@ class ModelContract:
 
 
 _REQUIRED = ("sample_rate", "chunk_s", "context_s", "horizon_s", "contract_version", "generator")
-_TYPES = {"sample_rate": int, "chunk_s": float, "context_s": float, "horizon_s": float, "contract_version": int}
+_TYPES = {"sample_rate": int, "chunk_s": float, "context_s": float, "horizon_s": float, "contract_version": int,
+          "context_segments": int}
 
 
 def _whole(value: float) -> bool:

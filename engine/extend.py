@@ -135,7 +135,18 @@ class Extender:
                               f"{contract.horizon_s} s horizon")
         self.ring = RingBuffer(contract.context_samples)
         self.stats = ExtendStats()
+        self.joins: list[int] = []
         self._song: Waveform | None = None
+
+    #: Which generator this is (``engine.generators.GENERATORS``).
+    generator = "seed"
+    #: How the memory was segmented; the seed model reads raw waveform, so there is nothing to say.
+    segmentation = ""
+
+    @property
+    def memory_s(self) -> float:
+        """Seconds of a song or of live input the generator reads (the seed model: its context)."""
+        return self.model.contract.context_s + 1.0
 
     # --- context manager: streaming state is explicit -------------------------------------------------
     def __enter__(self) -> Extender:
@@ -150,6 +161,8 @@ class Extender:
         self._song = None
         self._resampler = None
         self.stats = ExtendStats()
+        self.joins = []
+        self._emitted_model_frames = 0
 
     @property
     def overlap_frames(self) -> int:
@@ -237,6 +250,10 @@ class Extender:
             self._gain_clamp_noted = True
         block = np.concatenate([crossfade(self._tail, raw[:x]), raw[x:-x]])
         self._tail = raw[-x:].copy()
+        # Joins are counted in frames of the continuation at the song's rate, 0 at the song's end.
+        scale = self._song.sample_rate / self.model_rate
+        self.joins.append(round((self._emitted_model_frames + x / 2) * scale) - self.overlap_frames // 2)
+        self._emitted_model_frames += block.shape[0]
         block = self._dc.process(block)
         self.ring.write(block)
 
@@ -376,10 +393,12 @@ class Extender:
 
 
 def extend(samples: np.ndarray, *, sample_rate: int, seconds: float | None = None, minutes: float | None = None,
-           model: str | None = None, only_extension: bool = False, config: ExtendConfig | None = None) -> np.ndarray:
+           model: str | None = None, generator: str | None = None, variety: float | None = None,
+           only_extension: bool = False, config: ExtendConfig | None = None) -> np.ndarray:
     """Extend a song in one call: the song followed by its continuation.
 
-    For streaming, progress, statistics or reusing a loaded model, use :class:`Extender`.
+    For streaming, progress, statistics or reusing a loaded model, use :func:`engine.open_generator` (an
+    :class:`Extender` or a :class:`~engine.resynth.Resynthesizer`).
 
     Parameters
     ----------
@@ -390,7 +409,11 @@ def extend(samples: np.ndarray, *, sample_rate: int, seconds: float | None = Non
     seconds, minutes : float
         Length of the continuation (give one).
     model : str, optional
-        ONNX model path; the shipped default when None.
+        ONNX model path (its contract says which generator it drives); the generator's shipped model when None.
+    generator : {"resynth", "seed", "jukebox"}, optional
+        Default ``resynth``.
+    variety : float, optional
+        resynth and jukebox: 0 (the song's own order) to 1 (wander); default 0.5.
     only_extension : bool
         Return only the continuation.
     config : ExtendConfig, optional
@@ -400,11 +423,15 @@ def extend(samples: np.ndarray, *, sample_rate: int, seconds: float | None = Non
     numpy.ndarray
         Same layout as ``samples`` (1-D stays 1-D), float32.
     """
+    from .generators import open_generator
+    from .resynth import ResynthConfig
+
     if (seconds is None) == (minutes is None):
         raise ConfigError("give exactly one of seconds= or minutes=")
     length = seconds if seconds is not None else minutes * 60.0
     samples = np.asarray(samples, dtype=np.float32)
     song = Waveform(samples, sample_rate)
-    with Extender(model, config) as extender:
+    resynth = ResynthConfig() if variety is None else ResynthConfig(variety=variety)
+    with open_generator(model, config, generator=generator, resynth=resynth) as extender:
         out = extender.extend(song, length, only_extension=only_extension).samples
     return out[:, 0] if samples.ndim == 1 else out

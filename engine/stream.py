@@ -46,7 +46,8 @@ import numpy as np
 
 from .audio import Waveform, resample
 from .errors import ConfigError, EncoreError
-from .extend import ExtendConfig, Extender
+from .extend import ExtendConfig
+from .generators import open_generator
 from .ring import RingBuffer
 from .seam import crossfade, rms
 
@@ -137,6 +138,8 @@ class EngineStatus:
     endless: bool = True
     volume: float = 1.0
     buffering: bool = False
+    generator: str = ""
+    segmentation: str = ""
 
 
 @dataclass(frozen=True)
@@ -175,8 +178,13 @@ class Engine:
     Parameters
     ----------
     config : EngineConfig, optional
-    model : str or Continuator, optional
-        The generator; the shipped default when None.
+    model : str or a loaded model, optional
+        An ONNX file or a loaded model (:func:`engine.generators.load_model`); ``generator``'s shipped default
+        when None.
+    generator : {"resynth", "seed", "jukebox"}, optional
+        Default ``resynth`` (or what ``model`` declares).
+    resynth : ResynthConfig, optional
+        Settings of the resynth and jukebox generators (``variety``).
     extend_config : ExtendConfig, optional
     clock : {"device", "offline"}
         ``device`` plays through sounddevice; ``offline`` is driven by :meth:`render`, as fast as the CPU
@@ -187,8 +195,9 @@ class Engine:
         Stream rate in Hz; the device's default rate (``device`` clock) or the song's (``offline``) when None.
     """
 
-    def __init__(self, config: EngineConfig | None = None, *, model=None, extend_config: ExtendConfig | None = None,
-                 clock: str = "device", device=None, sample_rate: int | None = None):
+    def __init__(self, config: EngineConfig | None = None, *, model=None, generator: str | None = None, resynth=None,
+                 extend_config: ExtendConfig | None = None, clock: str = "device", device=None,
+                 sample_rate: int | None = None):
         if clock not in ("device", "offline"):
             raise ConfigError(f"clock must be 'device' or 'offline', got {clock!r}")
         self.config = config or EngineConfig()
@@ -198,7 +207,8 @@ class Engine:
                               f"({self.config.crossfade_s} s)")
         self.clock = clock
         self.device = device
-        self.extender = Extender(model, extend_config or ExtendConfig(crossfade_s=self.config.crossfade_s))
+        self.extender = open_generator(model, extend_config or ExtendConfig(crossfade_s=self.config.crossfade_s),
+                                       generator=generator, resynth=resynth)
         self.events: queue.Queue[EngineEvent] = queue.Queue()
         self._requested_rate = sample_rate
         self._stream = None
@@ -416,7 +426,8 @@ class Engine:
             song_s=getattr(self, "_song_frames", 0) / rate, chunks=stats.chunks, late_chunks=self._late_chunks,
             underruns=self._underruns, starved_s=self._starved_frames / rate, model=self.extender.model.name,
             real_time_factor=stats.real_time_factor, continuations=self.continuations, endless=self._endless,
-            volume=self._volume, buffering=self._holding,
+            volume=self._volume, buffering=self._holding, generator=self.extender.generator,
+            segmentation=self.extender.segmentation,
         )
 
     def live(self, live_config: LiveConfig | None = None, *, input_device=None) -> None:
@@ -441,7 +452,9 @@ class Engine:
         self.sample_rate = rate
         self._in_channels = min(2, int(inp["max_input_channels"]))
         out_channels = min(2, int(out["max_output_channels"]))
-        self._input = RingBuffer(round((self.extender.model.contract.context_s + 5) * rate), self._in_channels)
+        # The input ring is the live memory: what was heard so far, up to what the generator reads (5 min at most).
+        memory_s = min(max(self.extender.memory_s, self.extender.model.contract.context_s) + 4.0, 300.0)
+        self._input = RingBuffer(round(memory_s * rate), self._in_channels)
         self._prepare_output(out_channels)
         fade = round(self._live.fade_s * rate)
         self._fade = np.cos(np.linspace(0, np.pi / 2, fade, dtype=np.float32))[:, None] ** 2
@@ -615,8 +628,7 @@ class Engine:
 
     def _begin_continuation(self, heard_until: int) -> None:
         """Continue the input heard up to ``heard_until`` (an absolute input frame), starting now."""
-        contract = self.extender.model.contract
-        frames = min(heard_until - self._input.start, round((contract.context_s + 1) * self.sample_rate))
+        frames = min(heard_until - self._input.start, round(self.extender.memory_s * self.sample_rate))
         heard = Waveform(self._input.read(heard_until - frames, heard_until), self.sample_rate)
         try:
             with warnings.catch_warnings():

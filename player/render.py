@@ -1,7 +1,7 @@
 """Render...: N minutes of the endless song into a wav or flac file, with a progress bar and Cancel.
 
-The render runs on its own ``QThread`` through :meth:`engine.Extender.write` (the same path as ``engine extend``),
-so the window and any playback go on meanwhile; the thread reports progress by queued signals only.
+The render runs on its own ``QThread`` through the generator's :meth:`~engine.Extender.write` (the same path as
+``engine extend``), so the window and any playback go on meanwhile; the thread reports progress by queued signals only.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from engine import Continuator, EncoreError, ExtendConfig, Extender, Waveform
+from engine import EncoreError, ExtendConfig, Waveform
+from engine.generators import open_generator
 
 PROGRESS_STEPS = 1000
 
@@ -38,14 +39,14 @@ class RenderThread(QThread):
     cancelled = pyqtSignal(str)            # path (removed)
     failed = pyqtSignal(str)               # one line for the user
 
-    def __init__(self, model: Continuator, song: Waveform, path: str, seconds: float, crossfade_s: float,
+    def __init__(self, model, song: Waveform, path: str, seconds: float, crossfade_s: float,
                  parent=None):
         super().__init__(parent)
         self.model, self.song, self.path, self.seconds, self.crossfade_s = model, song, path, seconds, crossfade_s
 
     def run(self) -> None:
         try:
-            extender = Extender(self.model, ExtendConfig(crossfade_s=self.crossfade_s))
+            extender = open_generator(self.model, ExtendConfig(crossfade_s=self.crossfade_s))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a short song is looped: the window has said so when it played
                 written = extender.write(self.song, self.path, self.seconds, progress=self.progressed.emit,
@@ -66,15 +67,15 @@ class RenderDialog(QDialog):
 
     Parameters
     ----------
-    model : Continuator
-        The generator (the one the window plays with).
+    model : Continuator or SegmentScorer or SimilarityScorer
+        The generator's model (the one the window plays with).
     song : Waveform
     song_path : str
         Suggests the output's name.
     crossfade_s : float
     """
 
-    def __init__(self, model: Continuator, song: Waveform, song_path: str, crossfade_s: float,
+    def __init__(self, model, song: Waveform, song_path: str, crossfade_s: float,
                  parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("Render the endless song")

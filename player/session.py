@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
-from engine import AudioContentError, Continuator, EncoreError, Engine, EngineConfig, Waveform, load_audio
+from engine import AudioContentError, EncoreError, Engine, EngineConfig, ResynthConfig, Waveform, load_audio
+from engine.generators import load_model
 from engine.stream import LIVE_STATES, EngineStatus, LiveConfig, audio_devices
 
 #: How often the view asks the engine how it is doing, in ms (20 frames a second).
@@ -28,7 +29,7 @@ class PlayerSession(QObject):
     Parameters
     ----------
     model : str or Path, optional
-        ONNX model; the shipped default when None.
+        ONNX model (its contract says which generator it drives); the shipped resynth model when None.
     output_device : int or str, optional
         sounddevice's notation; the system default when None.
     poll_ms : int
@@ -53,9 +54,10 @@ class PlayerSession(QObject):
 
     def __init__(self, model=None, *, output_device=None, poll_ms: int = POLL_MS, parent: QObject | None = None):
         super().__init__(parent)
-        self.model = Continuator(model)
+        self.model = load_model(model)
         self.output_device = output_device
         self.config = EngineConfig()
+        self.resynth = ResynthConfig()
         self.song: Waveform | None = None
         self.song_path: str | None = None
         self.endless = True
@@ -84,10 +86,11 @@ class PlayerSession(QObject):
         self._poll()
         return True
 
-    def load_model(self, path: str | Path | None) -> bool:
-        """Switch to another ONNX model (None: the shipped default); a file that does not fit changes nothing."""
+    def load_model(self, path: str | Path | None, *, generator: str | None = None) -> bool:
+        """Switch to another ONNX model, or to ``generator``'s shipped one (None: resynth's); a file that does
+        not fit changes nothing."""
         try:
-            model = Continuator(path)
+            model = load_model(path, generator=generator)
         except EncoreError as e:
             self.message.emit(f"model not changed: {e}")
             return False
@@ -96,17 +99,20 @@ class PlayerSession(QObject):
         self.modelChanged.emit(model.name)
         return True
 
-    def apply_settings(self, *, crossfade_s: float | None = None, lead_s: float | None = None) -> bool:
+    def apply_settings(self, *, crossfade_s: float | None = None, lead_s: float | None = None,
+                       variety: float | None = None) -> bool:
         """Change the generator's settings; playback goes on from where it is with them."""
         try:
             config = EngineConfig(lead_s=self.config.lead_s if lead_s is None else lead_s,
                                   guard_s=self.config.guard_s, filler_s=self.config.filler_s,
                                   blocksize=self.config.blocksize,
                                   crossfade_s=self.config.crossfade_s if crossfade_s is None else crossfade_s)
+            resynth = self.resynth if variety is None else ResynthConfig(variety=variety)
         except EncoreError as e:
             self.message.emit(f"settings not changed: {e}")
             return False
-        return config == self.config or self._restart_with(config=config)
+        return (config == self.config and resynth == self.resynth) or self._restart_with(config=config,
+                                                                                        resynth=resynth)
 
     def set_output_device(self, device) -> None:
         """Play through ``device`` (sounddevice's notation; None: the system default) from now on."""
@@ -235,19 +241,21 @@ class PlayerSession(QObject):
         self.statusChanged.emit(status)
 
     # --- helpers ------------------------------------------------------------------------------------------------
-    def _new_engine(self, model=None, config: EngineConfig | None = None, device=_SAME) -> Engine:
-        engine = Engine(config or self.config, model=model or self.model,
+    def _new_engine(self, model=None, config: EngineConfig | None = None, device=_SAME,
+                    resynth: ResynthConfig | None = None) -> Engine:
+        engine = Engine(config or self.config, model=model or self.model, resynth=resynth or self.resynth,
                         device=self.output_device if device is _SAME else device)
         engine.set_volume(self.volume)
         return engine
 
-    def _restart_with(self, *, model=None, config: EngineConfig | None = None, output_device=_SAME) -> bool:
+    def _restart_with(self, *, model=None, config: EngineConfig | None = None, output_device=_SAME,
+                      resynth: ResynthConfig | None = None) -> bool:
         """Swap in an engine with these changes, if one can be built; what was playing goes on where it was.
 
         A song goes on from its position (paused stays paused); live input listens again.
         """
         try:
-            engine = self._new_engine(model, config, output_device)
+            engine = self._new_engine(model, config, output_device, resynth)
         except EncoreError as e:
             self.message.emit(f"not changed: {e}")
             return False
@@ -257,6 +265,7 @@ class PlayerSession(QObject):
         self._engine.stop()
         self._engine.extender.reset()
         self.model, self.config = model or self.model, config or self.config
+        self.resynth = resynth or self.resynth
         if output_device is not _SAME:
             self.output_device = output_device
         self._engine = engine

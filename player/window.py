@@ -117,7 +117,12 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction(QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit, triggered=self.close))
         model_menu = self.menuBar().addMenu("&Model")
-        model_menu.addAction(QAction("&Shipped default", self, triggered=lambda: self.session.load_model(None)))
+        model_menu.addAction(QAction("&Resynth (shipped default)", self,
+                                     triggered=lambda: self.session.load_model(None, generator="resynth")))
+        model_menu.addAction(QAction("&Seed (the paper's waveform model)", self,
+                                     triggered=lambda: self.session.load_model(None, generator="seed")))
+        model_menu.addAction(QAction("&Jukebox (no learned scorer)", self,
+                                     triggered=lambda: self.session.load_model(None, generator="jukebox")))
         model_menu.addAction(QAction("Choose an ONNX &file…", self, triggered=self.choose_model))
 
     def _build_transport(self) -> QHBoxLayout:
@@ -167,6 +172,13 @@ class MainWindow(QMainWindow):
         settings_row.addWidget(self.crossfade_spin)
         settings_row.addWidget(QLabel("Lead"))
         settings_row.addWidget(self.lead_spin)
+        self.variety_spin = QDoubleSpinBox(minimum=0.0, maximum=1.0, value=self.session.resynth.variety,
+                                           singleStep=0.1, decimals=2)
+        self.variety_spin.setToolTip("resynth and jukebox: 0 keeps close to the song's own order, 1 wanders")
+        self.variety_spin.editingFinished.connect(
+            lambda: self.session.apply_settings(variety=self.variety_spin.value()))
+        settings_row.addWidget(QLabel("Variety"))
+        settings_row.addWidget(self.variety_spin)
         layout.addLayout(settings_row)
         self.output_combo = QComboBox()
         self.output_combo.activated.connect(
@@ -274,9 +286,10 @@ class MainWindow(QMainWindow):
         self.position_label.setText(f"{clock(position)} / {total}{where}")
         self.play_button.setText("Pause" if status.state in ("playing", "continuing") and not live else "Play")
         rtf = f"{status.real_time_factor:.4f}" if np.isfinite(status.real_time_factor) else "–"
-        self.status_label.setText(f"model {status.model}  ·  {status.ahead_s:.1f} s ahead  ·  real-time factor {rtf}"
-                                  f"  ·  {status.underruns} underruns  ·  {status.late_chunks} late chunks"
-                                  f"  ·  {status.state}")
+        segmentation = f"  ·  {status.segmentation.split(' (')[0]}" if status.segmentation else ""
+        self.status_label.setText(f"{status.generator} · model {status.model}{segmentation}  ·  {status.ahead_s:.1f} s "
+                                  f"ahead  ·  real-time factor {rtf}  ·  {status.underruns} underruns  ·  "
+                                  f"{status.late_chunks} late chunks  ·  {status.state}")
         level = self.session.input_level_db()
         self.level_meter.setValue(int(max(METER_FLOOR_DB, level)) if np.isfinite(level) else METER_FLOOR_DB)
         self.level_meter.setFormat("input %v dBFS" if live else "input: not listening")

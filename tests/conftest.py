@@ -35,6 +35,33 @@ def synthetic_song(seconds: float, sample_rate: int, channels: int = 2, *, seed:
     return Waveform((mono[:, None] * pans[None, :]).astype(np.float32), sample_rate)
 
 
+def bar_song(seconds: float, sample_rate: int, channels: int = 2, *, bpm: float = 120.0, meter: int = 4,
+             seed: int = 0) -> Waveform:
+    """A deterministic song with bars: a kick on every beat (accented on the downbeat), hats between, and a chord
+    that changes every bar (C, A minor, F, G), slightly different per channel.
+
+    Returns
+    -------
+    Waveform
+        [shape=(frames, channels), dtype=float32], peak under 1.
+    """
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * sample_rate)) / sample_rate
+    beat = 60.0 / bpm
+    in_beat = t % beat
+    beat_index = (t // beat).astype(int)
+    accent = np.where(beat_index % meter == 0, 1.0, 0.5)
+    kick = accent * np.exp(-in_beat * 25) * np.sin(2 * np.pi * 55 * in_beat * (1 + np.exp(-in_beat * 40)))
+    hats = np.exp(-((t + beat / 2) % beat) * 60) * rng.standard_normal(t.size) * 0.12
+    chords = np.array([[261.63, 329.63, 392.0], [220.0, 261.63, 329.63], [174.61, 220.0, 261.63],
+                       [196.0, 246.94, 293.66]])
+    bar = (beat_index // meter) % 4
+    pad = sum(np.sin(2 * np.pi * chords[bar, k] * t) for k in range(3)) / 3
+    mono = 0.5 * kick + hats + 0.25 * pad * (0.6 + 0.4 * np.exp(-in_beat * 3))
+    pans = np.linspace(0.8, 1.0, channels) if channels > 1 else np.ones(1)
+    return Waveform((mono[:, None] * pans[None, :]).astype(np.float32), sample_rate)
+
+
 @pytest.fixture(scope="session")
 def repeat_model(tmp_path_factory):
     """An 8 kHz model that continues a context with its own last 10 s."""

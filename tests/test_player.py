@@ -7,6 +7,7 @@ File dialogs are the one thing answered for the user (they are modal and wait fo
 from __future__ import annotations
 
 import os
+import re
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before Qt starts: pytest-qt creates the app lazily
 
@@ -21,7 +22,7 @@ from PyQt6.QtWidgets import QFileDialog
 from engine.audio import save_audio
 from player import MainWindow, PlayerSession, peak_envelope
 from player.window import DEMO_SONG
-from tests.conftest import synthetic_song
+from tests.conftest import bar_song, synthetic_song
 from tests.jack_server import JACK_RATE, connect, jack_device, jack_ports, new_ports
 from tests.onnx_models import make_model
 
@@ -217,6 +218,22 @@ def test_the_model_picker_loads_a_model_and_refuses_files_that_do_not_fit(qtbot,
     assert window.model_label.text() == "loud"
     qtbot.waitUntil(lambda: "model loud" in window.status_label.text())
     assert window.session.status().state == "playing"  # goes on, with the new model
+
+
+def test_the_model_menu_switches_generator_and_variety_applies_to_resynth(qtbot, window, tmp_path):
+    window.open_song(save_audio(tmp_path / "bars.wav", bar_song(8.0, JACK_RATE)))
+    window.session.load_model(None, generator="jukebox")
+    assert window.model_label.text() == "jukebox"
+    window.variety_spin.setValue(0.8)
+    window.variety_spin.editingFinished.emit()
+    assert window.session.resynth.variety == pytest.approx(0.8)
+    assert window.session._engine.extender.resynth.variety == pytest.approx(0.8)
+    window.play_button.click()
+    wait_for_position(qtbot, window, 9.0)  # past the song's end: its continuation plays
+    qtbot.waitUntil(lambda: "jukebox" in window.status_label.text() and "beats" in window.status_label.text())
+    status = window.session.status()
+    assert status.state == "playing" and status.starved_s == 0
+    assert re.match(r"beats: 1(19|20|21) bpm, 4/4", status.segmentation), status.segmentation
 
 
 def test_the_status_bar_shows_model_lead_speed_and_underruns(qtbot, window, song_file):

@@ -1,0 +1,101 @@
+"""Choosing a generator: ``resynth`` (the default), ``seed`` (the paper's model) or ``jukebox`` (a baseline).
+
+A model file says what it is in its contract (``encore.generator``), so ``--model FILE`` alone is enough;
+``--generator`` picks a shipped default, and the two must agree when both are given.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import ModelContractError
+
+#: Generator names, the default first.
+GENERATORS = ("resynth", "seed", "jukebox")
+DEFAULT_GENERATOR = "resynth"
+
+
+def model_generator(path: str | os.PathLike) -> str:
+    """The generator kind an ONNX file declares (``seed`` or ``resynth``), read from its metadata.
+
+    Raises
+    ------
+    ModelContractError
+        Missing, unreadable, or not an Encore model.
+    """
+    from .continuator import open_model
+
+    return open_model(Path(path), threads=1)[1].generator
+
+
+def load_model(model=None, *, generator: str | None = None, threads: int = 1):
+    """Load the model a generator runs.
+
+    Parameters
+    ----------
+    model : str, os.PathLike or a loaded model, optional
+        An ONNX file (its contract says which generator it drives), or None for ``generator``'s shipped default.
+        A loaded :class:`~engine.continuator.Continuator`, :class:`~engine.scorer.SegmentScorer` or
+        :class:`~engine.resynth.SimilarityScorer` is returned as it is.
+    generator : {"resynth", "seed", "jukebox"}, optional
+        Default ``resynth``; with a file, it must match what the file declares.
+    threads : int
+        ONNX Runtime intra-op threads.
+
+    Returns
+    -------
+    Continuator or SegmentScorer or SimilarityScorer
+
+    Raises
+    ------
+    ModelContractError
+        Unknown generator, a file that is not an Encore model, or one made for another generator.
+    """
+    from .continuator import Continuator
+    from .resynth import SimilarityScorer
+    from .scorer import SegmentScorer
+
+    if isinstance(model, Continuator | SegmentScorer | SimilarityScorer):
+        return model
+    if generator is not None and generator not in GENERATORS:
+        raise ModelContractError(f"unknown generator {generator!r} (choose from {', '.join(GENERATORS)})")
+    if generator == "jukebox":
+        if model is not None:
+            raise ModelContractError("the jukebox generator uses no model: leave out --model")
+        return SimilarityScorer()
+    if model is None:
+        generator = generator or DEFAULT_GENERATOR
+        return SegmentScorer(threads=threads) if generator == "resynth" else Continuator(threads=threads)
+    declared = model_generator(model)
+    if generator is not None and generator != declared:
+        raise ModelContractError(f"{model}: a {declared} model, but the {generator} generator was asked for")
+    return SegmentScorer(model, threads=threads) if declared == "resynth" else Continuator(model, threads=threads)
+
+
+def open_generator(model=None, config=None, *, generator: str | None = None, resynth=None, threads: int = 1):
+    """A streaming generator ready for ``start(song)``: :class:`~engine.extend.Extender` for ``seed``,
+    :class:`~engine.resynth.Resynthesizer` for ``resynth`` and ``jukebox``.
+
+    Parameters
+    ----------
+    model, generator, threads
+        As in :func:`load_model`.
+    config : ExtendConfig, optional
+    resynth : ResynthConfig, optional
+        Sequencing and rendering settings of ``resynth`` and ``jukebox`` (``variety`` among them).
+
+    Returns
+    -------
+    Extender
+        Both kinds have ``start``, ``next_block``, ``extend``, ``render``, ``write``, ``stats``, ``joins``,
+        ``segmentation`` and ``reset``.
+    """
+    from .continuator import Continuator
+    from .extend import Extender
+    from .resynth import Resynthesizer
+
+    loaded = load_model(model, generator=generator, threads=threads)
+    if isinstance(loaded, Continuator):
+        return Extender(loaded, config)
+    return Resynthesizer(loaded, config, resynth=resynth)

@@ -1,0 +1,223 @@
+"""The resynth generator: analysis, sequencing and rendering from the song's own material (jukebox scorer: no
+trained model needed; the shipped learned scorer has its own tests in test_resynth_model.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.signal import fftconvolve
+
+from engine import Waveform
+from engine.analysis import ANALYSIS_RATE, FEATURE_DIM, analyse, context_features
+from engine.audio import resample, to_model_input
+from engine.errors import AudioContentError, ConfigError, ModelContractError
+from engine.generators import load_model, open_generator
+from engine.resynth import ResynthConfig, Resynthesizer
+from engine.seam import click_score
+from tests.conftest import bar_song
+
+
+@pytest.fixture(scope="module")
+def song() -> Waveform:
+    return bar_song(40.0, 44100)
+
+
+@pytest.fixture(scope="module")
+def extended(song):
+    """The bar song and 60 s of jukebox continuation, with the generator that made it."""
+    generator = Resynthesizer("jukebox")
+    continuation = generator.extend(song, 60.0, only_extension=True)
+    return generator, continuation
+
+
+def pad(seconds: float, sample_rate: int) -> Waveform:
+    """A sustained chord that swells and fades: no beat, no onsets."""
+    t = np.arange(round(seconds * sample_rate)) / sample_rate
+    mono = (0.2 * np.sin(2 * np.pi * 220 * t) * (1 + 0.3 * np.sin(2 * np.pi * 0.1 * t))
+            + 0.1 * np.sin(2 * np.pi * 330 * t))
+    return Waveform(mono.astype(np.float32), sample_rate)
+
+
+def music_boundary_jumps(song: Waveform, bounds: np.ndarray) -> np.ndarray:
+    """click_score's jump at the song's own segment boundaries: the range the music itself has."""
+    mono = song.mono()
+    scale = song.sample_rate / ANALYSIS_RATE
+    positions = [round(b * scale) for b in bounds[2:-2]]
+    return np.array([click_score(mono, p, song.sample_rate)["jump"] for p in positions])
+
+
+# --- analysis -----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("bpm", "meter"), [(120.0, 4), (90.0, 3)])
+def test_analysis_finds_the_tempo_the_meter_and_the_downbeat(bpm, meter):
+    analysis = analyse(to_model_input(bar_song(40.0, 44100, bpm=bpm, meter=meter), ANALYSIS_RATE))
+    assert analysis.mode == "beats"
+    assert analysis.tempo_bpm == pytest.approx(bpm, rel=0.03)
+    assert analysis.meter == meter
+    beat_numbers = np.round(analysis.bounds[:-1] / ANALYSIS_RATE / (60.0 / bpm)).astype(int)
+    downbeats = beat_numbers[analysis.phase == 0]
+    assert np.mean(downbeats % meter == 0) > 0.9, "phase 0 is the bar's first beat"
+    assert analysis.features.shape == (analysis.segments, FEATURE_DIM)
+    assert np.isfinite(analysis.features).all()
+
+
+def test_music_without_a_beat_falls_back_to_onsets_or_a_grid_and_says_so(rng):
+    sustained = analyse(to_model_input(pad(30.0, 22050), ANALYSIS_RATE))
+    assert sustained.mode == "grid" and "no steady beat" in sustained.describe()
+    noise = analyse((0.1 * rng.standard_normal(30 * ANALYSIS_RATE)).astype(np.float32))
+    assert noise.mode in ("onsets", "grid") and noise.meter == 1
+
+    generator = Resynthesizer("jukebox")
+    out = generator.extend(pad(30.0, 22050), 20.0, only_extension=True)
+    assert generator.segmentation.startswith("grid")
+    assert any("no steady beat" in note for note in generator.stats.notes)
+    assert np.isfinite(out.samples).all() and out.frames == 20 * 22050
+
+
+def test_context_features_hold_the_last_segments_newest_last():
+    analysis = analyse(to_model_input(bar_song(30.0, 22050), ANALYSIS_RATE))
+    context = context_features(analysis, np.arange(5), context_segments=32, context_s=20.0)
+    assert context.shape == (32, FEATURE_DIM + 1)
+    assert context[:27].max() == 0 and context[:27].min() == 0, "a short history is padded at the front"
+    np.testing.assert_array_equal(context[-1, :FEATURE_DIM], analysis.features[4])
+    assert context[-5:, FEATURE_DIM].tolist() == [1.0] * 5
+    long = context_features(analysis, np.arange(analysis.segments), context_segments=64, context_s=20.0)
+    assert long[:, FEATURE_DIM].sum() == pytest.approx(40, abs=1), "only the last 20 s at 120 bpm: 40 beats"
+
+
+def test_too_short_a_memory_is_refused_with_its_length():
+    with pytest.raises(AudioContentError, match="0.10 s"):
+        analyse(np.zeros(ANALYSIS_RATE // 10, np.float32))
+
+
+# --- sequencing -----------------------------------------------------------------------------------------------------
+
+def test_every_jump_lands_on_the_same_beat_of_the_bar(extended):
+    generator, _ = extended
+    sequencer, phase, meter = generator.sequencer, generator.analysis.phase, generator.analysis.meter
+    history = np.array(sequencer.history)
+    assert sequencer.jumps >= 5
+    assert np.all(phase[history[1:]] == (phase[history[:-1]] + 1) % meter)
+
+
+def test_variety_sets_how_far_the_continuation_wanders(song):
+    jumps = {}
+    for variety in (0.0, 1.0):
+        generator = Resynthesizer("jukebox", resynth=ResynthConfig(variety=variety))
+        generator.extend(song, 60.0, only_extension=True)
+        jumps[variety] = generator.sequencer.jumps
+    assert jumps[0.0] < jumps[1.0]
+    with pytest.raises(ConfigError, match="variety"):
+        ResynthConfig(variety=1.5)
+
+
+def test_ten_minutes_from_a_short_memory_never_repeat_a_stretch_longer_than_30_s():
+    memory = bar_song(30.0, 22050)
+    generator = Resynthesizer("jukebox")
+    generator.extend(memory, 600.0, only_extension=True)
+    played = np.array(generator.sequencer.history[generator.analysis.segments - 1:])  # the continuation only
+    seconds = generator.analysis.durations[played] / ANALYSIS_RATE
+    assert seconds.sum() >= 590
+    assert longest_repeat_s(played, seconds) <= 30.0
+
+
+def longest_repeat_s(sequence: np.ndarray, seconds: np.ndarray) -> float:
+    """Longest stretch of ``sequence`` that already occurred earlier, segment for segment, in seconds."""
+    best = 0.0
+    for lag in range(1, sequence.shape[0]):
+        same = sequence[lag:] == sequence[:-lag]
+        if not same.any():
+            continue
+        total = np.cumsum(np.where(same, seconds[lag:], 0.0))
+        before_run = np.maximum.accumulate(np.where(same, 0.0, total))  # the total where each run began
+        best = max(best, float((total - before_run).max()))
+    return best
+
+
+# --- rendering ----------------------------------------------------------------------------------------------------
+
+def test_the_continuation_keeps_the_songs_rate_channels_and_level(song, extended):
+    _, continuation = extended
+    assert continuation.sample_rate == song.sample_rate and continuation.channels == song.channels
+    assert continuation.frames == 60 * song.sample_rate
+    assert np.isfinite(continuation.samples).all()
+    assert np.abs(continuation.samples).max() <= 10 ** (-1 / 20) + 1e-6, "the limiter's ceiling holds"
+    last_10_s = np.sqrt(np.mean(song.samples[-10 * song.sample_rate:] ** 2))
+    level = np.sqrt(np.mean(continuation.samples ** 2))
+    assert 20 * np.log10(level / last_10_s) == pytest.approx(0.0, abs=2.0)
+    left, right = continuation.samples[:, 0], continuation.samples[:, 1]
+    assert np.sqrt(np.mean(left ** 2)) / np.sqrt(np.mean(right ** 2)) == pytest.approx(0.8, rel=0.02), \
+        "the stereo balance is the song's own"
+
+
+def test_between_joins_the_audio_is_the_original_material(song, extended):
+    generator, continuation = extended
+    joins = np.array(generator.joins)
+    mono, original = continuation.mono(), song.mono()
+    checked = 0
+    for start, end in zip(joins[1:-1], joins[2:], strict=True):
+        if end - start < 0.2 * song.sample_rate or end > mono.shape[0]:
+            continue
+        excerpt = mono[start + 2000:start + 3000].astype(np.float64)
+        correlation = fftconvolve(original.astype(np.float64), excerpt[::-1], mode="valid")
+        running = np.concatenate([[0.0], np.cumsum(original.astype(np.float64) ** 2)])
+        energy = running[excerpt.shape[0]:] - running[:-excerpt.shape[0]]
+        similarity = np.abs(correlation) / np.sqrt(np.maximum(energy, 1e-12) * np.dot(excerpt, excerpt))
+        assert similarity.max() > 0.9999, "a copy of the song (up to a gain), not a re-rendering"
+        checked += 1
+    assert checked >= 5
+
+
+def test_joins_are_no_more_audible_than_the_musics_own_beat_boundaries(song, extended):
+    generator, continuation = extended
+    mono = continuation.mono()
+    joins = [j for j in generator.joins[1:] if 0 < j < continuation.frames - song.sample_rate // 10]
+    at_joins = np.array([click_score(mono, j, song.sample_rate)["jump"] for j in joins])
+    own = music_boundary_jumps(song, generator.analysis.bounds)
+    assert len(joins) >= 5
+    assert np.median(at_joins) <= np.percentile(own, 75)
+    assert at_joins.max() <= own.max() * 1.5
+
+
+def test_chunks_stream_without_a_seam_and_the_same_song_gives_the_same_audio(song, extended):
+    _, continuation = extended
+    again = Resynthesizer("jukebox").extend(song, 60.0, only_extension=True)
+    np.testing.assert_array_equal(again.samples, continuation.samples)
+    own = music_boundary_jumps(song, analyse(to_model_input(song, ANALYSIS_RATE)).bounds)
+    mono = continuation.mono()
+    for boundary in range(10, 60, 10):  # the 10 s chunk boundaries are not joins at all
+        assert click_score(mono, boundary * song.sample_rate, song.sample_rate)["jump"] <= own.max()
+
+
+@pytest.mark.parametrize(("seconds", "rate", "channels"), [(5.0, 44100, 2), (0.6, 8000, 1), (12.0, 96000, 2)])
+def test_short_songs_and_odd_rates_still_extend(seconds, rate, channels):
+    memory = bar_song(seconds, rate, channels)
+    out = open_generator(generator="jukebox").extend(memory, 25.0, only_extension=True)
+    assert out.sample_rate == rate and out.channels == channels and out.frames == 25 * rate
+    assert np.isfinite(out.samples).all() and np.abs(out.samples).max() > 0.01
+
+
+def test_silence_and_crumbs_are_refused_in_one_line():
+    generator = Resynthesizer("jukebox")
+    with pytest.raises(AudioContentError, match="silent"):
+        generator.start(Waveform(np.zeros(44100, np.float32), 44100))
+    with pytest.raises(AudioContentError, match="0.5 s"):
+        generator.start(Waveform(np.ones(100, np.float32) * 0.1, 44100))
+
+
+def test_a_live_phrase_continues_from_what_was_heard():
+    heard = resample(bar_song(8.0, 48000).samples, 48000, 48000)
+    generator = open_generator(generator="jukebox")
+    generator.start(Waveform(heard, 48000))
+    first = generator.next_block()
+    assert first.shape == (10 * 48000, 2) and np.isfinite(first).all()
+    assert generator.segmentation.startswith("beats")
+
+
+def test_generators_are_chosen_by_name_or_by_what_the_model_declares(repeat_model):
+    assert open_generator(repeat_model).generator == "seed"
+    assert open_generator(generator="jukebox").generator == "jukebox"
+    with pytest.raises(ModelContractError, match="a seed model, but the resynth generator"):
+        load_model(repeat_model, generator="resynth")
+    with pytest.raises(ModelContractError, match="unknown generator"):
+        load_model(None, generator="wavenet")
