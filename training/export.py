@@ -43,7 +43,8 @@ def export(run_dir: str | Path, out_path: str | Path, *, large_model: bool | Non
     Parameters
     ----------
     run_dir : path
-        A folder written by ``training fit``.
+        A folder written by ``training fit``: a seed model, or a resynth scorer (:mod:`training.resynth`), which
+        is exported with the resynth contract.
     out_path : path
         Destination ``.onnx`` file; large models also write ``<out_path>.data``.
     large_model : bool, optional
@@ -62,6 +63,10 @@ def export(run_dir: str | Path, out_path: str | Path, *, large_model: bool | Non
         raise ConfigError(f"{out_path}: the exported model's name must end in .onnx")
     if not out_path.parent.is_dir():
         raise ConfigError(f"{out_path}: folder {out_path.parent} does not exist")
+    from .resynth import export_resynth, is_resynth_run
+
+    if is_resynth_run(run_dir):
+        return export_resynth(run_dir, out_path)
     model, config, settings = load_run(run_dir)
     if large_model is None:
         large_model = model.count_params() > LARGE_MODEL_PARAMETERS
@@ -81,7 +86,7 @@ def export(run_dir: str | Path, out_path: str | Path, *, large_model: bool | Non
         with zipfile.ZipFile(zipped) as archive:
             archive.extractall(tmp)
         proto = onnx.load_model(str(Path(tmp) / "__MODEL_PROTO.onnx"), load_external_data=True)
-        _finish(proto, metadata)
+        finish_graph(proto, metadata)
         data_name = out_path.name + ".data"
         (out_path.parent / data_name).unlink(missing_ok=True)
         onnx.save_model(proto, str(out_path), save_as_external_data=True, all_tensors_to_one_file=True,
@@ -110,7 +115,7 @@ def to_onnx(model, config: ModelConfig, metadata: dict[str, str]):
     import tf2onnx
 
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=_signature(config), opset=OPSET)
-    _finish(proto, metadata)
+    finish_graph(proto, metadata)
     return proto
 
 
@@ -131,19 +136,22 @@ def training_summary(run_dir: Path) -> str:
     return f"{len(rows)} epochs{best}"
 
 
-def _finish(proto, metadata: dict[str, str]) -> None:
-    """Name the output as the contract says and write the contract into the metadata."""
+def finish_graph(proto, metadata: dict[str, str], *, inputs: tuple[str, ...] = (INPUT_NAME,),
+                 outputs: tuple[str, ...] = (OUTPUT_NAME,),
+                 doc: str = "Encore seed generator, exported from Keras with tf2onnx") -> None:
+    """Name the outputs as the contract says (in order), check the inputs, and write the contract into the metadata."""
     import onnx
 
     graph = proto.graph
-    if [i.name for i in graph.input] != [INPUT_NAME]:
-        raise ConfigError(f"exported graph inputs {[i.name for i in graph.input]}, expected [{INPUT_NAME}]")
-    if len(graph.output) != 1:
-        raise ConfigError(f"exported graph has {len(graph.output)} outputs, expected 1")
-    old = graph.output[0].name
-    if old != OUTPUT_NAME:
-        for node in graph.node:
-            node.output[:] = [OUTPUT_NAME if o == old else o for o in node.output]
-        graph.output[0].name = OUTPUT_NAME
+    if [i.name for i in graph.input] != list(inputs):
+        raise ConfigError(f"exported graph inputs {[i.name for i in graph.input]}, expected {list(inputs)}")
+    if len(graph.output) != len(outputs):
+        raise ConfigError(f"exported graph has {len(graph.output)} outputs, expected {len(outputs)}")
+    renames = {o.name: name for o, name in zip(graph.output, outputs, strict=True) if o.name != name}
+    for node in graph.node:
+        node.output[:] = [renames.get(o, o) for o in node.output]
+        node.input[:] = [renames.get(i, i) for i in node.input]
+    for output in graph.output:
+        output.name = renames.get(output.name, output.name)
     onnx.helper.set_model_props(proto, metadata)
-    proto.doc_string = "Encore seed generator, exported from Keras with tf2onnx"
+    proto.doc_string = doc

@@ -163,6 +163,9 @@ def load_run(run_dir: str | Path):
     if not config_path.exists() or not weights_path.exists():
         raise ConfigError(f"{run_dir}: not a training run (needs config.json and {WEIGHTS_FILE})")
     settings = json.loads(config_path.read_text())
+    if settings.get("kind", "seed") != "seed":
+        raise ConfigError(f"{run_dir}: a {settings['kind']} run, not a seed model (its report.json is written by "
+                          f"training fit; training export converts it)")
     model_config = ModelConfig.from_dict(settings["model"])
     model = build_model(model_config)
     model.load_weights(str(weights_path))

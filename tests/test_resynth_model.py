@@ -1,0 +1,214 @@
+"""The resynth scorer end to end: segment a synthetic corpus, train two epochs, export, load with the engine's
+SegmentScorer, and the checks that make the engine refuse a file that is not a resynth scorer."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras", reason="training needs the [train] extra")
+onnx = pytest.importorskip("onnx")
+
+from engine.analysis import ANALYSIS_RATE, FEATURE_DIM, FEATURE_SPEC, Analysis  # noqa: E402
+from engine.audio import Waveform, save_audio  # noqa: E402
+from engine.continuator import DEFAULT_MODEL, DEFAULT_RESYNTH_MODEL, Continuator  # noqa: E402
+from engine.errors import ModelContractError  # noqa: E402
+from engine.scorer import SegmentScorer  # noqa: E402
+from training.cli import main as training_main  # noqa: E402
+from training.resynth import (  # noqa: E402
+    ExampleConfig,
+    ResynthConfig,
+    draw_examples,
+    load_resynth_run,
+    rank_metrics,
+)
+from training.segments import segment_files  # noqa: E402
+
+#: Largest |Keras - ONNX Runtime| seen on the same inputs (float32 sums reassociated by ONNX Runtime's kernels):
+#: queries, which carry the logit scale (elements up to about 8), 1.7e-6 here and 2.7e-6 for the shipped model on
+#: 2592 corpus examples; keys (unit length) 1.2e-7 here and 2.4e-7 over the corpus's 119,814 segments. The
+#: bound leaves a margin of about 4x over the worst.
+PARITY_ATOL = 1e-5
+TEMPI = (90, 100, 110, 120, 130, 140)
+
+
+def beat_song(seconds: float, bpm: float, seed: int) -> Waveform:
+    """A click track in 4/4 (the downbeat higher and louder) over a chord that changes every bar, at 22050 Hz.
+
+    Returns
+    -------
+    Waveform
+        [shape=(frames, 1), dtype=float32], peak under 1.
+    """
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * ANALYSIS_RATE)) / ANALYSIS_RATE
+    beat = np.floor(t * bpm / 60).astype(int)
+    since_beat = t - beat * 60 / bpm
+    roots = np.array([220.0, 329.63, 369.99, 293.66]) * 2 ** (rng.integers(-3, 4) / 12)  # I V vi IV, transposed
+    root = roots[(beat // 4) % 4]
+    chord = sum(np.sin(2 * np.pi * root * ratio * t) for ratio in (1.0, 1.26, 1.5)) / 3
+    downbeat = beat % 4 == 0
+    click = np.sin(2 * np.pi * np.where(downbeat, 2000.0, 1000.0) * since_beat) * np.exp(-60 * since_beat)
+    mono = 0.35 * chord * np.exp(-4 * since_beat) + 0.4 * click * np.where(downbeat, 1.0, 0.5)
+    mono += 0.01 * rng.standard_normal(t.size)
+    return Waveform(mono[:, None].astype(np.float32), ANALYSIS_RATE)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    songs = tmp_path_factory.mktemp("resynth") / "songs"
+    songs.mkdir()
+    for i, bpm in enumerate(TEMPI):
+        save_audio(songs / f"song{i}.flac", beat_song(30.0, bpm, seed=i))
+    return songs
+
+
+@pytest.fixture(scope="module")
+def run(corpus) -> Path:
+    """Two epochs on the six songs (4 train, 2 validation), through the CLI."""
+    run = corpus.parent / "run"
+    code = training_main(["fit", "--model", "resynth", str(corpus), "--run-dir", str(run), "--epochs", "2",
+                          "--examples-per-song", "16", "--batch-size", "32", "--segments-dir",
+                          str(corpus.parent / "segments")])
+    assert code == 0
+    return run
+
+
+@pytest.fixture(scope="module")
+def exported(run) -> Path:
+    out = run.parent / "scorer.onnx"
+    assert training_main(["export", str(run), "-o", str(out)]) == 0
+    return out
+
+
+def with_metadata(source: Path, target: Path, **changes: str) -> Path:
+    """A copy of an ONNX file with some ``encore.*`` metadata values changed."""
+    proto = onnx.load(str(source))
+    for prop in proto.metadata_props:
+        prop.value = changes.get(prop.key.removeprefix("encore."), prop.value)
+    onnx.save(proto, str(target))
+    return target
+
+
+def test_fit_reports_the_learned_scorer_beside_the_baselines(run):
+    report = json.loads((run / "report.json").read_text())
+    scorers = report["validation"]["scorers"]
+    assert set(scorers) == {"learned", "most_similar", "chance"}
+    assert report["validation"]["examples"] == 32 and report["validation"]["candidates"] == 32
+    for name in ("learned", "most_similar"):
+        assert 0.0 <= scorers[name]["top1"] <= scorers[name]["top5"] <= 1.0
+        assert 1.0 <= scorers[name]["mean_rank"] <= 32.0
+    assert scorers["chance"]["top1"] == pytest.approx(1 / 32)
+    settings = json.loads((run / "config.json").read_text())
+    assert settings["kind"] == "resynth" and len(settings["train_files"]) == 4
+    assert not set(settings["train_files"]) & set(settings["validation_files"])
+    assert len(json.loads((run / "history.json").read_text())) == 2
+
+
+def test_the_analysis_is_cached_until_a_file_changes(corpus, run):
+    files = sorted(corpus.glob("*.flac"))
+    cached = segment_files(files, corpus.parent / "segments", workers=1)
+    assert cached.analysed == 0 and len(cached.analyses) == len(TEMPI)
+    assert all(a.mode == "beats" and a.meter == 4 for a in cached.analyses.values())
+    # Rewriting a song (new modification time) analyses that one again.
+    changed = corpus.parent / "changed"
+    changed.mkdir()
+    shutil.copy(files[0], changed / files[0].name)
+    again = segment_files([changed / files[0].name], corpus.parent / "segments", workers=1)
+    assert again.analysed == 1
+    np.testing.assert_array_equal(again.analyses[changed / files[0].name].features,
+                                  cached.analyses[files[0]].features)
+
+
+def test_examples_put_the_next_segment_first_and_negatives_of_its_phase():
+    n = 200
+    features = np.zeros((n, FEATURE_DIM), np.float32)
+    features[:, 0] = np.arange(n)  # each segment says which it is
+    analysis = Analysis(bounds=np.arange(n + 1) * 11025, features=features, phase=np.arange(n) % 4, meter=4,
+                        mode="beats", tempo_bpm=120.0, pulse_clarity=0.8, frames=n * 11025)
+    examples = draw_examples([analysis], ResynthConfig(), ExampleConfig(examples_per_song=50),
+                             np.random.default_rng(0))
+    current = examples.current[:, 0].astype(int)
+    chosen = examples.candidates[:, :, 0].astype(int)
+    assert len(examples) == 50 and np.all(chosen[:, 0] == current + 1)
+    assert np.all(current >= 4) and np.all(current + 1 < n - 1)
+    negatives = chosen[:, 1:]
+    assert np.all(negatives % 4 == (current[:, None] + 1) % 4) and examples.same_phase.all()
+    assert not np.any((negatives == chosen[:, :1]) | (negatives == current[:, None]))
+    assert all(len(set(row)) == len(row) for row in negatives)
+    # The context is the song in its original order up to t, newest last (32 segments of 0.5 s fit in 20 s);
+    # rows before the song's start are missing (all zero).
+    present = examples.context[:, :, FEATURE_DIM] > 0
+    expected = current[:, None] - np.arange(31, -1, -1)[None, :]
+    np.testing.assert_array_equal(present, expected >= 0)
+    np.testing.assert_array_equal(examples.context[:, :, 0], np.where(present, expected, 0))
+
+
+def test_rank_metrics_break_ties_at_random_in_expectation():
+    scores = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
+    metrics = rank_metrics(scores)
+    assert metrics["top1"] == pytest.approx((1 + 0 + 0.5) / 3)
+    assert metrics["mean_rank"] == pytest.approx((1 + 2.5 + 1.5) / 3)  # 1 above and 1 tied: rank 2 or 3
+
+
+def test_keras_and_onnx_runtime_agree(corpus, run, exported):
+    scorer_keras, config, _ = load_resynth_run(run)
+    analyses = list(segment_files(sorted(corpus.glob("*.flac")), corpus.parent / "segments").analyses.values())
+    examples = draw_examples(analyses, config, ExampleConfig(examples_per_song=11), np.random.default_rng(1))
+    query, keys = scorer_keras.predict([examples.context, examples.candidates], verbose=0)
+    scorer = SegmentScorer(exported)
+    np.testing.assert_allclose(scorer.queries(examples.context), query, atol=PARITY_ATOL, rtol=0)
+    every = np.concatenate([a.features for a in analyses])
+    (_, every_key) = scorer_keras.predict([examples.context[:1], every[None]], verbose=0)
+    np.testing.assert_allclose(scorer.keys(every), every_key[0], atol=PARITY_ATOL, rtol=0)
+
+
+def test_the_scorer_answers_queries_and_keys(exported):
+    scorer = SegmentScorer(exported)
+    c = scorer.contract
+    assert (c.generator, c.context_segments, c.feature_spec, c.sample_rate) == ("resynth", 32, FEATURE_SPEC, 22050)
+    assert (c.chunk_s, c.horizon_s, c.context_s) == (10.0, 10.0, 20.0) and scorer.embedding == 64
+    assert scorer.name == "scorer" and scorer.load_seconds > 0
+    rng = np.random.default_rng(0)
+    queries = scorer.queries(rng.standard_normal((3, 32, FEATURE_DIM + 1)).astype(np.float32))
+    keys = scorer.keys(rng.standard_normal((700, FEATURE_DIM)).astype(np.float32))
+    assert queries.shape == (3, 64) and keys.shape == (700, 64) and queries.dtype == keys.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(keys, axis=1), 1.0, atol=1e-4)
+    with pytest.raises(ModelContractError, match=r"contexts must be \(batch, 32, 48\)"):
+        scorer.queries(np.zeros((32, 48), np.float32))
+    with pytest.raises(ModelContractError, match=r"features must be \(segments, 47\)"):
+        scorer.keys(np.zeros((5, 48), np.float32))
+
+
+def test_the_scorer_refuses_what_is_not_a_resynth_scorer(exported, tmp_path, monkeypatch):
+    with pytest.raises(ModelContractError, match="generator 'seed', expected 'resynth'"):
+        SegmentScorer(DEFAULT_MODEL)
+    with pytest.raises(ModelContractError, match="feature_spec 'segment-features-v0'"):
+        SegmentScorer(with_metadata(exported, tmp_path / "old.onnx", feature_spec="segment-features-v0"))
+    with pytest.raises(ModelContractError, match=r"graph does not match its contract: input 'context' should be "
+                                                 r"\(batch, 16, 48\), graph \('unk__\d+', 32, 48\)"):
+        SegmentScorer(with_metadata(exported, tmp_path / "short.onnx", context_segments="16"))
+    with pytest.raises(ModelContractError, match="contract output 'embedding'"):
+        SegmentScorer(with_metadata(exported, tmp_path / "renamed.onnx", output_name="embedding"))
+    with pytest.raises(ModelContractError, match="a resynth model, not a seed generator"):
+        Continuator(exported)
+    monkeypatch.setenv("ENCORE_RESYNTH_MODEL", str(tmp_path / "missing.onnx"))
+    with pytest.raises(ModelContractError, match="missing.onnx: no such model file .*ENCORE_RESYNTH_MODEL"):
+        SegmentScorer()
+
+
+def test_a_resynth_run_is_not_a_seed_run(run, capsys):
+    assert training_main(["report", str(run)]) == 2
+    assert "a resynth run, not a seed model" in capsys.readouterr().err
+
+
+def test_the_shipped_scorer_is_small_and_loads():
+    assert DEFAULT_RESYNTH_MODEL.stat().st_size < 5e6
+    scorer = SegmentScorer(DEFAULT_RESYNTH_MODEL)
+    assert scorer.contract.generator == "resynth" and "music21" in scorer.contract.corpus
+    keys = scorer.keys(np.zeros((5, FEATURE_DIM), np.float32))
+    assert keys.shape == (5, scorer.embedding)
