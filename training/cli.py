@@ -114,21 +114,31 @@ def cmd_demo_song(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Defaults of the options whose default depends on --model: (seed, resynth).
+FIT_DEFAULTS = {"batch_size": (20, 128), "learning_rate": (0.01, 0.001), "files": (170, 0)}
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from .data import DataConfig
     from .fit import FitConfig, fit
-    from .model import ModelConfig
 
-    widths = tuple(int(w) for w in args.widths.split(",")) if args.widths else ()
-    try:
-        model_config = ModelConfig(preset=args.preset, sample_rate=args.sample_rate, widths=widths)
-    except ValueError as e:  # an unknown preset; contract rules raise ModelContractError themselves
-        raise EncoreError(str(e)) from e
+    for name, defaults in FIT_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, defaults[args.model == "resynth"])
     data_config = DataConfig(files=args.files, windows_per_song=args.windows_per_song, seed=args.seed)
     fit_config = FitConfig(epochs=args.epochs, batch_size=args.batch_size,
                            validation_batch_size=args.validation_batch_size, learning_rate=args.learning_rate,
                            patience=args.patience, max_minutes=args.max_minutes, augment=args.augment,
                            strategy=args.strategy, backup_every=args.backup_every)
+    if args.model == "resynth":
+        from .resynth import ExampleConfig, ResynthConfig, fit_resynth
+
+        examples = ExampleConfig(candidates=args.candidates, examples_per_song=args.examples_per_song)
+        run_dir = fit_resynth(args.data_dir, args.run_dir, ResynthConfig(), examples, data_config, fit_config,
+                              segments_dir=args.segments_dir, verbose=2)
+        print(f"wrote {run_dir}")
+        return 0
+    model_config = _model_config(args)
     run_dir = fit(args.data_dir, args.run_dir, model_config, data_config, fit_config, verbose=2)
     print(f"wrote {run_dir}")
     return 0
@@ -149,6 +159,36 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(f"wrote {Path(args.run_dir) / 'loss.png'}, spectrograms.png, report.json")
     for key, value in figures.items():
         print(f"  {key:<18} {value:.6g}" if isinstance(value, float) else f"  {key:<18} {value}")
+    return 0
+
+
+def cmd_evalset(args: argparse.Namespace) -> int:
+    import json
+
+    from .evalset import build_evalset
+
+    manifest = build_evalset(args.out_dir, clips_per_package=args.clips_per_package,
+                             progress=None if args.quiet else lambda line: print(line, flush=True))
+    clips = json.loads(Path(manifest).read_text())["clips"]
+    print(f"wrote {manifest}: {len(clips)} clips of {clips[0]['seconds']:g} s")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from engine.analysis import warm_up
+
+    from .evaluate import evaluate, format_table
+
+    generators = [name.strip() for name in args.generators.split(",") if name.strip()]
+    # One core, as a listener's machine busy with other things would give: the real-time factors are per core.
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    warm_up()  # librosa's one-time import and JIT load belong to the process, not to the first song's chunk
+    results = evaluate(args.songs_dir, args.out, generators=generators, songs=args.songs, cut_s=args.cut_s,
+                       repetition_minutes=args.repetition_minutes, repetition_songs=args.repetition_songs,
+                       variety=args.variety, threads=args.threads, seed=args.seed,
+                       progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print(format_table(results))
+    print(f"wrote {Path(args.out) / 'results.json'}, results.md, spectrograms/")
     return 0
 
 
@@ -217,25 +257,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo_song)
 
     p = commands.add_parser(
-        "fit", help="train a seed model",
+        "fit", help="train a seed model or the resynth scorer",
         description="Train the paper's encoder-decoder on a folder of audio. Defaults are the paper's: Adam "
                     "0.01, MSE, batch 20 / 10, 200 epochs, files split 120 / 50 (or by that ratio), one 30 s "
                     "window per song (20 s in, 10 s out). The best weights on validation are kept. Streams "
                     "TFRecord shards when DATA_DIR has them (training corpus/shards). Runs under tf.distribute: "
                     "with TF_CONFIG naming several workers, on all of them (see the README); a run killed and "
-                    "restarted with the same command resumes from RUN_DIR/backup.")
+                    "restarted with the same command resumes from RUN_DIR/backup. "
+                    "With --model resynth, train the resynth generator's segment scorer instead: every file is "
+                    "segmented once by the engine's analysis (cached in --segments-dir), files are split as for "
+                    "the seed model, and the scorer learns which segment comes next among --candidates of the "
+                    "same song (InfoNCE; Adam 0.001, batch 128, all files by default). RUN_DIR/report.json and "
+                    "the printed table compare its validation accuracy with the most-similar-segment scorer and "
+                    "chance. Only --epochs, --batch-size, --learning-rate, --files, --patience, --max-minutes and "
+                    "--seed apply to it.")
     p.add_argument("data_dir", help="folder of audio files (searched recursively), or with shards/manifest.json")
     p.add_argument("--run-dir", required=True, help="new folder for the run")
+    p.add_argument("--model", choices=("seed", "resynth"), default="seed",
+                   help="seed: the paper's waveform model (default); resynth: the segment scorer")
     p.add_argument("--preset", choices=("paper", "compact"), default="compact",
                    help="paper: 31 unshared units, ~400 M parameters; compact: units shared across steps (default)")
     p.add_argument("--widths", help="hidden widths, e.g. 128,64,32,16 (default: the preset's)")
     p.add_argument("--sample-rate", type=int, default=22050)
     p.add_argument("--epochs", type=int, default=200)
-    p.add_argument("--batch-size", type=int, default=20)
+    p.add_argument("--batch-size", type=int, help="default 20 (seed), 128 (resynth)")
     p.add_argument("--validation-batch-size", type=int, default=10)
-    p.add_argument("--learning-rate", type=float, default=0.01)
-    p.add_argument("--files", type=int, default=170, help="most files to use, 0 for all (default 170 = 120 + 50)")
+    p.add_argument("--learning-rate", type=float, help="Adam's; default 0.01 (seed), 0.001 (resynth)")
+    p.add_argument("--files", type=int,
+                   help="most files to use, 0 for all (default 170 = 120 + 50 for seed, 0 for resynth)")
     p.add_argument("--windows-per-song", type=int, default=1, help="30 s windows per song (default 1)")
+    p.add_argument("--candidates", type=int, default=32,
+                   help="resynth: segments ranked per example, the true next one included (default 32)")
+    p.add_argument("--examples-per-song", type=int, default=64,
+                   help="resynth: positions drawn per song and epoch, new ones each epoch (default 64)")
+    p.add_argument("--segments-dir", help="resynth: analysis cache (default DATA_DIR/.segments)")
     p.add_argument("--patience", type=int, default=0,
                    help="stop after N epochs without a better validation loss (default 0: never)")
     p.add_argument("--max-minutes", type=float, default=0, help="wall-clock budget (default 0: none)")
@@ -252,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("export", help="export a run to ONNX with Encore's contract",
                             description="Convert a run's best weights to ONNX (tf2onnx) with the contract in its "
-                                        "metadata. Models over 300 M parameters are written as .onnx + .onnx.data.")
+                                        "metadata: a seed model's, or a resynth scorer's (the run says which). "
+                                        "Models over 300 M parameters are written as .onnx + .onnx.data.")
     p.add_argument("run_dir")
     p.add_argument("-o", "--output", required=True, help="destination .onnx")
     p.set_defaults(func=cmd_export)
@@ -261,6 +317,48 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Write loss.png, spectrograms.png and report.json into the run folder.")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_report)
+
+    p = commands.add_parser(
+        "evalset", help="cut the evaluation set from two soundtrack packages never trained on",
+        description="Cut 40 s clips of music in full flow from the Debian packages wesnoth-1.16-music "
+                    "(orchestral) and supertuxkart-data (pop, electronic), which are not training corpus "
+                    "sources, into OUT_DIR as FLAC at the original rate and channels: about half from each "
+                    "package, one per track while tracks last and never more than two, each starting 10 s or "
+                    "more into its track with no 2 s stretch under -40 dBFS. OUT_DIR/manifest.json records "
+                    "each clip's package, version, original file, start and licence; OUT_DIR/licenses/ holds "
+                    "each package's copyright file. Deterministic; a re-run rewrites nothing. Install the "
+                    "packages with: make apt-eval.")
+    p.add_argument("out_dir")
+    p.add_argument("--clips-per-package", type=int, default=18, help="clips from each package (default 18)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only the summary line")
+    p.set_defaults(func=cmd_evalset)
+
+    p = commands.add_parser(
+        "evaluate", help="score the generators against the real continuation of songs",
+        description="For each song in SONGS_DIR (sorted; the evaluation set from training evalset), cut at "
+                    "--cut-s, let each generator continue the first part for 10 s and compare with the song's "
+                    "real next 10 s: log-mel and chroma distance, click scores of the joins against the "
+                    "music's own beat boundaries, tempo and key held, beat continuity (F-measure), loudness "
+                    "step at the cut, spectral flatness, real-time factor; then a --repetition-minutes "
+                    "extension scored for exact loops. The real continuation is scored as the row 'true'. "
+                    "Writes OUT/results.json, OUT/results.md and OUT/spectrograms/<song>.png, prints the table "
+                    "and, for each model generator, PASS/FAIL on the bar. Progress goes to stderr.")
+    p.add_argument("songs_dir", help="folder of songs (not searched recursively)")
+    p.add_argument("--generators", default="seed,resynth,jukebox,loop,silence",
+                   help="comma-separated: seed, resynth, jukebox (the engine's), loop (the last 10 s repeated "
+                        "with crossfades), silence (default all)")
+    p.add_argument("--out", default="evaluation", help="output folder (default ./evaluation)")
+    p.add_argument("--songs", type=int, default=0, help="most songs to use, 0 for all (default)")
+    p.add_argument("--cut-s", type=float, default=30.0,
+                   help="where songs are cut, s: the 20 s before it are the context (default 30)")
+    p.add_argument("--repetition-minutes", type=float, default=10.0,
+                   help="length of the long extension scored for loops, 0 to skip (default 10)")
+    p.add_argument("--repetition-songs", type=int, default=None,
+                   help="only the first N songs get the long extension (default all)")
+    p.add_argument("--variety", type=float, default=None, help="the engine generators' variety (their default)")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the beat boundaries scored as the music's own")
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 

@@ -1,0 +1,114 @@
+"""``training evaluate``: the baselines, the results it writes, and its errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+
+from engine.errors import ConfigError
+from engine.seam import click_score
+from tests.conftest import synthetic_song
+from training import evaluate as ev
+from training.cli import main as training_main
+
+RATE = 22050
+
+
+@pytest.fixture(scope="module")
+def songs_dir(tmp_path_factory):
+    """Two 40 s "songs" (a chord over a 120 bpm beat), stereo at 22050 Hz, and a stray text file."""
+    folder = tmp_path_factory.mktemp("songs")
+    for seed in (0, 1):
+        soundfile.write(str(folder / f"song{seed}.flac"), synthetic_song(40.0, RATE, seed=seed).samples, RATE)
+    (folder / "notes.txt").write_text("not audio")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def results(songs_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval")
+    lines: list[str] = []
+    return out, lines, ev.evaluate(songs_dir, out, generators=["loop", "silence"], repetition_minutes=0.5,
+                                   progress=lines.append)
+
+
+def test_the_loop_baseline_is_periodic_from_the_song_end_and_seamless():
+    song = synthetic_song(15.0, RATE, seed=3)
+    loop = ev.LoopGenerator()
+    continuation = loop.extend(song, 25.0, only_extension=True)
+    assert continuation.frames == 25 * RATE and continuation.channels == 2
+    period = 10 * RATE - round(0.05 * RATE)
+    np.testing.assert_array_equal(continuation.samples[period:], continuation.samples[:-period])
+    whole = loop.extend(song, 25.0)
+    assert whole.frames == song.frames + 25 * RATE
+    np.testing.assert_array_equal(whole.samples[song.frames:], continuation.samples)
+    assert loop.joins[0] == 0 and len(loop.joins) == 3 and loop.stats.seconds_generated == 25.0
+    mono = whole.mono()
+    for join in loop.joins:
+        assert click_score(mono, song.frames + join, RATE)["jump"] < 10.0  # a click scores in the hundreds
+
+    silence = ev.SilenceGenerator()
+    quiet = silence.extend(song, 12.0, only_extension=True)
+    assert quiet.frames == 12 * RATE and not quiet.samples.any() and silence.stats.chunks == 2
+
+
+def test_evaluate_writes_results_a_table_and_spectrograms(results):
+    out, lines, result = results
+    assert json.loads((out / "results.json").read_text())["settings"]["songs"] == 2
+    assert (out / "spectrograms" / "song0.png").stat().st_size > 1000
+    assert (out / "spectrograms" / "song1.png").is_file()
+    table = (out / "results.md").read_text()
+    assert table.startswith("| generator |") and "| loop |" in table and "| silence |" in table
+    assert any(line.startswith("song0.flac: loop:") for line in lines)
+
+    summary = result["summary"]
+    assert list(summary) == ["true", "loop", "silence"]
+    assert summary["true"]["logmel_db"] == 0.0 and summary["true"]["chroma"] == pytest.approx(0.0, abs=1e-9)
+    loop, silence = summary["loop"], summary["silence"]
+    assert silence["logmel_db"] > loop["logmel_db"] + 10
+    assert silence["chroma"] > loop["chroma"]
+    # 30 s of loop repeat with a period of 9.95 s: the last 20 s copy the first 10.
+    assert loop["longest_loop_s"] == pytest.approx(30.0 - 9.95, abs=0.2)
+    assert silence["longest_loop_s"] == 0.0
+    assert loop["tempo_held"] == 1.0 and silence["tempo_held"] == 0.0
+    # A join into silence is a click; the loop's crossfades are not.
+    assert silence["seams"]["jump_median"] > 50 > loop["seams"]["jump_p95"]
+    assert result["bar"] == {}  # only model generators are held to the bar
+    song = result["songs"]["song0.flac"]["loop"]
+    assert {"logmel_db", "chroma", "seams", "tempo", "key", "beat", "loudness_step_lu", "flatness_ratio",
+            "real_time_factor", "repetition", "seams_long"} <= set(song)
+
+
+def test_bad_input_is_one_config_error(tmp_path, songs_dir):
+    with pytest.raises(ConfigError, match="unknown generator 'tape'"):
+        ev.evaluate(songs_dir, tmp_path / "out", generators=["loop", "tape"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="holds no audio files"):
+        ev.evaluate(tmp_path / "empty", tmp_path / "out", generators=["loop"])
+    with pytest.raises(ConfigError, match="unknown generator"):
+        ev.make_generator("tape")
+
+
+def test_the_command_line_reports_a_bad_generator_on_one_line(songs_dir, tmp_path, capsys):
+    code = training_main(["evaluate", str(songs_dir), "--generators", "loop,tape", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "unknown generator 'tape'" in err
+
+
+def test_the_bar_judges_each_criterion():
+    def row(**overrides):
+        base = {"logmel_db": 5.0, "chroma": 0.2, "seams": {"jump_p95": 3.0, "hf_ratio_p95": 2.0},
+                "tempo_held": 0.9, "key_held": 0.9, "flatness_ratio": 1.05, "longest_loop_s": 12.0,
+                "real_time_factor": 0.01}
+        return {**base, **overrides}
+
+    summary = {"true": row(tempo_held=0.8, key_held=0.95), "loop": row(logmel_db=6.0, chroma=0.3),
+               "resynth": row()}
+    bar = ev._bar("resynth", summary, {"jump_p95": 4.0, "hf_ratio_p95": 3.0})
+    verdicts = {label: c["pass"] for label, c in bar["criteria"].items()}
+    assert verdicts["key held as often as the true continuation"] is False and bar["pass"] is False
+    assert sum(v is True for v in verdicts.values()) == len(verdicts) - 1
+    assert ev._bar("resynth", {**summary, "true": row(key_held=0.5)}, {"jump_p95": 4.0, "hf_ratio_p95": 3.0})["pass"]

@@ -1,0 +1,207 @@
+"""The evaluation metrics say what they should on synthetic signals whose answer is known."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from engine.errors import ConfigError
+from engine.seam import equal_power_ramps
+from training import metrics
+
+RATE = 22050
+C_MAJOR = (261.63, 329.63, 392.00)
+F_SHARP_MAJOR = tuple(f * 2 ** (6 / 12) for f in C_MAJOR)
+
+
+def beat_chord(seconds: float, *, bpm: float = 120.0, chord=C_MAJOR, seed: int = 0, offset_s: float = 0.0,
+               rate: int = RATE) -> np.ndarray:
+    """A held chord over a beat of decaying noise bursts: [shape=(frames,), dtype=float32], peak about 0.6."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * rate)) / rate
+    tones = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) for f in chord) / len(chord)
+    since_beat = ((t - offset_s) * bpm / 60.0) % 1.0 * 60.0 / bpm  # seconds since the last beat
+    clicks = np.exp(-since_beat * 40.0) * rng.standard_normal(t.size)
+    return (0.25 * tones + 0.3 * clicks).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def context() -> np.ndarray:
+    return beat_chord(20.0, seed=1)
+
+
+@pytest.fixture(scope="module")
+def continuation() -> np.ndarray:
+    return beat_chord(10.0, seed=2, offset_s=20.0 % 0.5)
+
+
+# ---------------------------------------------------------------------------------------- spectra
+
+
+def test_logmel_distance_is_zero_for_the_same_audio_and_large_against_silence(continuation, rng):
+    assert metrics.logmel_distance(continuation, continuation, sample_rate=RATE) == 0.0
+    same_style = metrics.logmel_distance(beat_chord(10.0, seed=3), continuation, sample_rate=RATE)
+    silent = metrics.logmel_distance(np.zeros_like(continuation), continuation, sample_rate=RATE)
+    noise = metrics.logmel_distance(0.3 * rng.standard_normal(continuation.size).astype(np.float32), continuation,
+                                    sample_rate=RATE)
+    assert same_style < 3.0 < 15.0 < min(noise, silent)
+
+
+def test_chroma_distance_tells_a_transposition(continuation):
+    assert metrics.chroma_distance(continuation, continuation, sample_rate=RATE) == pytest.approx(0.0, abs=1e-9)
+    assert metrics.chroma_distance(beat_chord(10.0, seed=3), continuation, sample_rate=RATE) < 0.05
+    assert metrics.chroma_distance(beat_chord(10.0, chord=F_SHARP_MAJOR), continuation, sample_rate=RATE) > 0.3
+    assert metrics.chroma_distance(np.zeros_like(continuation), continuation, sample_rate=RATE) == 1.0
+
+
+def test_spectral_flatness_ratio(continuation, rng):
+    assert metrics.spectral_flatness_ratio(continuation, continuation, sample_rate=RATE) == 1.0
+    noise = rng.standard_normal(continuation.size).astype(np.float32)
+    assert metrics.spectral_flatness_ratio(noise, continuation, sample_rate=RATE) > 2.0
+
+
+def test_metrics_refuse_stereo():
+    with pytest.raises(ConfigError, match="mono"):
+        metrics.logmel_distance(np.zeros((100, 2)), np.zeros(100), sample_rate=RATE)
+
+
+# ------------------------------------------------------------------------------------------- seams
+
+
+def test_a_step_scores_far_above_a_smooth_join_and_the_music_own_range(context):
+    t = np.arange(RATE * 2) / RATE
+    sine = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    stepped = sine.copy()
+    stepped[RATE:] += 0.8
+    [smooth], [step] = (metrics.seam_scores(x, [RATE], sample_rate=RATE) for x in (sine, stepped))
+    assert smooth["position"] == RATE and smooth["jump"] < 2.0 < 10.0 < step["jump"]
+    assert metrics.seam_scores(sine, [0, 10 * RATE], sample_rate=RATE) == []  # outside the signal: left out
+
+    reference = metrics.reference_seam_scores(context, sample_rate=RATE, count=12, seed=3)
+    assert len(reference) == 12 and reference == metrics.reference_seam_scores(context, sample_rate=RATE,
+                                                                                count=12, seed=3)
+    summary = metrics.seam_summary(reference)
+    assert summary["count"] == 12 and summary["jump_median"] <= summary["jump_p95"]
+    # A beatless signal falls back to random positions.
+    assert len(metrics.reference_seam_scores(sine, sample_rate=RATE, count=5)) == 5
+
+
+def test_loudness_step(context, continuation):
+    joined = np.concatenate([context, continuation])
+    assert abs(metrics.loudness_step_lu(joined, context.size, sample_rate=RATE)) < 0.5
+    quieter = np.concatenate([context, continuation * 10 ** (-6 / 20)])
+    assert metrics.loudness_step_lu(quieter, context.size, sample_rate=RATE) == pytest.approx(-6.0, abs=0.5)
+    silent_after = np.concatenate([context, np.zeros_like(continuation)])
+    step = metrics.loudness_step_lu(silent_after, context.size, sample_rate=RATE)
+    assert np.isfinite(step) and step < -40
+    with pytest.raises(ConfigError, match="0.4 s"):
+        metrics.loudness_step_lu(joined, 100, sample_rate=RATE)
+
+
+# --------------------------------------------------------------------------------- tempo, key, beats
+
+
+def test_tempo_is_found_and_held_only_at_the_same_pulse(context, continuation):
+    assert metrics.tempo_bpm(context, sample_rate=RATE) == pytest.approx(120.0, rel=0.01)
+    held = metrics.tempo_held(context, continuation, sample_rate=RATE)
+    assert held["held"] and held["ratio"] == pytest.approx(1.0, abs=0.01)
+    faster = metrics.tempo_held(context, beat_chord(10.0, bpm=140.0, seed=4), sample_rate=RATE)
+    assert not faster["held"] and faster["generated_bpm"] == pytest.approx(140.0, rel=0.02)
+    silent = metrics.tempo_held(context, np.zeros_like(continuation), sample_rate=RATE)
+    assert not silent["held"] and np.isnan(silent["ratio"])
+
+
+def test_key_is_held_in_the_same_chord_and_lost_a_tritone_away(context, continuation):
+    same = metrics.key_held(context, continuation, sample_rate=RATE)
+    assert same["held"] and same["context_key"] == same["generated_key"] and same["correlation"] > 0.95
+    moved = metrics.key_held(context, beat_chord(10.0, chord=F_SHARP_MAJOR), sample_rate=RATE)
+    assert not moved["held"] and moved["correlation"] < 0.8
+    assert moved["generated_key"] != moved["context_key"]
+    name, r = metrics.key_estimate(context, sample_rate=RATE)
+    assert name.split()[0] in ("C", "E", "A") and r > 0.5  # a C major triad: C major or a close relative
+    assert metrics.key_estimate(np.zeros(RATE), sample_rate=RATE) == (None, pytest.approx(np.nan, nan_ok=True))
+
+
+def test_beat_continuity(context, continuation):
+    on_grid = metrics.beat_continuity_f(context, continuation, sample_rate=RATE)
+    assert on_grid["f"] > 0.9 and on_grid["reason"] is None
+    assert on_grid["grid_bpm"] == pytest.approx(120.0, rel=0.01) and on_grid["reference_beats"] == 20
+    # The same beat a quarter beat late: every beat misses the +-70 ms window.
+    shifted = beat_chord(10.0, seed=2, offset_s=0.125)
+    assert metrics.beat_continuity_f(context, shifted, sample_rate=RATE)["f"] < 0.5
+    silent = metrics.beat_continuity_f(context, np.zeros_like(continuation), sample_rate=RATE)
+    assert silent["f"] == 0.0 and "no beat" in silent["reason"]
+    t = np.arange(20 * RATE) / RATE
+    drone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    beatless = metrics.beat_continuity_f(drone, continuation, sample_rate=RATE)
+    assert np.isnan(beatless["f"]) and beatless["reason"] == "no beat in the context"
+
+
+# --------------------------------------------------------------------------------------- repetition
+
+
+def test_an_exact_loop_is_found_over_its_whole_length(rng):
+    period = 7 * 11025
+    loop = np.tile(0.3 * rng.standard_normal(period).astype(np.float32), 18)  # 126 s
+    result = metrics.repetition(loop, sample_rate=11025)
+    assert result["loop_period_s"] == pytest.approx(7.0, abs=1e-3)
+    assert result["longest_loop_s"] == pytest.approx(126 - 7, abs=0.2)
+    assert result["repeated_share"] == pytest.approx((126 - 7) / 126, abs=0.01)
+
+
+def test_a_crossfaded_loop_at_44100_with_a_fractional_period_is_found():
+    """The ``loop`` baseline's stream: 10 s repeated with 50 ms crossfades, a period of 9.95 s, which is not a
+    whole number of samples at the analysis rate (438795 / 4)."""
+    rate, fade = 44100, 2205
+    stretch = beat_chord(10.0, seed=5, rate=rate)
+    fade_in, fade_out = equal_power_ramps(fade)
+    cycle = np.concatenate([stretch[fade:-fade], stretch[-fade:] * fade_out + stretch[:fade] * fade_in])
+    stream = np.tile(cycle, 13)[:120 * rate]
+    result = metrics.repetition(stream, sample_rate=rate)
+    assert result["loop_period_s"] == pytest.approx(9.95, abs=1e-4)
+    assert result["longest_loop_s"] == pytest.approx(120 - 9.95, abs=0.2)
+
+
+def test_a_repeat_at_another_gain_counts_and_music_noise_and_sweeps_do_not(rng):
+    rate = 11025
+    music = beat_chord(30.0, seed=6, rate=rate, bpm=97.0) + 0.05 * rng.standard_normal(30 * rate).astype(np.float32)
+    other = beat_chord(20.0, seed=7, rate=rate, chord=F_SHARP_MAJOR, bpm=131.0)
+    with_repeat = np.concatenate([music, 0.5 * music[:15 * rate], other])
+    result = metrics.repetition(with_repeat, sample_rate=rate)
+    assert result["longest_loop_s"] == pytest.approx(15.0, abs=0.2)
+    assert result["loop_period_s"] == pytest.approx(30.0, abs=1e-3)
+    assert result["repeated_share"] == pytest.approx(15.0 / 65.0, abs=0.01)
+
+    noise = (0.3 * rng.standard_normal(120 * rate)).astype(np.float32)
+    t = np.arange(120 * rate) / rate
+    sweep = (0.3 * np.sin(2 * np.pi * (100 * t + 3900 / 240 * t ** 2))).astype(np.float32)
+    for signal in (noise, sweep, np.concatenate([music, other])):
+        found = metrics.repetition(signal, sample_rate=rate)
+        assert found["longest_loop_s"] < 1.0 and found["repeated_share"] == 0.0
+    assert metrics.repetition(np.zeros(rate * 5, np.float32), sample_rate=rate)["longest_loop_s"] == 0.0
+
+
+def test_repetition_of_ten_minutes_takes_a_second_or_two(rng):
+    loop = np.tile(0.3 * rng.standard_normal(10 * 11025).astype(np.float32), 60)
+    metrics.repetition(loop[: 11025 * 20], sample_rate=11025)  # FFT plans and caches, as in a long run
+    started = time.perf_counter()
+    result = metrics.repetition(loop, sample_rate=11025)
+    elapsed = time.perf_counter() - started
+    assert result["longest_loop_s"] == pytest.approx(590, abs=0.2)
+    assert elapsed < 4.0  # about 0.5 s on 2 cores; generous for a loaded machine
+
+
+def test_real_time_factor_is_the_median_chunk():
+    assert metrics.real_time_factor([0.1, 0.2, 5.0], 10.0) == pytest.approx(0.02)
+    assert np.isnan(metrics.real_time_factor([], 10.0))
+
+
+def test_the_evaluation_modules_load_no_training_framework():
+    probe = ("import sys, training.metrics, training.evaluate, training.evalset\n"
+             "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in {'tensorflow', 'keras', 'torch'})))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""

@@ -1,0 +1,567 @@
+"""Score Encore's generators against the real continuation of songs they have never heard.
+
+For each song the memory is ``song[:cut]``; every generator continues it for ``horizon_s`` (10 s), and the
+result is compared with the song's real next 10 s (:mod:`training.metrics`): log-mel and chroma distance,
+how the joins score against the music's own beat boundaries, tempo and key held, beat continuity, the
+loudness step at the cut, spectral flatness, and then, over a long extension (10 min), how much of it is an
+exact loop. The real continuation itself is scored too, as the row ``true``: it is what a perfect generator
+would reach on the measures that do not compare with it (tempo, key, beats, seams).
+
+Generators (:func:`make_generator`): ``seed``, ``resynth`` and ``jukebox`` from the engine, and two baselines
+defined here: ``loop`` (the memory's last 10 s repeated, equal-power crossfade at each repeat) and ``silence``.
+Every generator has the same small interface: ``extend(song, seconds, only_extension=...)`` returning a
+:class:`engine.Waveform`, ``joins`` (frames in the continuation where joins are centred; 0 is the join with the
+song's end) and ``stats`` (``chunk_seconds``, ``seconds_generated``).
+
+Outputs: ``OUT/results.json`` (every metric per song and generator, per-generator summaries and the bar),
+``OUT/results.md`` (the summary table) and ``OUT/spectrograms/<song>.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine.audio import Waveform, load_audio
+from engine.errors import ConfigError, EncoreError
+from engine.seam import equal_power_ramps
+
+from . import metrics
+
+#: Every generator :func:`make_generator` knows, in table order.
+GENERATORS: tuple[str, ...] = ("seed", "resynth", "jukebox", "loop", "silence")
+BASELINES = ("loop", "silence")
+#: The row of the real continuation.
+TRUE = "true"
+SONG_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
+
+#: The bar a generator must clear (see :func:`_bar`).
+BAR_FLATNESS_TOLERANCE = 0.1
+BAR_LONGEST_LOOP_S = 30.0
+BAR_REAL_TIME_FACTOR = 0.02
+#: Beat boundaries of each song scored for the music's own seam range.
+REFERENCE_SEAMS_PER_SONG = 16
+
+
+# ------------------------------------------------------------------------------------------ generators
+
+
+@dataclass
+class GeneratorStats:
+    """What a baseline's last extension cost, as :class:`engine.ExtendStats` reports it for a model."""
+
+    chunks: int = 0
+    seconds_generated: float = 0.0
+    #: Compute time of each chunk, in seconds.
+    chunk_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
+
+
+class LoopGenerator:
+    """Baseline: the song's last ``period_s`` repeated for ever, with an equal-power crossfade at each repeat.
+
+    The stream is ``song[:-F]``, then ``song[-S:]`` over and over, each repeat's first ``F`` frames crossfaded
+    with the previous one's last ``F`` (``S = period_s``, ``F = crossfade_s``). The song's own last ``F`` frames
+    are the first crossfade, so from the song's end on the audio is exactly periodic, with period ``S - F``.
+
+    Parameters
+    ----------
+    period_s : float
+        Length of the repeated stretch, in seconds (the whole song when shorter).
+    crossfade_s : float
+        Length of each crossfade, in seconds.
+    """
+
+    name = "loop"
+
+    def __init__(self, *, period_s: float = 10.0, crossfade_s: float = 0.05):
+        if not 0 < 2 * crossfade_s < period_s:
+            raise ConfigError(f"the loop's crossfade ({crossfade_s} s) must be under half its period ({period_s} s)")
+        self.period_s, self.crossfade_s = period_s, crossfade_s
+        self.joins: list[int] = []
+        self.stats = GeneratorStats()
+
+    def extend(self, song: Waveform, seconds: float, *, only_extension: bool = False) -> Waveform:
+        """``seconds`` of loop after ``song`` (and the song before it unless ``only_extension``).
+
+        Returns
+        -------
+        Waveform
+            [shape=(frames, channels), dtype=float32] at the song's rate: ``round(seconds * rate)`` frames that
+            follow the song's end, preceded (unless ``only_extension``) by the song, whose last ``F`` frames
+            hold the first crossfade.
+        """
+        rate = song.sample_rate
+        fade = max(1, round(self.crossfade_s * rate))
+        period = min(round(self.period_s * rate), song.frames)
+        if period <= 2 * fade:
+            raise ConfigError(f"the song ({song.seconds:.2f} s) is too short to loop")
+        stretch = song.samples[-period:]
+        fade_in, fade_out = equal_power_ramps(fade)
+        seam = stretch[-fade:] * fade_out[:, None] + stretch[:fade] * fade_in[:, None]
+        self.stats = GeneratorStats()
+        frames = round(seconds * rate)
+        chunks, made = [], 0
+        while made < frames:  # one chunk per repeat: the stretch after the previous crossfade, then the next one
+            started = time.perf_counter()
+            chunk = np.concatenate([stretch[fade:period - fade], seam])[:frames - made]
+            chunks.append(chunk)
+            made += chunk.shape[0]
+            self.stats.chunks += 1
+            self.stats.chunk_seconds.append(time.perf_counter() - started)
+        self.stats.seconds_generated = frames / rate
+        cycle = period - fade
+        self.joins = [0] + [k * cycle + period - 2 * fade + fade // 2 for k in range(len(chunks))
+                            if k * cycle + period - 2 * fade + fade // 2 < frames]
+        continuation = np.concatenate(chunks) if chunks else np.zeros((0, song.channels), np.float32)
+        if only_extension:
+            return Waveform(continuation, rate)
+        return Waveform(np.concatenate([song.samples[:-fade], seam, continuation]), rate)
+
+
+class SilenceGenerator:
+    """Baseline: nothing at all after the song (one 10 s chunk of zeros after another)."""
+
+    name = "silence"
+    chunk_s = 10.0
+
+    def __init__(self) -> None:
+        self.joins: list[int] = []
+        self.stats = GeneratorStats()
+
+    def extend(self, song: Waveform, seconds: float, *, only_extension: bool = False) -> Waveform:
+        """``round(seconds * rate)`` frames of zeros, after the song unless ``only_extension``.
+
+        Returns
+        -------
+        Waveform
+            [shape=(frames, channels), dtype=float32] at the song's rate.
+        """
+        self.stats = GeneratorStats()
+        frames = round(seconds * song.sample_rate)
+        chunk = round(self.chunk_s * song.sample_rate)
+        pieces = []
+        for start in range(0, frames, chunk):
+            started = time.perf_counter()
+            pieces.append(np.zeros((min(chunk, frames - start), song.channels), np.float32))
+            self.stats.chunks += 1
+            self.stats.chunk_seconds.append(time.perf_counter() - started)
+        self.stats.seconds_generated = frames / song.sample_rate
+        self.joins = [0]
+        continuation = np.concatenate(pieces) if pieces else np.zeros((0, song.channels), np.float32)
+        return Waveform(continuation if only_extension else np.concatenate([song.samples, continuation]),
+                        song.sample_rate)
+
+
+def make_generator(name: str, *, variety: float | None = None, threads: int = 1):
+    """A generator by name, with the interface every generator here has (see the module docstring).
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`GENERATORS`.
+    variety : float, optional
+        Passed to the engine's generators (the engine's default when None); the baselines ignore it.
+    threads : int
+        ONNX Runtime threads of the engine's generators.
+
+    Raises
+    ------
+    ConfigError
+        An unknown name.
+    """
+    if name == "loop":
+        return LoopGenerator()
+    if name == "silence":
+        return SilenceGenerator()
+    if name not in GENERATORS:
+        raise ConfigError(f"unknown generator '{name}': use {', '.join(GENERATORS)}")
+    from engine import ResynthConfig, open_generator
+
+    # variety is a setting of the resynth sequencer (the seed model has none).
+    resynth = ResynthConfig(variety=variety) if variety is not None and name != "seed" else None
+    return open_generator(generator=name, threads=threads, resynth=resynth)
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+
+
+def evaluate(songs_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
+             generators: Sequence[str] = GENERATORS, songs: int = 0, cut_s: float = 30.0, context_s: float = 20.0,
+             horizon_s: float = 10.0, repetition_minutes: float = 10.0, repetition_songs: int | None = None,
+             variety: float | None = None, threads: int = 1, seed: int = 0,
+             progress: Callable[[str], None] | None = None) -> dict:
+    """Run every generator on every song, score them, and write the results.
+
+    Parameters
+    ----------
+    songs_dir : str or os.PathLike
+        Folder of audio files (not searched recursively), taken in sorted order: the evaluation set.
+    out_dir : str or os.PathLike
+        Where ``results.json``, ``results.md`` and ``spectrograms/`` go (created if needed).
+    generators : sequence of str
+        Names from :data:`GENERATORS`.
+    songs : int
+        Most songs to use; 0 for all.
+    cut_s : float
+        Where each song is cut, in seconds: the generators see ``song[:cut_s]``.
+    context_s, horizon_s : float
+        The stretch before the cut that the continuation is compared with, and the length generated.
+    repetition_minutes : float
+        Length of the long extension scored for repetition and long-run seams, in minutes; 0 skips it.
+    repetition_songs : int, optional
+        Songs (the first ones) that get the long extension; all when None.
+    variety : float, optional
+        The engine generators' variety (their default when None).
+    threads : int
+        ONNX Runtime threads.
+    seed : int
+        Seed of the beat boundaries drawn for the music's own seam range.
+    progress : callable, optional
+        Called with one line per song and generator.
+
+    Returns
+    -------
+    dict
+        What ``results.json`` holds: ``settings``, ``songs`` (per song, per generator, every metric),
+        ``reference_seams`` (the music's own beat boundaries), ``summary`` (per generator) and ``bar``.
+
+    Raises
+    ------
+    ConfigError
+        An unknown generator, an empty folder, bad lengths, or songs all too short for ``cut_s + horizon_s``.
+    """
+    say = progress or (lambda line: None)
+    names = list(dict.fromkeys(generators))
+    for name in names:
+        if name not in GENERATORS:
+            raise ConfigError(f"unknown generator '{name}': use {', '.join(GENERATORS)}")
+    if not names:
+        raise ConfigError(f"no generators given: use some of {', '.join(GENERATORS)}")
+    if not (0 < context_s <= cut_s and horizon_s >= 1.0):
+        raise ConfigError(f"need 0 < context ({context_s} s) <= cut ({cut_s} s) and a horizon of 1 s or more "
+                          f"(got {horizon_s} s)")
+    if repetition_minutes < 0 or songs < 0 or (repetition_songs is not None and repetition_songs < 0):
+        raise ConfigError("songs, repetition minutes and repetition songs must be 0 or more")
+    files = song_files(songs_dir)[:songs or None]
+    out_dir = Path(out_dir)
+    (out_dir / "spectrograms").mkdir(parents=True, exist_ok=True)
+    made = {name: make_generator(name, variety=variety, threads=threads) for name in names}
+
+    per_song: dict[str, dict] = {}
+    reference_seams: list[dict] = []
+    started = time.monotonic()
+    for index, path in enumerate(files):
+        song = load_audio(path)
+        if song.seconds < cut_s + horizon_s:
+            say(f"{path.name}: skipped, {song.seconds:.1f} s is under cut + horizon ({cut_s + horizon_s:g} s)")
+            continue
+        long_run = repetition_minutes > 0 and (repetition_songs is None or index < repetition_songs)
+        entry, strips, seams = _evaluate_song(song, made, cut_s=cut_s, context_s=context_s, horizon_s=horizon_s,
+                                              repetition_s=repetition_minutes * 60 if long_run else 0.0,
+                                              seed=seed + index, say=lambda line, p=path: say(f"{p.name}: {line}"))
+        per_song[path.name] = entry
+        reference_seams += seams
+        _write_spectrograms(out_dir / "spectrograms" / f"{path.stem}.png", strips, song.sample_rate,
+                            cut_s=context_s, horizon_s=horizon_s, title=path.name)
+    if not per_song:
+        raise ConfigError(f"{songs_dir}: no song is {cut_s + horizon_s:g} s or longer")
+
+    rows = [TRUE] + names
+    summary = {name: _summarise(name, per_song) for name in rows}
+    music = metrics.seam_summary(reference_seams)
+    bar = {name: _bar(name, summary, music) for name in names if name not in BASELINES}
+    results = {
+        "settings": {"songs_dir": str(songs_dir), "songs": len(per_song), "generators": names, "cut_s": cut_s,
+                     "context_s": context_s, "horizon_s": horizon_s, "repetition_minutes": repetition_minutes,
+                     "repetition_songs": repetition_songs, "variety": variety, "threads": threads, "seed": seed,
+                     "seconds": round(time.monotonic() - started, 1)},
+        "reference_seams": music,
+        "summary": summary,
+        "bar": bar,
+        "songs": per_song,
+    }
+    (out_dir / "results.json").write_text(json.dumps(_jsonable(results), indent=1) + "\n")
+    (out_dir / "results.md").write_text(format_table(results, markdown=True) + "\n")
+    return results
+
+
+def song_files(songs_dir: str | os.PathLike) -> list[Path]:
+    """The audio files directly in ``songs_dir``, sorted.
+
+    Raises
+    ------
+    ConfigError
+        Not a folder, or no audio file in it.
+    """
+    folder = Path(songs_dir)
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: not a folder of songs")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in SONG_SUFFIXES and p.is_file())
+    if not files:
+        raise ConfigError(f"{folder}: holds no audio files ({', '.join(SONG_SUFFIXES)})")
+    return files
+
+
+def _evaluate_song(song: Waveform, made: dict, *, cut_s: float, context_s: float, horizon_s: float,
+                   repetition_s: float, seed: int, say: Callable[[str], None]) -> tuple[dict, dict, list[dict]]:
+    """Every metric for every generator on one song, the audio for its spectrograms, and its own seam range."""
+    rate = song.sample_rate
+    mono = song.mono()
+    cut, context, horizon = round(cut_s * rate), round(context_s * rate), round(horizon_s * rate)
+    memory = Waveform(song.samples[:cut], rate)
+    before, true = mono[cut - context:cut], mono[cut:cut + horizon]
+    reference = metrics.reference_seam_scores(mono, sample_rate=rate, count=REFERENCE_SEAMS_PER_SONG, seed=seed)
+    entry = {TRUE: _score(before, true, true, mono[:cut + horizon], [cut], rate)}
+    strips = {}
+    for name, generator in made.items():
+        started = time.monotonic()
+        try:
+            full = generator.extend(memory, horizon_s, only_extension=False)
+        except EncoreError as e:
+            raise EncoreError(f"{name}: {e}") from e
+        joined = full.mono()[:cut + horizon]
+        generated = joined[cut:]
+        if generated.shape[0] < horizon:
+            raise EncoreError(f"{name} returned {generated.shape[0] / rate:.2f} s, not the {horizon_s:g} s asked for")
+        joins = [cut + int(j) for j in getattr(generator, "joins", [0])]
+        scores = _score(before, generated, true, joined, joins, rate)
+        scores["real_time_factor"] = _real_time_factor(generator)
+        scores["first_chunk_real_time_factor"] = _first_chunk_real_time_factor(generator)
+        strips[name] = generated
+        if repetition_s > 0:
+            full = generator.extend(memory, repetition_s, only_extension=False)
+            long_mono = full.mono()
+            long_joins = [cut + int(j) for j in getattr(generator, "joins", [0])]
+            scores["repetition"] = metrics.repetition(long_mono[cut:], sample_rate=rate)
+            scores["seams_long"] = metrics.seam_scores(long_mono, long_joins, sample_rate=rate)
+            scores["real_time_factor"] = _real_time_factor(generator)
+            del full, long_mono
+        entry[name] = scores
+        say(f"{name}: log-mel {scores['logmel_db']:.1f} dB, chroma {scores['chroma']:.2f}, "
+            f"tempo {'held' if scores['tempo']['held'] else 'lost'}, key {'held' if scores['key']['held'] else 'lost'}"
+            + (f", longest loop {scores['repetition']['longest_loop_s']:.0f} s" if "repetition" in scores else "")
+            + f" ({time.monotonic() - started:.1f} s)")
+    strips = {"context": before, TRUE: true, **strips}
+    return entry, strips, reference
+
+
+def _score(before: np.ndarray, generated: np.ndarray, true: np.ndarray, joined: np.ndarray, joins: list[int],
+           rate: int) -> dict:
+    """The 10 s metrics of one continuation (``generated``, following ``before``; ``joined`` holds both)."""
+    cut = joined.shape[0] - generated.shape[0]
+    return {
+        "logmel_db": metrics.logmel_distance(generated, true, sample_rate=rate),
+        "chroma": metrics.chroma_distance(generated, true, sample_rate=rate),
+        "seams": metrics.seam_scores(joined, joins, sample_rate=rate),
+        "tempo": metrics.tempo_held(before, generated, sample_rate=rate),
+        "key": metrics.key_held(before, generated, sample_rate=rate),
+        "beat": metrics.beat_continuity_f(before, generated, sample_rate=rate),
+        "loudness_step_lu": metrics.loudness_step_lu(joined, cut, sample_rate=rate),
+        # Against the song as heard before the cut: is the continuation noisier than the music it continues?
+        # The true next 10 s differ from it too (see the `true` row), so that is also kept, for calibration.
+        "flatness_ratio": metrics.spectral_flatness_ratio(generated, before, sample_rate=rate),
+        "flatness_ratio_vs_true": metrics.spectral_flatness_ratio(generated, true, sample_rate=rate),
+    }
+
+
+def _first_chunk_real_time_factor(generator) -> float:
+    """The first chunk's compute time (resynth: the memory's analysis included) per second of its audio."""
+    stats = getattr(generator, "stats", None)
+    first = getattr(stats, "first_chunk_seconds", math.nan)
+    chunks = len(getattr(stats, "chunk_seconds", []))
+    if not chunks or not np.isfinite(first):
+        return math.nan
+    return first / (stats.seconds_generated / chunks)
+
+
+def _real_time_factor(generator) -> float:
+    stats = getattr(generator, "stats", None)
+    chunk_seconds = list(getattr(stats, "chunk_seconds", []))
+    if not chunk_seconds:
+        return math.nan
+    return metrics.real_time_factor(chunk_seconds, stats.seconds_generated / len(chunk_seconds))
+
+
+# --------------------------------------------------------------------------------------------- summary
+
+
+def _summarise(name: str, per_song: dict[str, dict]) -> dict:
+    """Medians (and shares) over songs of one generator's metrics."""
+    rows = [song[name] for song in per_song.values() if name in song]
+
+    def median(values) -> float:
+        values = np.array([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+        return float(np.median(values)) if values.size else math.nan
+
+    seams = [s for row in rows for s in row["seams"] + row.get("seams_long", [])]
+    repeats = [row["repetition"] for row in rows if "repetition" in row]
+    return {
+        "songs": len(rows),
+        "logmel_db": median(row["logmel_db"] for row in rows),
+        "chroma": median(row["chroma"] for row in rows),
+        "seams": metrics.seam_summary(seams),
+        "tempo_held": float(np.mean([row["tempo"]["held"] for row in rows])) if rows else math.nan,
+        "key_held": float(np.mean([row["key"]["held"] for row in rows])) if rows else math.nan,
+        "beat_f": median(row["beat"]["f"] for row in rows),
+        "loudness_step_lu": median(abs(row["loudness_step_lu"]) for row in rows),
+        "flatness_ratio": median(row["flatness_ratio"] for row in rows),
+        "longest_loop_s": max((r["longest_loop_s"] for r in repeats), default=math.nan),
+        "repeated_share": float(np.mean([r["repeated_share"] for r in repeats])) if repeats else math.nan,
+        "repetition_songs": len(repeats),
+        "real_time_factor": median(row.get("real_time_factor", math.nan) for row in rows),
+        "first_chunk_real_time_factor": median(row.get("first_chunk_real_time_factor", math.nan) for row in rows),
+    }
+
+
+def _bar(name: str, summary: dict[str, dict], music: dict) -> dict:
+    """The bar a generator must clear, criterion by criterion (``pass`` is None where it cannot be judged).
+
+    It beats ``loop`` and ``jukebox`` on median log-mel and chroma distance; its joins' 95th percentile is
+    within the music's own beat boundaries' (jump and HF ratio); it holds tempo and key on at least the share of
+    songs the true continuation does; its median flatness ratio is within 10 % of 1; no exact loop is longer
+    than 30 s; its median real-time factor per chunk is at most 0.02.
+    """
+    mine, true = summary[name], summary[TRUE]
+    rivals = [r for r in ("loop", "jukebox") if r in summary and r != name]
+
+    def check(ok, value, target) -> dict:
+        ok = None if ok is None or (isinstance(value, float) and not np.isfinite(value)) else bool(ok)
+        return {"pass": ok, "value": value, "target": target}
+
+    criteria = {}
+    for key, label in (("logmel_db", "log-mel"), ("chroma", "chroma")):
+        best_rival = min((summary[r][key] for r in rivals), default=math.nan)
+        criteria[f"{label} beats {'/'.join(rivals) or 'loop, jukebox (not run)'}"] = check(
+            mine[key] < best_rival if rivals else None, mine[key], best_rival)
+    for key, label in (("jump", "seam jump"), ("hf_ratio", "seam HF ratio")):
+        criteria[f"{label} p95 within the music's own"] = check(
+            mine["seams"][f"{key}_p95"] <= music[f"{key}_p95"], mine["seams"][f"{key}_p95"], music[f"{key}_p95"])
+    for key, label in (("tempo_held", "tempo held"), ("key_held", "key held")):
+        criteria[f"{label} as often as the true continuation"] = check(mine[key] >= true[key], mine[key], true[key])
+    criteria["flatness within 10 % of the original"] = check(
+        abs(mine["flatness_ratio"] - 1.0) <= BAR_FLATNESS_TOLERANCE, mine["flatness_ratio"], 1.0)
+    criteria[f"no exact loop over {BAR_LONGEST_LOOP_S:g} s"] = check(
+        mine["longest_loop_s"] <= BAR_LONGEST_LOOP_S, mine["longest_loop_s"], BAR_LONGEST_LOOP_S)
+    criteria[f"real-time factor at most {BAR_REAL_TIME_FACTOR:g} per chunk"] = check(
+        mine["real_time_factor"] <= BAR_REAL_TIME_FACTOR, mine["real_time_factor"], BAR_REAL_TIME_FACTOR)
+    first = mine.get("first_chunk_real_time_factor", math.nan)
+    criteria[f"real-time factor at most {BAR_REAL_TIME_FACTOR:g} for the first chunk, analysis included"] = check(
+        first <= BAR_REAL_TIME_FACTOR, first, BAR_REAL_TIME_FACTOR)
+    judged = [c["pass"] for c in criteria.values() if c["pass"] is not None]
+    return {"pass": bool(judged) and all(judged), "criteria": criteria}
+
+
+COLUMNS = ("generator", "log-mel dB", "chroma", "jump med/p95", "HF med/p95", "tempo %", "key %", "beat F",
+           "step LU", "flatness", "loop s", "recur %", "RTF", "RTF 1st")
+
+
+def format_table(results: dict, *, markdown: bool = False) -> str:
+    """The summary table: one row per generator (the true continuation first, the music's own seams last),
+    then the bar of each model generator."""
+    def number(value, digits=2, scale=1.0) -> str:
+        if value is None or not np.isfinite(value):
+            return "-"
+        return f"{value * scale:.3g}" if abs(value * scale) >= 1e4 else f"{value * scale:.{digits}f}"
+
+    def pair(a, b, digits=1) -> str:
+        return f"{number(a, digits)}/{number(b, digits)}"
+
+    rows = []
+    for name, s in results["summary"].items():
+        seams = s["seams"]
+        rows.append((name, number(s["logmel_db"], 1), number(s["chroma"]),
+                     pair(seams["jump_median"], seams["jump_p95"]),
+                     pair(seams["hf_ratio_median"], seams["hf_ratio_p95"]),
+                     number(s["tempo_held"], 0, 100), number(s["key_held"], 0, 100), number(s["beat_f"]),
+                     number(s["loudness_step_lu"], 1), number(s["flatness_ratio"]), number(s["longest_loop_s"], 0),
+                     number(s["repeated_share"], 0, 100), number(s["real_time_factor"], 4),
+                     number(s.get("first_chunk_real_time_factor", math.nan), 4)))
+    music = results["reference_seams"]
+    rows.append(("(music)", "", "", pair(music["jump_median"], music["jump_p95"]),
+                 pair(music["hf_ratio_median"], music["hf_ratio_p95"]), "", "", "", "", "", "", "", "", ""))
+    if markdown:
+        lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+    else:
+        widths = [max(len(str(row[i])) for row in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
+        lines = ["  ".join(str(cell).rjust(w) if i else str(cell).ljust(w) for i, (cell, w) in
+                           enumerate(zip(row, widths, strict=True))) for row in [COLUMNS, *rows]]
+    settings = results["settings"]
+    lines.append("")
+    lines.append(f"{settings['songs']} songs, cut at {settings['cut_s']:g} s, {settings['horizon_s']:g} s generated. "
+                 "Medians over songs; jump and HF ratio over all joins (med/p95); tempo % and key %: songs where "
+                 "it is held; step LU: |loudness step| at the cut; flatness: over the context's (20 s before the cut); "
+                 f"loop s: longest exact loop (max over songs) and recur %: time in exact repeats of 10 s or more, "
+                 f"over {settings['repetition_minutes']:g} min extensions; RTF: compute per second of audio, median "
+                 "chunk, and RTF 1st: the first chunk (resynth: analysis of the memory included), on one core. "
+                 "(music): the songs' own beat boundaries scored as joins.")
+    for name, bar in results["bar"].items():
+        lines.append("")
+        lines.append(f"{'**' if markdown else ''}bar for {name}: {_verdict(bar['pass'])}{'**' if markdown else ''}")
+        for label, criterion in bar["criteria"].items():
+            lines.append(f"{'- ' if markdown else '  '}{_verdict(criterion['pass'])}  {label}: "
+                         f"{number(criterion['value'], 3)} (target {number(criterion['target'], 3)})")
+    return "\n".join(lines)
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a " if ok is None else "PASS" if ok else "FAIL"
+
+
+def _jsonable(value):
+    """NaN and inf as null, numpy scalars as Python numbers: strict JSON."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# ------------------------------------------------------------------------------------------ spectrograms
+
+
+def _write_spectrograms(path: Path, strips: dict[str, np.ndarray], rate: int, *, cut_s: float, horizon_s: float,
+                        title: str) -> None:
+    """One row per generator: context | generated | true as a log-mel spectrogram, lines at the cut and after."""
+    import librosa
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    context, true = strips["context"], strips[TRUE]
+    names = [n for n in strips if n not in ("context", TRUE)]
+    analysis_rate = min(rate, 22050)
+    images = []
+    for name in names:
+        audio = np.concatenate([context, strips[name], true])
+        audio = librosa.resample(audio, orig_sr=rate, target_sr=analysis_rate) if rate != analysis_rate else audio
+        mel = librosa.feature.melspectrogram(y=audio, sr=analysis_rate, n_fft=1024, hop_length=256, n_mels=64)
+        images.append(librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None))
+    top = max(float(image.max()) for image in images) if images else 0.0
+    figure, axes = plt.subplots(len(names), 1, figsize=(11, 1.5 + 1.3 * len(names)), squeeze=False, sharex=True)
+    total = cut_s + 2 * horizon_s
+    for axis, name, image in zip(axes[:, 0], names, images, strict=True):
+        axis.imshow(image, origin="lower", aspect="auto", cmap="magma", vmin=top - 80, vmax=top,
+                    extent=(-cut_s, total - cut_s, 0, image.shape[0]))
+        for x in (0.0, horizon_s):
+            axis.axvline(x, color="white", linewidth=1.2)
+        axis.set_ylabel(name, rotation=0, ha="right", va="center")
+        axis.set_yticks([])
+    axes[0, 0].set_title(f"{title}: context | generated | true (log-mel, 80 dB range)")
+    axes[-1, 0].set_xlabel("seconds from the cut")
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
