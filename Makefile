@@ -25,7 +25,7 @@ DEMO_SONG := assets/demo/demo-song.ogg
 DEMO_OUT := endless-demo.wav
 DEMO_SECONDS ?= 90
 
-.PHONY: demo test player screenshot corpus evalset train-default train-resynth lint bench clean apt-runtime apt-player \
+.PHONY: demo test player screenshot corpus evalset evaluate train-default train-resynth lint bench clean apt-runtime apt-player \
 	apt-test apt-corpus apt-eval
 
 demo: $(VENV)/.runtime apt-runtime
@@ -52,10 +52,13 @@ bench: $(VENV)/.dev apt-runtime
 corpus: $(VENV)/.dev apt-test apt-corpus
 	$(BIN)/training corpus corpus
 
-# Cut the evaluation set (36 clips of 40 s from two packages the corpus never uses); score generators on it with
-#   .venv/bin/training evaluate evalset --out evaluation
+# Cut the evaluation set (36 clips of 40 s from two packages the corpus never uses), and score every generator on
+# it side by side (about 20 minutes on one core: the real-time factors are per core).
 evalset: $(VENV)/.dev apt-eval
 	$(BIN)/training evalset evalset
+
+evaluate: evalset
+	$(BIN)/training evaluate evalset --generators seed,resynth,jukebox,loop,silence --out evaluation
 
 train-default: $(VENV)/.dev
 	$(BIN)/training fit corpus --run-dir runs/compact --preset compact --files 0 --windows-per-song 6 --max-minutes 50 \

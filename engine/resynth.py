@@ -181,6 +181,7 @@ class Sequencer:
     """
 
     #: Weights of the score terms (log-probability units). The join cost is normalised by its median.
+    WEIGHT_LEARNED = 1.0
     WEIGHT_JOIN = 1.5
     WEIGHT_WAVEFORM = 0.5
     ORIGINAL_ORDER_BONUS = 3.0
@@ -277,7 +278,7 @@ class Sequencer:
         self.candidates_seen.append(int(candidates.size))
         when = self.now_s + sum(self.durations_s[k] for k in path.steps)
         natural = candidates == current + 1
-        score = (learned[candidates] - self.WEIGHT_JOIN * join
+        score = (self.WEIGHT_LEARNED * learned[candidates] - self.WEIGHT_JOIN * join
                  - self.WEIGHT_WAVEFORM * self.waveform_cost[current, candidates] * ~natural)
         in_order_allowed = path.run * float(np.median(self.durations_s)) < cfg.max_run_s
         score += np.where(natural, (1.0 - cfg.variety) * self.ORIGINAL_ORDER_BONUS if in_order_allowed

@@ -102,7 +102,7 @@ def test_the_bar_judges_each_criterion():
     def row(**overrides):
         base = {"logmel_db": 5.0, "chroma": 0.2, "seams": {"jump_p95": 3.0, "hf_ratio_p95": 2.0},
                 "tempo_held": 0.9, "key_held": 0.9, "flatness_ratio": 1.05, "longest_loop_s": 12.0,
-                "real_time_factor": 0.01}
+                "real_time_factor": 0.01, "first_chunk_real_time_factor": 0.015}
         return {**base, **overrides}
 
     summary = {"true": row(tempo_held=0.8, key_held=0.95), "loop": row(logmel_db=6.0, chroma=0.3),
@@ -112,3 +112,7 @@ def test_the_bar_judges_each_criterion():
     assert verdicts["key held as often as the true continuation"] is False and bar["pass"] is False
     assert sum(v is True for v in verdicts.values()) == len(verdicts) - 1
     assert ev._bar("resynth", {**summary, "true": row(key_held=0.5)}, {"jump_p95": 4.0, "hf_ratio_p95": 3.0})["pass"]
+    slow_start = ev._bar("resynth", {**summary, "true": row(key_held=0.5),
+                                     "resynth": row(first_chunk_real_time_factor=0.05)}, {"jump_p95": 4.0,
+                                                                                          "hf_ratio_p95": 3.0})
+    assert not slow_start["pass"], "the first chunk, analysis included, is held to the real-time bar too"
