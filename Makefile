@@ -78,8 +78,11 @@ $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
 	touch $@
 
+# The install also compiles librosa's numba functions once (about 25 s here; cached on disk after that), so a
+# first song's first continuation does not wait for them.
 $(VENV)/.runtime: $(VENV)/.created pyproject.toml
 	$(PIP) install -e .
+	$(BIN)/python -c "import engine.analysis; engine.analysis.warm_up()"
 	touch $@
 
 $(VENV)/.player: $(VENV)/.runtime pyproject.toml
