@@ -51,6 +51,10 @@ from .generators import open_generator
 from .ring import RingBuffer
 from .seam import crossfade, rms
 
+#: Longest a resynth engine waits for librosa's warm-up before opening its stream, in seconds (a fresh install
+#: that skipped make's compile step can take about 25 s here; after that, about 2.5 s).
+WARM_UP_WAIT_S = 60.0
+
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -465,6 +469,7 @@ class Engine:
         self.continuations = 0
         self._state = "listening"
         self._start_threads({"encore-live": self._listen, "encore-guard": self._guard})
+        self._wait_for_analysis_warm_up()
         try:
             stream = sd.Stream(samplerate=rate, blocksize=self.config.blocksize, dtype="float32",
                                device=(input_device, self.device), channels=(self._in_channels, out_channels),
@@ -863,7 +868,16 @@ class Engine:
             raise EncoreError(f"no audio {kind} device{named}: {e} (is an audio server running? see "
                               f"`engine devices`)") from e
 
+    def _wait_for_analysis_warm_up(self) -> None:
+        """A resynth engine opens its stream only once librosa is loaded (see ``wait_for_warm_up``): at most the
+        few seconds after the engine was created, and never again."""
+        if self.extender.generator != "seed":
+            from .analysis import wait_for_warm_up
+
+            wait_for_warm_up(timeout=WARM_UP_WAIT_S)
+
     def _open_stream(self, channels: int) -> None:
+        self._wait_for_analysis_warm_up()
         sd = _sounddevice()
         try:
             stream = sd.OutputStream(samplerate=self.sample_rate, channels=channels, dtype="float32",
