@@ -219,6 +219,7 @@ class Sequencer:
         self.threshold = float(np.percentile(self.join[:, self.usable], config.candidate_percentile))
         self.waveform_cost = self._waveform_cost(mono, analysis.bounds)
         self.durations_s = durations / analysis.sample_rate
+        self.median_s = float(median) / analysis.sample_rate  # a typical segment, in seconds
         self.rng = np.random.default_rng(config.seed)
         self.history = list(int(k) for k in history)
         self.now_s = 0.0
@@ -253,7 +254,7 @@ class Sequencer:
     def plan(self, seconds: float) -> list[int]:
         """Choose segments that play for at least ``seconds``, commit them, and return them in order."""
         cfg, a = self.config, self.analysis
-        steps = max(1, math.ceil(seconds / float(np.median(self.durations_s))))
+        steps = max(1, math.ceil(seconds / self.median_s))
         paths = [_Path(0.0, [], self.run)]
         for _ in range(steps):
             contexts = np.stack([context_features(a, np.asarray(self.history + p.steps), context_segments=32,
@@ -285,7 +286,7 @@ class Sequencer:
         natural = candidates == current + 1
         score = (self.WEIGHT_LEARNED * learned[candidates] - self.WEIGHT_JOIN * join
                  - self.WEIGHT_WAVEFORM * self.waveform_cost[current, candidates] * ~natural)
-        in_order_allowed = path.run * float(np.median(self.durations_s)) < cfg.max_run_s
+        in_order_allowed = path.run * self.median_s < cfg.max_run_s
         score += np.where(natural, (1.0 - cfg.variety) * self.ORIGINAL_ORDER_BONUS if in_order_allowed
                           else -self.ORIGINAL_ORDER_BONUS, 0.0)
         ages = when - np.array([self.transition_used.get((current, int(j)), -np.inf) for j in candidates])

@@ -457,7 +457,7 @@ class Engine:
         self._in_channels = min(2, int(inp["max_input_channels"]))
         out_channels = min(2, int(out["max_output_channels"]))
         # The input ring is the live memory: what was heard so far, up to what the generator reads (5 min at most).
-        memory_s = min(max(self.extender.memory_s, self.extender.model.contract.context_s) + 4.0, 300.0)
+        memory_s = min(self.extender.memory_s + 4.0, 300.0)
         self._input = RingBuffer(round(memory_s * rate), self._in_channels)
         self._prepare_output(out_channels)
         fade = round(self._live.fade_s * rate)
