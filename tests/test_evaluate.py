@@ -116,3 +116,28 @@ def test_the_bar_judges_each_criterion():
                                      "resynth": row(first_chunk_real_time_factor=0.05)}, {"jump_p95": 4.0,
                                                                                           "hf_ratio_p95": 3.0})
     assert not slow_start["pass"], "the first chunk, analysis included, is held to the real-time bar too"
+
+
+def test_generators_that_draw_at_random_are_scored_over_several_draws(songs_dir, tmp_path):
+    result = ev.evaluate(songs_dir, tmp_path / "out", generators=["jukebox", "loop"], songs=1,
+                         repetition_minutes=0, draws=3)
+    row = result["songs"]["song0.flac"]["jukebox"]
+    assert row["draws"] == 3 and "draws" not in result["songs"]["song0.flac"]["loop"]
+    # The same three continuations made one by one: the row holds their mean.
+    song = ev.load_audio(songs_dir / "song0.flac")
+    memory, rate = ev.Waveform(song.samples[:30 * RATE], RATE), RATE
+    true = song.mono()[30 * RATE:40 * RATE]
+    generator = ev.make_generator("jukebox")
+    distances = []
+    for seed in range(3):
+        generator.resynth = ev.replace(generator.resynth, seed=seed)
+        generated = generator.extend(memory, 10.0, only_extension=True).mono()[:10 * RATE]
+        distances.append(ev.metrics.logmel_distance(generated, true, sample_rate=rate))
+    assert row["logmel_db"] == pytest.approx(np.mean(distances), rel=1e-6)
+    assert 0.0 <= row["tempo"]["held"] <= 1.0 and 0.0 <= row["key"]["held"] <= 1.0
+    paired = result["paired"]["jukebox"]["loop"]["logmel_db"]
+    loop = result["songs"]["song0.flac"]["loop"]["logmel_db"]
+    assert paired["songs"] == 1 and paired["mean_difference"] == pytest.approx(row["logmel_db"] - loop)
+    assert "averaged over 3 draws" in (tmp_path / "out" / "results.md").read_text()
+    with pytest.raises(ConfigError, match="draws must be 1 to 64"):
+        ev.evaluate(songs_dir, tmp_path / "out", generators=["loop"], draws=0)

@@ -13,6 +13,10 @@ Every generator has the same small interface: ``extend(song, seconds, only_exten
 :class:`engine.Waveform`, ``joins`` (frames in the continuation where joins are centred; 0 is the join with the
 song's end) and ``stats`` (``chunk_seconds``, ``seconds_generated``).
 
+Resynth and jukebox draw at random (their variety noise): each song's 10 s measures are averaged over ``draws``
+continuations (seeds 0, 1, ...), and each model generator is also compared with jukebox and loop song by song
+(mean difference and its standard error, :func:`_paired`), so that a gap can be told from noise.
+
 Outputs: ``OUT/results.json`` (every metric per song and generator, per-generator summaries and the bar),
 ``OUT/results.md`` (the summary table) and ``OUT/spectrograms/<song>.png``.
 """
@@ -25,7 +29,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -196,7 +200,7 @@ def make_generator(name: str, *, variety: float | None = None, threads: int = 1)
 def evaluate(songs_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
              generators: Sequence[str] = GENERATORS, songs: int = 0, cut_s: float = 30.0, context_s: float = 20.0,
              horizon_s: float = 10.0, repetition_minutes: float = 10.0, repetition_songs: int | None = None,
-             variety: float | None = None, threads: int = 1, seed: int = 0,
+             variety: float | None = None, threads: int = 1, seed: int = 0, draws: int = 1,
              progress: Callable[[str], None] | None = None) -> dict:
     """Run every generator on every song, score them, and write the results.
 
@@ -224,6 +228,11 @@ def evaluate(songs_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         ONNX Runtime threads.
     seed : int
         Seed of the beat boundaries drawn for the music's own seam range.
+    draws : int
+        Continuations scored per song for a generator that draws at random (resynth and jukebox: their variety
+        noise, seeds ``0 .. draws - 1``); its 10 s metrics are averaged over them (:func:`_mean_of_draws`), so
+        that a comparison between two such generators is one of their typical continuations, not of one lucky
+        or unlucky draw each. The long extension uses seed 0.
     progress : callable, optional
         Called with one line per song and generator.
 
@@ -250,6 +259,8 @@ def evaluate(songs_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                           f"(got {horizon_s} s)")
     if repetition_minutes < 0 or songs < 0 or (repetition_songs is not None and repetition_songs < 0):
         raise ConfigError("songs, repetition minutes and repetition songs must be 0 or more")
+    if not 1 <= draws <= 64:
+        raise ConfigError(f"draws must be 1 to 64, got {draws}")
     files = song_files(songs_dir)[:songs or None]
     out_dir = Path(out_dir)
     (out_dir / "spectrograms").mkdir(parents=True, exist_ok=True)
@@ -266,7 +277,8 @@ def evaluate(songs_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         long_run = repetition_minutes > 0 and (repetition_songs is None or index < repetition_songs)
         entry, strips, seams = _evaluate_song(song, made, cut_s=cut_s, context_s=context_s, horizon_s=horizon_s,
                                               repetition_s=repetition_minutes * 60 if long_run else 0.0,
-                                              seed=seed + index, say=lambda line, p=path: say(f"{p.name}: {line}"))
+                                              seed=seed + index, draws=draws,
+                                              say=lambda line, p=path: say(f"{p.name}: {line}"))
         per_song[path.name] = entry
         reference_seams += seams
         _write_spectrograms(out_dir / "spectrograms" / f"{path.stem}.png", strips, song.sample_rate,
@@ -278,14 +290,17 @@ def evaluate(songs_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     summary = {name: _summarise(name, per_song) for name in rows}
     music = metrics.seam_summary(reference_seams)
     bar = {name: _bar(name, summary, music) for name in names if name not in BASELINES}
+    paired = {name: _paired(name, per_song) for name in names if name not in BASELINES}
     results = {
         "settings": {"songs_dir": str(songs_dir), "songs": len(per_song), "generators": names, "cut_s": cut_s,
                      "context_s": context_s, "horizon_s": horizon_s, "repetition_minutes": repetition_minutes,
                      "repetition_songs": repetition_songs, "variety": variety, "threads": threads, "seed": seed,
+                     "draws": draws,
                      "seconds": round(time.monotonic() - started, 1)},
         "reference_seams": music,
         "summary": summary,
         "bar": bar,
+        "paired": paired,
         "songs": per_song,
     }
     (out_dir / "results.json").write_text(json.dumps(_jsonable(results), indent=1) + "\n")
@@ -311,7 +326,8 @@ def song_files(songs_dir: str | os.PathLike) -> list[Path]:
 
 
 def _evaluate_song(song: Waveform, made: dict, *, cut_s: float, context_s: float, horizon_s: float,
-                   repetition_s: float, seed: int, say: Callable[[str], None]) -> tuple[dict, dict, list[dict]]:
+                   repetition_s: float, seed: int, draws: int,
+                   say: Callable[[str], None]) -> tuple[dict, dict, list[dict]]:
     """Every metric for every generator on one song, the audio for its spectrograms, and its own seam range."""
     rate = song.sample_rate
     mono = song.mono()
@@ -323,19 +339,30 @@ def _evaluate_song(song: Waveform, made: dict, *, cut_s: float, context_s: float
     strips = {}
     for name, generator in made.items():
         started = time.monotonic()
-        try:
-            full = generator.extend(memory, horizon_s, only_extension=False)
-        except EncoreError as e:
-            raise EncoreError(f"{name}: {e}") from e
-        joined = full.mono()[:cut + horizon]
-        generated = joined[cut:]
-        if generated.shape[0] < horizon:
-            raise EncoreError(f"{name} returned {generated.shape[0] / rate:.2f} s, not the {horizon_s:g} s asked for")
-        joins = [cut + int(j) for j in getattr(generator, "joins", [0])]
-        scores = _score(before, generated, true, joined, joins, rate)
-        scores["real_time_factor"] = _real_time_factor(generator)
-        scores["first_chunk_real_time_factor"] = _first_chunk_real_time_factor(generator)
-        strips[name] = generated
+        settings = getattr(generator, "resynth", None)  # the sequencer's settings, seed included: it draws
+        every_draw = []
+        for draw in range(draws if settings is not None else 1):
+            if settings is not None:
+                generator.resynth = replace(settings, seed=settings.seed + draw)
+            try:
+                full = generator.extend(memory, horizon_s, only_extension=False)
+            except EncoreError as e:
+                raise EncoreError(f"{name}: {e}") from e
+            joined = full.mono()[:cut + horizon]
+            generated = joined[cut:]
+            if generated.shape[0] < horizon:
+                raise EncoreError(f"{name} returned {generated.shape[0] / rate:.2f} s, not the {horizon_s:g} s "
+                                  "asked for")
+            joins = [cut + int(j) for j in getattr(generator, "joins", [0])]
+            every_draw.append(_score(before, generated, true, joined, joins, rate))
+            if draw == 0:
+                scores = every_draw[0]
+                scores["real_time_factor"] = _real_time_factor(generator)
+                scores["first_chunk_real_time_factor"] = _first_chunk_real_time_factor(generator)
+                strips[name] = generated
+        if settings is not None:
+            generator.resynth = settings
+        scores = _mean_of_draws(every_draw)
         if repetition_s > 0:
             full = generator.extend(memory, repetition_s, only_extension=False)
             long_mono = full.mono()
@@ -370,6 +397,25 @@ def _score(before: np.ndarray, generated: np.ndarray, true: np.ndarray, joined: 
         "flatness_ratio": metrics.spectral_flatness_ratio(generated, before, sample_rate=rate),
         "flatness_ratio_vs_true": metrics.spectral_flatness_ratio(generated, true, sample_rate=rate),
     }
+
+
+def _mean_of_draws(draws: list[dict]) -> dict:
+    """One song's 10 s metrics over several continuations: the first draw's, with the continuous measures
+    averaged, ``held`` (tempo, key) the share of draws that held, and the seams of every draw.
+
+    With one draw, that draw's scores unchanged.
+    """
+    if len(draws) == 1:
+        return draws[0]
+    first = draws[0]
+    merged = {**first, "draws": len(draws), "seams": [seam for d in draws for seam in d["seams"]]}
+    for key in ("logmel_db", "chroma", "loudness_step_lu", "flatness_ratio", "flatness_ratio_vs_true"):
+        merged[key] = float(np.mean([d[key] for d in draws]))
+    for key in ("tempo", "key"):
+        merged[key] = {**first[key], "held": float(np.mean([d[key]["held"] for d in draws]))}
+    f = [d["beat"]["f"] for d in draws if d["beat"]["f"] is not None and np.isfinite(d["beat"]["f"])]
+    merged["beat"] = {**first["beat"], "f": float(np.mean(f)) if f else first["beat"]["f"]}
+    return merged
 
 
 def _first_chunk_real_time_factor(generator) -> float:
@@ -419,6 +465,30 @@ def _summarise(name: str, per_song: dict[str, dict]) -> dict:
         "real_time_factor": median(row.get("real_time_factor", math.nan) for row in rows),
         "first_chunk_real_time_factor": median(row.get("first_chunk_real_time_factor", math.nan) for row in rows),
     }
+
+
+def _paired(name: str, per_song: dict[str, dict]) -> dict:
+    """Song by song against each rival, on the distances to the true continuation: mean difference (``name``
+    minus rival, negative is closer), its standard error, and the songs where ``name`` is closer.
+
+    A median over a few dozen songs moves with a single song; the paired difference says whether a gap is
+    larger than the song-to-song noise.
+    """
+    out = {}
+    for rival in ("jukebox", "loop"):
+        if rival == name:
+            continue
+        both = [song for song in per_song.values() if name in song and rival in song]
+        if not both:
+            continue
+        out[rival] = {}
+        for key in ("logmel_db", "chroma"):
+            difference = np.array([song[name][key] - song[rival][key] for song in both], dtype=float)
+            out[rival][key] = {"mean_difference": float(difference.mean()),
+                               "standard_error": float(difference.std(ddof=1) / np.sqrt(difference.size))
+                               if difference.size > 1 else math.nan,
+                               "closer": int(np.sum(difference < 0)), "songs": int(difference.size)}
+    return out
 
 
 def _bar(name: str, summary: dict[str, dict], music: dict) -> dict:
@@ -502,13 +572,22 @@ def format_table(results: dict, *, markdown: bool = False) -> str:
                  f"loop s: longest exact loop (max over songs) and recur %: time in exact repeats of 10 s or more, "
                  f"over {settings['repetition_minutes']:g} min extensions; RTF: compute per second of audio, median "
                  "chunk, and RTF 1st: the first chunk (resynth: analysis of the memory included), on one core. "
-                 "(music): the songs' own beat boundaries scored as joins.")
+                 "(music): the songs' own beat boundaries scored as joins."
+                 + (f" Resynth and jukebox: each song's 10 s measures averaged over {settings['draws']} draws of "
+                    "their variety noise (tempo % and key %: share of draws)." if settings.get("draws", 1) > 1
+                    else ""))
     for name, bar in results["bar"].items():
         lines.append("")
         lines.append(f"{'**' if markdown else ''}bar for {name}: {_verdict(bar['pass'])}{'**' if markdown else ''}")
         for label, criterion in bar["criteria"].items():
             lines.append(f"{'- ' if markdown else '  '}{_verdict(criterion['pass'])}  {label}: "
                          f"{number(criterion['value'], 3)} (target {number(criterion['target'], 3)})")
+        for rival, by_metric in results.get("paired", {}).get(name, {}).items():
+            parts = [f"{label} {d['mean_difference']:+.3f} ± {d['standard_error']:.3f} (closer on {d['closer']} of "
+                     f"{d['songs']} songs)" for label, d in (("log-mel dB", by_metric["logmel_db"]),
+                                                            ("chroma", by_metric["chroma"]))]
+            lines.append(f"{'- ' if markdown else '  '}paired against {rival}, mean difference ± standard error: "
+                         + "; ".join(parts))
     return "\n".join(lines)
 
 
