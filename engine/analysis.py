@@ -299,6 +299,29 @@ def context_features(analysis: Analysis, history: np.ndarray, *, context_segment
     return out
 
 
+def candidate_rows(analysis: Analysis, segments: np.ndarray, window: int) -> np.ndarray:
+    """What a resynth scorer's keys read: each segment with the ``window - 1`` segments before it in the memory.
+
+    Parameters
+    ----------
+    analysis : Analysis
+    segments : numpy.ndarray
+        [shape=(M,), dtype=int] segment indices.
+    window : int
+        Segments per row (the model's ``encore.candidate_window``); before the memory's first segment, the
+        first segment stands in.
+
+    Returns
+    -------
+    numpy.ndarray
+        [shape=(M, window * FEATURE_DIM), dtype=float32]: oldest segment first, the candidate itself last.
+    """
+    segments = np.asarray(segments, dtype=np.int64)
+    offsets = np.arange(1 - window, 1)
+    rows = analysis.features[np.maximum(segments[:, None] + offsets[None, :], 0)]
+    return rows.reshape(segments.shape[0], window * FEATURE_DIM).astype(np.float32, copy=False)
+
+
 _warm = threading.Event()
 _warm_lock = threading.Lock()
 

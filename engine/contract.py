@@ -23,7 +23,10 @@ it reads features, not waveform (:mod:`engine.analysis`), and declares these ins
     encore.input_layout      batch,segment,feature   context [shape=(batch, context_segments, features + 1)]:
                                                      the last segments' features and a 0/1 "present" flag
     encore.output_layout     batch,embedding         query [shape=(batch, embedding)]
-    encore.candidate_name    candidates              [shape=(batch, segments, features)], any segment count
+    encore.candidate_name    candidates              [shape=(batch, segments, candidate_window * features)],
+                                                     any segment count
+    encore.candidate_window  3                       segments per candidate row: the candidate and those before
+                                                     it, oldest first (optional, default 1)
     encore.key_name          keys                    [shape=(batch, segments, embedding)]
     encore.context_segments  32
     encore.feature_spec      segment-features-v1     the engine refuses a spec it does not compute
@@ -62,6 +65,7 @@ class ModelContract:
     candidate_name: str = ""
     key_name: str = ""
     context_segments: int = 0
+    candidate_window: int = 1
     feature_spec: str = ""
     preset: str = ""
     corpus: str = ""
@@ -85,6 +89,8 @@ class ModelContract:
                 problems.append(f"feature_spec {self.feature_spec!r} (this Encore computes {FEATURE_SPEC!r})")
             if self.context_segments < 1:
                 problems.append(f"context_segments {self.context_segments}")
+            if not 1 <= self.candidate_window <= 16:
+                problems.append(f"candidate_window {self.candidate_window} (1 to 16)")
             if not self.candidate_name or not self.key_name:
                 problems.append("candidate_name and key_name are required for resynth")
         if self.sample_rate < 1000:
@@ -178,6 +184,7 @@ class ModelContract:
                 ("generator", "resynth (scores the song's own segments; renders from the original audio)"),
                 ("preset", self.preset or "-"), ("analysis rate", f"{self.sample_rate} Hz"),
                 ("context", f"{self.context_s:g} s, at most {self.context_segments} segments"),
+                ("candidates", f"{self.candidate_window} segment{'s' * (self.candidate_window > 1)} per key"),
                 ("horizon", f"{self.horizon_s:g} s per chunk"),
                 ("features", self.feature_spec),
                 ("input", f"{self.input_name} {self.input_layout}; {self.candidate_name} batch,segment,feature"),
@@ -200,7 +207,7 @@ class ModelContract:
 
 _REQUIRED = ("sample_rate", "chunk_s", "context_s", "horizon_s", "contract_version", "generator")
 _TYPES = {"sample_rate": int, "chunk_s": float, "context_s": float, "horizon_s": float, "contract_version": int,
-          "context_segments": int}
+          "context_segments": int, "candidate_window": int}
 
 
 def _whole(value: float) -> bool:

@@ -38,6 +38,7 @@ from .analysis import (
     TIMBRE,
     Analysis,
     analyse,
+    candidate_rows,
     context_features,
     warm_up_in_background,
 )
@@ -146,7 +147,8 @@ class LearnedScorer:
 
     def prepare(self, analysis: Analysis) -> None:
         """Embed every segment of the memory once (the keys do not depend on the context)."""
-        self._keys = self.model.keys(analysis.features).astype(np.float64)
+        rows = candidate_rows(analysis, np.arange(analysis.segments), self.contract.candidate_window)
+        self._keys = self.model.keys(rows).astype(np.float64)
 
     def log_probabilities(self, contexts: np.ndarray, allowed: np.ndarray) -> np.ndarray:
         """[shape=(beams, segments)] log-probabilities over each beam's allowed candidates (-inf elsewhere)."""

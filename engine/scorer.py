@@ -2,10 +2,11 @@
 
 A resynth model (``encore.generator resynth``, :mod:`engine.contract`) has two independent branches in one graph:
 ``context`` [shape=(batch, context_segments, FEATURE_DIM + 1)] -> ``query`` [shape=(batch, D)], and
-``candidates`` [shape=(batch, segments, FEATURE_DIM)] -> ``keys`` [shape=(batch, segments, D)]. The score of
-candidate ``j`` after a context is ``query . keys[j]``. Keys depend on a segment's features alone, so the engine
-computes them once per memory (:meth:`SegmentScorer.keys`) and then asks only for queries
-(:meth:`SegmentScorer.queries`), a few contexts at a time. ONNX Runtime wants every graph input fed on each run,
+``candidates`` [shape=(batch, segments, candidate_window * FEATURE_DIM)] -> ``keys`` [shape=(batch, segments, D)].
+The score of candidate ``j`` after a context is ``query . keys[j]``. Keys depend on a candidate's own features
+(and the ``candidate_window - 1`` segments before it) alone, not on the context, so the engine computes them once
+per memory (:meth:`SegmentScorer.keys`) and then asks only for queries (:meth:`SegmentScorer.queries`), a few
+contexts at a time. ONNX Runtime wants every graph input fed on each run,
 so each call feeds the other branch a small zero array (one candidate, or one context) and ignores its output.
 
 Only ONNX Runtime is used here; the engine never imports TensorFlow or Keras.
@@ -66,7 +67,7 @@ class SegmentScorer:
         outputs = {o.name: o.shape for o in self.session.get_outputs()}
         # Dimensions after the batch axis; a name stands for a size the contract leaves free.
         expected = {c.input_name: ("input", (c.context_segments, FEATURE_DIM + 1)),
-                    c.candidate_name: ("input", ("segments", FEATURE_DIM)),
+                    c.candidate_name: ("input", ("segments", self.candidate_dim)),
                     c.output_name: ("output", ("embedding",)),
                     c.key_name: ("output", ("segments", "embedding"))}
         problems, embedding = [], set()
@@ -88,12 +89,17 @@ class SegmentScorer:
             raise ModelContractError(f"{self.path}: graph does not match its contract: " + "; ".join(problems))
         if embedding:
             return embedding.pop()
-        return int(self.keys(np.zeros((1, FEATURE_DIM), np.float32)).shape[1])  # a graph with a symbolic D
+        return int(self.keys(np.zeros((1, self.candidate_dim), np.float32)).shape[1])  # a graph with a symbolic D
 
     @property
     def name(self) -> str:
         """Short name for summaries: the file's stem."""
         return self.path.stem
+
+    @property
+    def candidate_dim(self) -> int:
+        """Features per candidate row: ``encore.candidate_window`` segments side by side."""
+        return self.contract.candidate_window * FEATURE_DIM
 
     def keys(self, features: np.ndarray) -> np.ndarray:
         """Embed segments as candidates, once per memory.
@@ -101,7 +107,8 @@ class SegmentScorer:
         Parameters
         ----------
         features : numpy.ndarray
-            [shape=(segments, FEATURE_DIM), dtype=float32] (:attr:`engine.analysis.Analysis.features`).
+            [shape=(segments, candidate_dim), dtype=float32]: :func:`engine.analysis.candidate_rows`, which is
+            :attr:`engine.analysis.Analysis.features` itself for a window of 1.
 
         Returns
         -------
@@ -109,8 +116,8 @@ class SegmentScorer:
             [shape=(segments, D), dtype=float32], unit length.
         """
         features = np.asarray(features, dtype=np.float32)
-        if features.ndim != 2 or features.shape[1] != FEATURE_DIM:
-            raise ModelContractError(f"features must be (segments, {FEATURE_DIM}), got {features.shape}")
+        if features.ndim != 2 or features.shape[1] != self.candidate_dim:
+            raise ModelContractError(f"features must be (segments, {self.candidate_dim}), got {features.shape}")
         c = self.contract
         dummy = np.zeros((1, c.context_segments, FEATURE_DIM + 1), np.float32)
         (out,) = self.session.run([c.key_name], {c.input_name: dummy,
@@ -136,7 +143,7 @@ class SegmentScorer:
         if contexts.ndim != 3 or contexts.shape[1:] != (c.context_segments, FEATURE_DIM + 1):
             raise ModelContractError(f"contexts must be (batch, {c.context_segments}, {FEATURE_DIM + 1}), "
                                      f"got {contexts.shape}")
-        dummy = np.zeros((contexts.shape[0], 1, FEATURE_DIM), np.float32)
+        dummy = np.zeros((contexts.shape[0], 1, self.candidate_dim), np.float32)
         (out,) = self.session.run([c.output_name], {c.input_name: np.ascontiguousarray(contexts),
                                                     c.candidate_name: dummy})
         return np.asarray(out, dtype=np.float32)

@@ -13,7 +13,15 @@ import pytest
 keras = pytest.importorskip("keras", reason="training needs the [train] extra")
 onnx = pytest.importorskip("onnx")
 
-from engine.analysis import ANALYSIS_RATE, FEATURE_DIM, FEATURE_SPEC, Analysis  # noqa: E402
+from engine.analysis import (  # noqa: E402
+    ANALYSIS_RATE,
+    FEATURE_DIM,
+    FEATURE_NAMES,
+    FEATURE_SPEC,
+    TIMBRE,
+    Analysis,
+    candidate_rows,
+)
 from engine.audio import Waveform, save_audio  # noqa: E402
 from engine.continuator import DEFAULT_MODEL, DEFAULT_RESYNTH_MODEL, Continuator  # noqa: E402
 from engine.errors import ModelContractError  # noqa: E402
@@ -22,6 +30,7 @@ from training.cli import main as training_main  # noqa: E402
 from training.resynth import (  # noqa: E402
     ExampleConfig,
     ResynthConfig,
+    continuation_costs,
     draw_examples,
     load_resynth_run,
     rank_metrics,
@@ -63,16 +72,18 @@ def corpus(tmp_path_factory) -> Path:
     songs = tmp_path_factory.mktemp("resynth") / "songs"
     songs.mkdir()
     for i, bpm in enumerate(TEMPI):
-        save_audio(songs / f"song{i}.flac", beat_song(30.0, bpm, seed=i))
+        save_audio(songs / f"song{i}.flac", beat_song(40.0, bpm, seed=i))
     return songs
 
 
 @pytest.fixture(scope="module")
 def run(corpus) -> Path:
-    """Two epochs on the six songs (4 train, 2 validation), through the CLI."""
+    """Two epochs on the six songs (4 train, 2 validation), through the CLI, on stand-ins with a candidate
+    window of 3 (the shipped scorer's recipe, the true next segment and a window of 1, is the default)."""
     run = corpus.parent / "run"
     code = training_main(["fit", "--model", "resynth", str(corpus), "--run-dir", str(run), "--epochs", "2",
-                          "--examples-per-song", "16", "--batch-size", "32", "--segments-dir",
+                          "--examples-per-song", "16", "--batch-size", "32", "--target", "standin",
+                          "--candidate-window", "3", "--segments-dir",
                           str(corpus.parent / "segments")])
     assert code == 0
     return run
@@ -96,15 +107,21 @@ def with_metadata(source: Path, target: Path, **changes: str) -> Path:
 
 def test_fit_reports_the_learned_scorer_beside_the_baselines(run):
     report = json.loads((run / "report.json").read_text())
-    scorers = report["validation"]["scorers"]
-    assert set(scorers) == {"learned", "most_similar", "chance"}
-    assert report["validation"]["examples"] == 32 and report["validation"]["candidates"] == 32
-    for name in ("learned", "most_similar"):
-        assert 0.0 <= scorers[name]["top1"] <= scorers[name]["top5"] <= 1.0
-        assert 1.0 <= scorers[name]["mean_rank"] <= 32.0
-    assert scorers["chance"]["top1"] == pytest.approx(1 / 32)
+    assert report["target"] == "standin" and list(report["validation"]) == ["standin", "next"]
+    for task in report["validation"].values():
+        scorers = task["scorers"]
+        assert set(scorers) == {"learned", "most_similar", "chance"}
+        assert 0 < task["examples"] <= 32 and task["candidates"] == 32
+        for name in ("learned", "most_similar"):
+            assert 0.0 <= scorers[name]["top1"] <= scorers[name]["top5"] <= 1.0
+            assert 1.0 <= scorers[name]["mean_rank"] <= 32.0
+            # No scorer picks better than the best candidate, and none worse than the worst.
+            assert task["best_cost"] <= scorers[name]["pick_cost"]
+        assert scorers["chance"]["top1"] == pytest.approx(1 / 32)
+    assert report["validation"]["next"]["best_cost"] == 0.0
     settings = json.loads((run / "config.json").read_text())
     assert settings["kind"] == "resynth" and len(settings["train_files"]) == 4
+    assert settings["model"]["candidate_window"] == 3 and settings["examples"]["target"] == "standin"
     assert not set(settings["train_files"]) & set(settings["validation_files"])
     assert len(json.loads((run / "history.json").read_text())) == 2
 
@@ -130,7 +147,7 @@ def test_examples_put_the_next_segment_first_and_negatives_of_its_phase():
     features[:, 0] = np.arange(n)  # each segment says which it is
     analysis = Analysis(bounds=np.arange(n + 1) * 11025, features=features, phase=np.arange(n) % 4, meter=4,
                         mode="beats", tempo_bpm=120.0, pulse_clarity=0.8, frames=n * 11025)
-    examples = draw_examples([analysis], ResynthConfig(), ExampleConfig(examples_per_song=50),
+    examples = draw_examples([analysis], ResynthConfig(), ExampleConfig(examples_per_song=50, target="next"),
                              np.random.default_rng(0))
     current = examples.current[:, 0].astype(int)
     chosen = examples.candidates[:, :, 0].astype(int)
@@ -148,6 +165,54 @@ def test_examples_put_the_next_segment_first_and_negatives_of_its_phase():
     np.testing.assert_array_equal(examples.context[:, :, 0], np.where(present, expected, 0))
 
 
+def test_stand_in_examples_rank_the_memory_by_how_its_continuation_matches_the_truth():
+    # A song whose 8-segment phrase repeats with a slow drift in timbre: the best stand-in for what follows t is
+    # a segment heard whole phrases earlier at t + 1's place in the phrase, the most recent one (least drift).
+    n, period, which = 160, 8, FEATURE_NAMES.index("onset")  # the onset column is not in the cost
+    features = np.zeros((n, FEATURE_DIM), np.float32)
+    features[:, which] = np.arange(n)  # each segment says which it is
+    pattern = np.random.default_rng(3).normal(size=(period, 32)).astype(np.float32)
+    features[:, TIMBRE] = pattern[np.arange(n) % period] + 0.002 * np.arange(n)[:, None]
+    analysis = Analysis(bounds=np.arange(n + 1) * 11025, features=features, phase=np.arange(n) % 4, meter=4,
+                        mode="beats", tempo_bpm=120.0, pulse_clarity=0.8, frames=n * 11025)
+    config = ExampleConfig(examples_per_song=40, target="standin", standin_segments=16)  # t from 32 to 142
+    examples = draw_examples([analysis], ResynthConfig(), config, np.random.default_rng(0))
+    assert len(examples) == 40
+    chosen = examples.candidates[:, :, which].astype(int)
+    current = examples.current[:, which].astype(int)
+    # Candidates come from the memory before t less its last 8 segments, and keep the bar phase of t + 1.
+    assert np.all(current >= 32) and np.all(chosen <= current[:, None] - 8) and np.all(chosen >= 1)
+    # When the memory holds 32 of them; a shorter memory tops up with other phases.
+    full = examples.same_phase
+    assert 0 < full.sum() < len(examples) and np.all(current[full] - 8 >= 4 * 32)
+    assert np.all(chosen[full] % 4 == (current[full, None] + 1) % 4)
+    # Sorted by cost, the cheapest first; the target is a distribution that puts the most weight there.
+    assert np.all(np.diff(examples.costs, axis=1) >= 0)
+    np.testing.assert_allclose(examples.targets.sum(axis=1), 1.0, rtol=1e-5)
+    assert np.all(np.argmax(examples.targets, axis=1) == 0) and np.all(np.diff(examples.targets, axis=1) <= 1e-7)
+    # The cheapest candidate sits where t + 1 sits in the phrase, whenever one was drawn.
+    in_phrase = (chosen - (current[:, None] + 1)) % period == 0
+    drawn = in_phrase.any(axis=1)
+    assert drawn.sum() > 20 and np.all(in_phrase[drawn, 0])
+    # The cost is the continuation's mean distance: a whole phrase earlier is off by the drift only.
+    t = 100
+    costs = continuation_costs(analysis, np.array([t + 1 - period, t + 2 - period]), t, 16)
+    assert costs[0] == pytest.approx(10 * 0.002 * period, rel=1e-3) and costs[1] > 10 * costs[0]
+    # Each candidate carries the segment before it, for the jukebox-style baseline.
+    np.testing.assert_array_equal(examples.previous[:, :, which], chosen - 1)
+
+
+def test_candidate_rows_hold_the_segments_leading_into_each_candidate():
+    n = 10
+    features = np.tile(np.arange(n, dtype=np.float32)[:, None], (1, FEATURE_DIM))
+    analysis = Analysis(bounds=np.arange(n + 1) * 100, features=features, phase=np.zeros(n, int), meter=1,
+                        mode="grid", tempo_bpm=0.0, pulse_clarity=0.0, frames=n * 100)
+    rows = candidate_rows(analysis, np.array([0, 1, 5]), 3)
+    assert rows.shape == (3, 3 * FEATURE_DIM) and rows.dtype == np.float32
+    np.testing.assert_array_equal(rows[:, ::FEATURE_DIM], [[0, 0, 0], [0, 0, 1], [3, 4, 5]])
+    np.testing.assert_array_equal(candidate_rows(analysis, np.arange(n), 1), features)
+
+
 def test_rank_metrics_break_ties_at_random_in_expectation():
     scores = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
     metrics = rank_metrics(scores)
@@ -162,7 +227,8 @@ def test_keras_and_onnx_runtime_agree(corpus, run, exported):
     query, keys = scorer_keras.predict([examples.context, examples.candidates], verbose=0)
     scorer = SegmentScorer(exported)
     np.testing.assert_allclose(scorer.queries(examples.context), query, atol=PARITY_ATOL, rtol=0)
-    every = np.concatenate([a.features for a in analyses])
+    assert examples.candidates.shape[2] == 3 * FEATURE_DIM == scorer.candidate_dim
+    every = np.concatenate([candidate_rows(a, np.arange(a.segments), 3) for a in analyses])
     (_, every_key) = scorer_keras.predict([examples.context[:1], every[None]], verbose=0)
     np.testing.assert_allclose(scorer.keys(every), every_key[0], atol=PARITY_ATOL, rtol=0)
 
@@ -172,16 +238,17 @@ def test_the_scorer_answers_queries_and_keys(exported):
     c = scorer.contract
     assert (c.generator, c.context_segments, c.feature_spec, c.sample_rate) == ("resynth", 32, FEATURE_SPEC, 22050)
     assert (c.chunk_s, c.horizon_s, c.context_s) == (10.0, 10.0, 20.0) and scorer.embedding == 64
+    assert c.candidate_window == 3 and scorer.candidate_dim == 3 * FEATURE_DIM
     assert scorer.name == "scorer" and scorer.load_seconds > 0
     rng = np.random.default_rng(0)
     queries = scorer.queries(rng.standard_normal((3, 32, FEATURE_DIM + 1)).astype(np.float32))
-    keys = scorer.keys(rng.standard_normal((700, FEATURE_DIM)).astype(np.float32))
+    keys = scorer.keys(rng.standard_normal((700, 3 * FEATURE_DIM)).astype(np.float32))
     assert queries.shape == (3, 64) and keys.shape == (700, 64) and queries.dtype == keys.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(keys, axis=1), 1.0, atol=1e-4)
     with pytest.raises(ModelContractError, match=r"contexts must be \(batch, 32, 48\)"):
         scorer.queries(np.zeros((32, 48), np.float32))
-    with pytest.raises(ModelContractError, match=r"features must be \(segments, 47\)"):
-        scorer.keys(np.zeros((5, 48), np.float32))
+    with pytest.raises(ModelContractError, match=r"features must be \(segments, 141\)"):
+        scorer.keys(np.zeros((5, FEATURE_DIM), np.float32))
 
 
 def test_the_scorer_refuses_what_is_not_a_resynth_scorer(exported, tmp_path, monkeypatch):
@@ -192,6 +259,10 @@ def test_the_scorer_refuses_what_is_not_a_resynth_scorer(exported, tmp_path, mon
     with pytest.raises(ModelContractError, match=r"graph does not match its contract: input 'context' should be "
                                                  r"\(batch, 16, 48\), graph \('unk__\d+', 32, 48\)"):
         SegmentScorer(with_metadata(exported, tmp_path / "short.onnx", context_segments="16"))
+    with pytest.raises(ModelContractError, match=r"input 'candidates' should be \(batch, segments, 47\)"):
+        SegmentScorer(with_metadata(exported, tmp_path / "window.onnx", candidate_window="1"))
+    with pytest.raises(ModelContractError, match=r"candidate_window 0 \(1 to 16\)"):
+        SegmentScorer(with_metadata(exported, tmp_path / "nowindow.onnx", candidate_window="0"))
     with pytest.raises(ModelContractError, match="contract output 'embedding'"):
         SegmentScorer(with_metadata(exported, tmp_path / "renamed.onnx", output_name="embedding"))
     with pytest.raises(ModelContractError, match="a resynth model, not a seed generator"):
@@ -201,14 +272,21 @@ def test_the_scorer_refuses_what_is_not_a_resynth_scorer(exported, tmp_path, mon
         SegmentScorer()
 
 
-def test_a_resynth_run_is_not_a_seed_run(run, capsys):
-    assert training_main(["report", str(run)]) == 2
-    assert "a resynth run, not a seed model" in capsys.readouterr().err
+def test_report_scores_a_resynth_run_again_on_both_tasks(run, capsys):
+    before = json.loads((run / "report.json").read_text())
+    assert training_main(["report", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "validation, standin (trained on: standin)" in out and "validation, next" in out
+    after = json.loads((run / "report.json").read_text())
+    assert after["epochs"] == before["epochs"] and list(after["validation"]) == list(before["validation"])
+    for task, scored in after["validation"].items():
+        for scorer, metrics in scored["scorers"].items():
+            assert metrics == pytest.approx(before["validation"][task]["scorers"][scorer], rel=1e-5)
 
 
 def test_the_shipped_scorer_is_small_and_loads():
     assert DEFAULT_RESYNTH_MODEL.stat().st_size < 5e6
     scorer = SegmentScorer(DEFAULT_RESYNTH_MODEL)
     assert scorer.contract.generator == "resynth" and "music21" in scorer.contract.corpus
-    keys = scorer.keys(np.zeros((5, FEATURE_DIM), np.float32))
+    keys = scorer.keys(np.zeros((5, scorer.candidate_dim), np.float32))
     assert keys.shape == (5, scorer.embedding)

@@ -133,8 +133,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.model == "resynth":
         from .resynth import ExampleConfig, ResynthConfig, fit_resynth
 
-        examples = ExampleConfig(candidates=args.candidates, examples_per_song=args.examples_per_song)
-        run_dir = fit_resynth(args.data_dir, args.run_dir, ResynthConfig(), examples, data_config, fit_config,
+        examples = ExampleConfig(candidates=args.candidates, examples_per_song=args.examples_per_song,
+                                 target=args.target)
+        model = ResynthConfig(candidate_window=args.candidate_window)
+        run_dir = fit_resynth(args.data_dir, args.run_dir, model, examples, data_config, fit_config,
                               segments_dir=args.segments_dir, verbose=2)
         print(f"wrote {run_dir}")
         return 0
@@ -154,7 +156,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
+    from .resynth import format_table, is_resynth_run, report_resynth
 
+    if is_resynth_run(args.run_dir):
+        print(format_table(report_resynth(args.run_dir)))
+        print(f"wrote {Path(args.run_dir) / 'report.json'}")
+        return 0
     figures = write_report(args.run_dir)
     print(f"wrote {Path(args.run_dir) / 'loss.png'}, spectrograms.png, report.json")
     for key, value in figures.items():
@@ -185,7 +192,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     warm_up()  # librosa's one-time import and JIT load belong to the process, not to the first song's chunk
     results = evaluate(args.songs_dir, args.out, generators=generators, songs=args.songs, cut_s=args.cut_s,
                        repetition_minutes=args.repetition_minutes, repetition_songs=args.repetition_songs,
-                       variety=args.variety, threads=args.threads, seed=args.seed,
+                       variety=args.variety, threads=args.threads, seed=args.seed, draws=args.draws,
                        progress=lambda line: print(line, file=sys.stderr, flush=True))
     print(format_table(results))
     print(f"wrote {Path(args.out) / 'results.json'}, results.md, spectrograms/")
@@ -290,6 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resynth: segments ranked per example, the true next one included (default 32)")
     p.add_argument("--examples-per-song", type=int, default=64,
                    help="resynth: positions drawn per song and epoch, new ones each epoch (default 64)")
+    p.add_argument("--target", default="next", choices=("next", "standin"),
+                   help="resynth: what the scorer learns to find: the true next segment (default, as shipped), or "
+                        "the memory's best stand-in for the true continuation")
+    p.add_argument("--candidate-window", type=int, default=1,
+                   help="resynth: segments each key reads, the candidate and those before it (default 1)")
     p.add_argument("--segments-dir", help="resynth: analysis cache (default DATA_DIR/.segments)")
     p.add_argument("--patience", type=int, default=0,
                    help="stop after N epochs without a better validation loss (default 0: never)")
@@ -313,8 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="destination .onnx")
     p.set_defaults(func=cmd_export)
 
-    p = commands.add_parser("report", help="write a run's loss curves and spectrograms",
-                            description="Write loss.png, spectrograms.png and report.json into the run folder.")
+    p = commands.add_parser("report", help="write a run's loss curves and spectrograms (resynth: score it again)",
+                            description="Write loss.png, spectrograms.png and report.json into the run folder. For "
+                                        "a resynth run, score its best weights again on its validation songs on "
+                                        "both tasks (the true next segment, the best stand-in) beside the "
+                                        "most-similar rule, print the tables and update report.json.")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_report)
 
@@ -358,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variety", type=float, default=None, help="the engine generators' variety (their default)")
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the beat boundaries scored as the music's own")
+    p.add_argument("--draws", type=int, default=4,
+                   help="continuations per song for resynth and jukebox, whose variety draws at random: their 10 s "
+                        "metrics are averaged over seeds 0..N-1 (default 4)")
     p.set_defaults(func=cmd_evaluate)
     return parser
 

@@ -5,29 +5,39 @@ The engine's resynth generator continues a song by playing its own segments (bea
 module trains that ranking and exports it for :class:`engine.scorer.SegmentScorer`.
 
 Model (two independent branches; the score of candidate ``j`` is ``query . keys[j]``)
-    ``candidates`` [shape=(batch, segments, FEATURE_DIM)] -> an MLP applied to every segment alone -> ``keys``
-    [shape=(batch, segments, embedding)], unit length. Keys depend on one segment each (permutation-equivariant),
-    so the engine computes them once per memory.
+    ``candidates`` [shape=(batch, segments, candidate_window * FEATURE_DIM)]: each segment with the
+    ``candidate_window - 1`` segments before it (:func:`engine.analysis.candidate_rows`) -> an MLP -> ``keys``
+    [shape=(batch, segments, embedding)], unit length. Keys do not depend on the context, so the engine
+    computes them once per memory.
     ``context`` [shape=(batch, context_segments, FEATURE_DIM + 1)]: the last segments played, newest last, with a
     present flag (:func:`engine.analysis.context_features`) -> a per-segment Dense -> a learned position
     embedding -> causal dilated Conv1D blocks with residuals -> the newest row and the mean of the present rows
-    -> an MLP, added to the newest segment's own embedding (the key MLP's, before normalising) -> ``query``
+    -> an MLP, added to the key MLP's embedding (before normalising) of the context laid out as a candidate row
+    (the last segments played, and the newest again as the guess of what follows) -> ``query``
     [shape=(batch, embedding)], unit length times a learned logit scale. With the context's part at zero the
-    query scores "segments like the one just played"; training teaches the context what to change.
-Examples
-    A song in its original order is the ground truth of "what comes next": for a position ``t``, the context is
-    the segments up to ``t``, the positive is segment ``t + 1``, and the negatives are other segments of the same
-    song with ``t + 1``'s bar phase (the engine only offers candidates of the right phase), or any other segment
-    when the song has too few. Segment ``t`` itself is never a negative: a sequencer does not repeat the segment
-    it has just played in place, and offering it would make the "most similar" baseline pick it every time in
-    onset and grid songs, where all segments share one phase. New positions and negatives are drawn each epoch
-    (seeded), in a random key (:func:`transpose`); the validation examples are drawn once, untransposed.
+    query scores "segments whose lead-in sounds like what was just played"; training teaches it what to change.
+Examples: two targets (``ExampleConfig.target``)
+    ``"standin"`` (the default, and the shipped scorer): when a song has ended the engine must jump, and the true
+    next segment is never in its memory. So for a position ``t`` the candidates are segments of the memory heard
+    so far (``1 .. t - 8``, with ``t + 1``'s bar phase when there are enough, as the engine offers them), and
+    each is scored by how far playing on from it in the original order is from the song's true continuation:
+    :func:`continuation_costs` over the next ``standin_segments`` segments (mean absolute log-mel difference and
+    half the chroma difference, in dB). The target is a soft distribution over the candidates that favours the
+    cheapest (``softmax(-sharpness * z)``, ``z`` the costs standardised within the example).
+    ``"next"``: the true next segment ``t + 1`` against other segments of the song with its bar phase (never
+    segment ``t`` itself). With a candidate window over 1 this is nearly trivial (the key of ``t + 1`` holds
+    ``t``, which the context ends with), and it teaches continuity rather than prediction; it is kept for
+    comparison and for the report.
+    New positions and candidates are drawn each epoch (seeded), in a random key (:func:`transpose`); the
+    validation examples are drawn once, untransposed.
 Loss
-    InfoNCE: softmax cross-entropy of the scores against the positive, which sits at index 0 (the key branch
-    cannot see an index).
-Baselines (``report.json``, printed after training)
-    "Most similar": score candidates by minus the euclidean distance between their timbre and harmony features and
-    segment ``t``'s ("the next beat sounds like the current one"); and chance, ``1 / candidates``.
+    Cross-entropy of the scores' softmax against the target (InfoNCE when the target is one-hot). The target's
+    favourite sits at index 0 (the key branch cannot see an index), so top-1 accuracy means "found it".
+Baselines (``report.json``, printed after training, for both tasks whichever was trained)
+    "Most similar": minus the euclidean distance of timbre and harmony to segment ``t``: of the candidate itself
+    for ``"next"`` ("the next beat sounds like the current one"), of the segment before it for ``"standin"``
+    ("jump where the music sounds like where we are", the jukebox rule); and chance, ``1 / candidates``. Each
+    scorer's "pick cost" is the mean cost of the candidate it ranks first.
 
 A run folder holds ``config.json`` (with ``"kind": "resynth"``), ``history.json``, ``model.weights.h5`` (best on
 validation loss) and ``report.json``; ``training export`` writes the ONNX file with the resynth contract.
@@ -45,7 +55,16 @@ import keras
 import numpy as np
 from keras import layers
 
-from engine.analysis import ANALYSIS_RATE, FEATURE_DIM, FEATURE_SPEC, HARMONY, TIMBRE, Analysis, context_features
+from engine.analysis import (
+    ANALYSIS_RATE,
+    FEATURE_DIM,
+    FEATURE_SPEC,
+    HARMONY,
+    TIMBRE,
+    Analysis,
+    candidate_rows,
+    context_features,
+)
 from engine.contract import ModelContract
 from engine.errors import ConfigError
 
@@ -59,6 +78,8 @@ from .segments import default_cache_dir, segment_files
 CONTEXT_NAME, CANDIDATES_NAME, QUERY_NAME, KEYS_NAME = "context", "candidates", "query", "keys"
 #: ``kind`` of a resynth run in its config.json (a seed run has none).
 RUN_KIND = "resynth"
+#: What a scorer can be trained to find (:class:`ExampleConfig`).
+TARGETS = ("standin", "next")
 
 
 @dataclass(frozen=True)
@@ -83,6 +104,9 @@ class ResynthConfig:
         Their kernel size, in segments.
     dropout : float
         Dropout rate on the pooled context while training.
+    candidate_window : int
+        Segments a key reads: the candidate and the ``candidate_window - 1`` before it in the song (a key can
+        then tell whether the music leading into a candidate sounds like the music just played).
     """
 
     context_segments: int = 32
@@ -93,9 +117,15 @@ class ResynthConfig:
     conv_layers: int = 3
     kernel: int = 3
     dropout: float = 0.3
+    candidate_window: int = 1
+
+    @property
+    def candidate_dim(self) -> int:
+        """Features per candidate row: ``candidate_window`` segments' side by side, oldest first."""
+        return self.candidate_window * FEATURE_DIM
 
     def __post_init__(self) -> None:
-        for name in ("context_segments", "width", "embedding", "kernel"):
+        for name in ("context_segments", "width", "embedding", "kernel", "candidate_window"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"resynth {name} must be at least 1, got {getattr(self, name)}")
         if self.conv_layers < 0:
@@ -128,12 +158,28 @@ class ExampleConfig:
         Rotate the chroma of each training example (context and candidates alike) by a random number of
         semitones: the same song in another key, so the scorer learns harmony that moves, not the keys of the
         training songs.
+    target : {"standin", "next"}
+        What the scorer learns to find (see the module docstring). ``"next"``: the true next segment among
+        other segments of the song. ``"standin"``: the segment of the memory heard so far whose continuation
+        in the original order sounds most like the song's true continuation; the engine never has the true
+        next segment in its memory when a song has ended, so this is the choice it actually makes.
+    standin_segments : int
+        ``"standin"``: segments of continuation compared (16 beats: about 8 s at 120 bpm).
+    standin_sharpness : float
+        ``"standin"``: the soft target is ``softmax(-sharpness * z)``, ``z`` the candidates' continuation
+        distances standardised within the example (higher: nearer one-hot on the best stand-in).
+    standin_harmony_weight : float
+        ``"standin"``: weight of harmony beside timbre in the continuation distance (:func:`continuation_costs`).
     """
 
     candidates: int = 32
     examples_per_song: int = 64
     min_history: int = 4
     transpose: bool = True
+    target: str = "next"
+    standin_segments: int = 16
+    standin_sharpness: float = 3.0
+    standin_harmony_weight: float = 0.5
 
     def __post_init__(self) -> None:
         if self.candidates < 2:
@@ -142,6 +188,15 @@ class ExampleConfig:
             raise ConfigError(f"--examples-per-song must be at least 1, got {self.examples_per_song}")
         if self.min_history < 1:
             raise ConfigError(f"min_history must be at least 1, got {self.min_history}")
+        if self.target not in TARGETS:
+            raise ConfigError(f"--target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        if self.standin_segments < 2 or self.standin_sharpness <= 0:
+            raise ConfigError("standin_segments must be at least 2 and standin_sharpness above 0")
+
+    @property
+    def first_position(self) -> int:
+        """Fewest segments heard before a position: a stand-in needs a memory with its own continuations."""
+        return self.min_history if self.target == "next" else max(self.min_history, 2 * self.standin_segments)
 
 
 def contract_for(config: ResynthConfig, *, corpus: str = "", project_version: str = "") -> ModelContract:
@@ -150,7 +205,8 @@ def contract_for(config: ResynthConfig, *, corpus: str = "", project_version: st
         generator="resynth", sample_rate=ANALYSIS_RATE, chunk_s=config.horizon_s, context_s=config.context_s,
         horizon_s=config.horizon_s, input_name=CONTEXT_NAME, output_name=QUERY_NAME,
         input_layout="batch,segment,feature", output_layout="batch,embedding", candidate_name=CANDIDATES_NAME,
-        key_name=KEYS_NAME, context_segments=config.context_segments, feature_spec=FEATURE_SPEC, preset="resynth",
+        key_name=KEYS_NAME, context_segments=config.context_segments, candidate_window=config.candidate_window,
+        feature_spec=FEATURE_SPEC, preset="resynth",
         corpus=corpus, project_version=project_version)
 
 
@@ -188,13 +244,23 @@ class PresentMask(layers.Layer):
 
 
 class Newest(layers.Layer):
-    """The newest context row's features (segment ``t``): ``(batch, K, FEATURE_DIM + 1) -> (batch, FEATURE_DIM)``."""
+    """The context laid out as a candidate row whose segment would follow it: the last ``window - 1`` segments
+    played, then segment ``t`` again as the guess of what comes next: ``(batch, K, FEATURE_DIM + 1) ->
+    (batch, window * FEATURE_DIM)``. With ``window`` 1, segment ``t``'s features."""
+
+    def __init__(self, window: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.window = window
 
     def call(self, context):
-        return context[:, -1, :FEATURE_DIM]
+        rows = [context[:, -k, :FEATURE_DIM] for k in range(self.window - 1, 0, -1)] + [context[:, -1, :FEATURE_DIM]]
+        return keras.ops.concatenate(rows, axis=-1)
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], FEATURE_DIM)
+        return (input_shape[0], self.window * FEATURE_DIM)
+
+    def get_config(self):
+        return {**super().get_config(), "window": self.window}
 
 
 class PresentPool(layers.Layer):
@@ -274,7 +340,7 @@ def build_scorer(config: ResynthConfig) -> keras.Model:
     """
     w = config.width
     context = keras.Input((config.context_segments, FEATURE_DIM + 1), name=CONTEXT_NAME)
-    candidates = keras.Input((None, FEATURE_DIM), name=CANDIDATES_NAME)
+    candidates = keras.Input((None, config.candidate_dim), name=CANDIDATES_NAME)
     # One segment's embedding: the keys, and the start of the query (the segment just played).
     segment_layers = [layers.Dense(w, activation="silu", name="key_in"),
                       layers.Dense(w, activation="silu", name="key_hidden"),
@@ -298,7 +364,7 @@ def build_scorer(config: ResynthConfig) -> keras.Model:
     h = layers.Dense(config.embedding, name="query_out")(h)
     # The query is the newest segment's own embedding moved by what the context says: with the moving part at
     # zero it scores like "the most similar segment", which the context then corrects.
-    h = layers.Add(name="query_residual")([embed(Newest(name="newest")(context)), h])
+    h = layers.Add(name="query_residual")([embed(Newest(config.candidate_window, name="newest")(context)), h])
     query = LogitScale(name=QUERY_NAME)(L2Normalize(name="query_unit")(h))
     return keras.Model([context, candidates], [query, keys], name="encore_resynth_scorer")
 
@@ -314,22 +380,36 @@ def build_training_model(scorer: keras.Model) -> keras.Model:
 
 @dataclass(frozen=True)
 class Examples:
-    """Contrastive examples; candidate 0 is the true next segment.
+    """Contrastive examples; candidate 0 is the one to find (the true next segment, or the best stand-in).
 
     Attributes
     ----------
     context : numpy.ndarray
         [shape=(examples, context_segments, FEATURE_DIM + 1), dtype=float32]
     candidates : numpy.ndarray
-        [shape=(examples, M, FEATURE_DIM), dtype=float32]
+        [shape=(examples, M, candidate_window * FEATURE_DIM), dtype=float32]
+        (:func:`engine.analysis.candidate_rows`)
+    previous : numpy.ndarray
+        [shape=(examples, M, FEATURE_DIM), dtype=float32] the segment before each candidate in the song (what
+        a jukebox compares with the segment just played).
+    targets : numpy.ndarray
+        [shape=(examples, M), dtype=float32] the distribution the scores are trained towards (one-hot on
+        candidate 0 for ``"next"``).
+    costs : numpy.ndarray
+        [shape=(examples, M), dtype=float32] how far each candidate's continuation is from the true one, in dB
+        (mean absolute log-mel difference, plus half the chroma difference x 10); for ``"next"``, 0 for the true
+        next segment and 1 for the others.
     mode : numpy.ndarray
         [shape=(examples,), dtype=str] the song's segmentation: beats, onsets or grid.
     same_phase : numpy.ndarray
-        [shape=(examples,), dtype=bool] every negative has the positive's bar phase.
+        [shape=(examples,), dtype=bool] every candidate has the bar phase of the true next segment.
     """
 
     context: np.ndarray
     candidates: np.ndarray
+    previous: np.ndarray
+    targets: np.ndarray
+    costs: np.ndarray
     mode: np.ndarray
     same_phase: np.ndarray
 
@@ -342,35 +422,102 @@ class Examples:
         return self.context[:, -1, :FEATURE_DIM]
 
 
+def _choose(pool: np.ndarray, fallback: np.ndarray, size: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+    """``size`` of ``pool`` (all different), topped up from ``fallback`` and then with repeats when too few.
+
+    Returns the indices and whether ``pool`` alone had enough.
+    """
+    if pool.size >= size:
+        return rng.choice(pool, size=size, replace=False), True
+    rest = np.setdiff1d(fallback, pool)
+    chosen = np.concatenate([pool, rng.choice(rest, size=min(rest.size, size - pool.size), replace=False)])
+    return np.concatenate([chosen, rng.choice(fallback, size=size - chosen.size)]).astype(np.int64), False
+
+
+def continuation_costs(a: Analysis, starts: np.ndarray, t: int, segments: int, *,
+                       harmony_weight: float = 0.5) -> np.ndarray:
+    """How far playing the memory on from each of ``starts`` is from the song's true continuation after ``t``.
+
+    Parameters
+    ----------
+    a : Analysis
+        The whole song.
+    starts : numpy.ndarray
+        [shape=(M,), dtype=int] candidate segments, all at most ``t``.
+    t : int
+        The last segment heard; the memory is segments ``0..t`` and the truth is ``t + 1 ..``.
+    segments : int
+        How many segments of continuation are compared (fewer when a candidate's run reaches ``t``).
+    harmony_weight : float
+        Weight of the mean absolute chroma difference (chroma in [0, 1]) beside the mean absolute log-mel
+        difference (dB / 10).
+
+    Returns
+    -------
+    numpy.ndarray
+        [shape=(M,), dtype=float32] mean over the compared segments of the two differences, weighted, x 10 (so
+        the log-mel part is in dB).
+    """
+    total = np.zeros(starts.shape[0], np.float64)
+    counted = np.zeros(starts.shape[0], np.float64)
+    for k in range(segments):
+        ok = starts + k <= t
+        if not ok.any() or t + 1 + k >= a.segments:
+            break
+        mine, true = a.features[starts[ok] + k], a.features[t + 1 + k]
+        step = (np.mean(np.abs(mine[:, TIMBRE] - true[TIMBRE]), axis=1)
+                + harmony_weight * np.mean(np.abs(mine[:, HARMONY] - true[HARMONY]), axis=1))
+        total[ok] += step
+        counted[ok] += 1
+    return (10.0 * total / np.maximum(counted, 1)).astype(np.float32)
+
+
 def draw_examples(analyses: list[Analysis], config: ResynthConfig, examples: ExampleConfig,
                   rng: np.random.Generator) -> Examples:
-    """Draw positions and negatives from each song (see the module docstring)."""
-    m = examples.candidates
-    contexts, candidates, modes, same_phase = [], [], [], []
+    """Draw positions and candidates from each song (see the module docstring)."""
+    m, standin = examples.candidates, examples.target == "standin"
+    horizon = examples.standin_segments if standin else 1
+    rows: dict[str, list] = {name: [] for name in ("context", "candidates", "previous", "targets", "costs", "mode",
+                                                    "same_phase")}
     for a in analyses:
         n = a.segments
-        positions = np.arange(examples.min_history, n - 2)  # t + 1 < n - 1: the last segment may be cut short
+        # t + horizon < n - 1: the last segment may be cut short
+        positions = np.arange(examples.first_position, n - 1 - horizon)
         if positions.size == 0:
             continue
+        index = np.arange(n)
         for t in rng.choice(positions, size=min(examples.examples_per_song, positions.size), replace=False):
             following = t + 1
-            others = np.flatnonzero((np.arange(n) != following) & (np.arange(n) != t))
-            same = others[a.phase[others] == a.phase[following]]
-            if same.size >= m - 1:
-                negatives = rng.choice(same, size=m - 1, replace=False)
-            else:  # too few of the right phase: the rest from any phase, and repeats only when the song is tiny
-                rest = np.setdiff1d(others, same)
-                negatives = np.concatenate([same, rng.choice(rest, size=min(rest.size, m - 1 - same.size),
-                                                             replace=False)])
-                negatives = np.concatenate([negatives, rng.choice(others, size=m - 1 - negatives.size)])
-            contexts.append(context_features(a, np.arange(t + 1), context_segments=config.context_segments,
-                                             context_s=config.context_s))
-            candidates.append(a.features[np.concatenate([[following], negatives])])
-            modes.append(a.mode)
-            same_phase.append(same.size >= m - 1)
-    if not contexts:
-        raise ConfigError(f"no song has enough segments for an example ({examples.min_history + 3} at least)")
-    return Examples(np.stack(contexts), np.stack(candidates), np.array(modes), np.array(same_phase))
+            if standin:
+                # The memory so far, less its last stretch: a candidate needs a run of its own to be compared,
+                # and the engine does not jump back into the last bars it played.
+                heard = index[1:max(2, t + 1 - horizon // 2)]
+                chosen, enough = _choose(heard[a.phase[heard] == a.phase[following]], heard, m, rng)
+                costs = continuation_costs(a, chosen, t, horizon, harmony_weight=examples.standin_harmony_weight)
+                order = np.argsort(costs, kind="stable")
+                chosen, costs = chosen[order], costs[order]
+                z = (costs - costs.mean()) / max(float(costs.std()), 1e-6)
+                targets = np.exp(-examples.standin_sharpness * (z - z.min()))
+                targets /= targets.sum()
+            else:
+                others = index[(index != following) & (index != t)]
+                negatives, enough = _choose(others[a.phase[others] == a.phase[following]], others, m - 1, rng)
+                chosen = np.concatenate([[following], negatives])
+                costs = np.r_[0.0, np.ones(m - 1)]
+                targets = np.r_[1.0, np.zeros(m - 1)]
+            rows["context"].append(context_features(a, np.arange(t + 1), context_segments=config.context_segments,
+                                                    context_s=config.context_s))
+            rows["candidates"].append(candidate_rows(a, chosen, config.candidate_window))
+            rows["previous"].append(a.features[np.maximum(chosen - 1, 0)])
+            rows["targets"].append(targets.astype(np.float32))
+            rows["costs"].append(np.asarray(costs, np.float32))
+            rows["mode"].append(a.mode)
+            rows["same_phase"].append(enough)
+    if not rows["context"]:
+        raise ConfigError(f"no song has enough segments for an example ({examples.first_position + horizon + 2} "
+                          "at least)")
+    return Examples(**{name: np.stack(values) if name not in ("mode", "same_phase") else np.array(values)
+                       for name, values in rows.items()})
 
 
 def transpose(examples: Examples, rng: np.random.Generator) -> Examples:
@@ -379,15 +526,17 @@ def transpose(examples: Examples, rng: np.random.Generator) -> Examples:
     bins = (np.arange(12)[None, :] - shifts[:, None]) % 12  # new bin b holds old bin b - shift
 
     def rotate(x: np.ndarray) -> np.ndarray:
-        x = x.copy()
-        x[..., HARMONY] = np.take_along_axis(x[..., HARMONY], bins[:, None, :], axis=2)
-        return x
+        # Rows may hold several segments side by side (a candidate window): rotate each one's chroma.
+        rows = x.reshape(x.shape[0], x.shape[1], max(1, x.shape[2] // FEATURE_DIM), -1).copy()
+        rows[..., HARMONY] = np.take_along_axis(rows[..., HARMONY], bins[:, None, None, :], axis=3)
+        return rows.reshape(x.shape)
 
-    return replace(examples, context=rotate(examples.context), candidates=rotate(examples.candidates))
+    return replace(examples, context=rotate(examples.context), candidates=rotate(examples.candidates),
+                   previous=rotate(examples.previous))
 
 
 class ExampleBatches(keras.utils.PyDataset):
-    """Batches of ``((context, candidates), label 0)``; training draws new examples every epoch."""
+    """Batches of ``((context, candidates), target distribution)``; training draws new examples every epoch."""
 
     def __init__(self, analyses: list[Analysis], config: ResynthConfig, examples: ExampleConfig, *,
                  batch_size: int, seed: int, redraw: bool):
@@ -404,7 +553,7 @@ class ExampleBatches(keras.utils.PyDataset):
         order = rng.permutation(len(drawn)) if self.redraw else np.arange(len(drawn))
         self.examples = drawn
         self.inputs = (drawn.context[order], drawn.candidates[order])
-        self.labels = np.zeros(len(drawn), np.int32)
+        self.labels = drawn.targets[order]
 
     def __len__(self) -> int:
         return math.ceil(len(self.examples) / self.batch_size)
@@ -422,8 +571,12 @@ class ExampleBatches(keras.utils.PyDataset):
 # === Evaluation ===
 
 
-def most_similar_scores(examples: Examples) -> np.ndarray:
-    """The trivial scorer: minus the distance of each candidate's timbre and harmony to segment ``t``'s.
+def most_similar_scores(examples: Examples, *, target: str) -> np.ndarray:
+    """The trivial scorer: minus a timbre-and-harmony distance to segment ``t``, the one just played.
+
+    For ``"next"`` the candidate itself is compared ("the next beat sounds like the current one"); for
+    ``"standin"`` the segment before it ("jump where the music sounds like where we are": the jukebox rule,
+    and what the engine's join cost starts from).
 
     Returns
     -------
@@ -431,17 +584,21 @@ def most_similar_scores(examples: Examples) -> np.ndarray:
         [shape=(examples, M)]
     """
     look = np.r_[TIMBRE, HARMONY]
-    difference = examples.candidates[:, :, look] - examples.current[:, None, look]
+    compared = examples.candidates[..., -FEATURE_DIM:] if target == "next" else examples.previous
+    difference = compared[:, :, look] - examples.current[:, None, look]
     return -np.sqrt(np.sum(difference.astype(np.float64) ** 2, axis=-1))
 
 
-def rank_metrics(scores: np.ndarray) -> dict[str, float]:
+def rank_metrics(scores: np.ndarray, costs: np.ndarray | None = None) -> dict[str, float]:
     """Top-1 and top-5 accuracy and mean rank of candidate 0, ties broken at random (in expectation).
 
     Parameters
     ----------
     scores : numpy.ndarray
-        [shape=(examples, M)], higher is better; candidate 0 is the true one.
+        [shape=(examples, M)], higher is better; candidate 0 is the one to find.
+    costs : numpy.ndarray, optional
+        [shape=(examples, M)] :attr:`Examples.costs`: adds ``pick_cost``, the mean cost of each example's
+        top-scored candidate.
     """
     true = scores[:, :1]
     above = np.sum(scores[:, 1:] > true, axis=1)
@@ -450,46 +607,74 @@ def rank_metrics(scores: np.ndarray) -> dict[str, float]:
     def top(k: int) -> float:
         return float(np.mean(np.clip((k - above) / (tied + 1), 0.0, 1.0)))
 
-    return {"top1": top(1), "top5": top(5), "mean_rank": float(np.mean(1 + above + tied / 2))}
+    metrics = {"top1": top(1), "top5": top(5), "mean_rank": float(np.mean(1 + above + tied / 2))}
+    if costs is not None:
+        metrics["pick_cost"] = float(np.mean(np.take_along_axis(costs, np.argmax(scores, axis=1)[:, None], 1)))
+    return metrics
 
 
-def chance_metrics(candidates: int) -> dict[str, float]:
-    return {"top1": 1 / candidates, "top5": min(5, candidates) / candidates, "mean_rank": (candidates + 1) / 2}
-
-
-def evaluate(model: keras.Model, examples: Examples, *, batch_size: int = 256) -> dict:
-    """The learned scorer, the most-similar scorer and chance on the same examples, overall and per mode."""
-    learned = np.asarray(model.predict([examples.context, examples.candidates], batch_size=batch_size, verbose=0))
-    similar = most_similar_scores(examples)
+def chance_metrics(examples: Examples) -> dict[str, float]:
     m = examples.candidates.shape[1]
-    by_mode = {}
-    for mode in ("beats", "onsets", "grid"):
-        rows = examples.mode == mode
-        if rows.any():
-            by_mode[mode] = {"examples": int(rows.sum()), "learned": rank_metrics(learned[rows]),
-                             "most_similar": rank_metrics(similar[rows])}
-    return {"examples": len(examples), "candidates": m,
+    return {"top1": 1 / m, "top5": min(5, m) / m, "mean_rank": (m + 1) / 2,
+            "pick_cost": float(np.mean(examples.costs))}
+
+
+def evaluate(model: keras.Model, tasks: dict[str, Examples], *, batch_size: int = 256) -> dict:
+    """The learned scorer, the most-similar scorer and chance on the same examples, per task, overall and per mode.
+
+    Parameters
+    ----------
+    tasks : dict
+        ``{"next": Examples, "standin": Examples}`` (either may be missing).
+    """
+    report = {}
+    for target, examples in tasks.items():
+        learned = np.asarray(model.predict([examples.context, examples.candidates], batch_size=batch_size,
+                                           verbose=0))
+        similar = most_similar_scores(examples, target=target)
+        by_mode = {}
+        for mode in ("beats", "onsets", "grid"):
+            rows = examples.mode == mode
+            if rows.any():
+                by_mode[mode] = {"examples": int(rows.sum()),
+                                 "learned": rank_metrics(learned[rows], examples.costs[rows]),
+                                 "most_similar": rank_metrics(similar[rows], examples.costs[rows])}
+        report[target] = {
+            "examples": len(examples), "candidates": int(examples.candidates.shape[1]),
             "same_phase_share": float(np.mean(examples.same_phase)),
-            "scorers": {"learned": rank_metrics(learned), "most_similar": rank_metrics(similar),
-                        "chance": chance_metrics(m)},
+            "best_cost": float(np.mean(examples.costs[:, 0])),
+            "scorers": {"learned": rank_metrics(learned, examples.costs),
+                        "most_similar": rank_metrics(similar, examples.costs), "chance": chance_metrics(examples)},
             "by_mode": by_mode}
+    return report
+
+
+TASK_TITLES = {
+    "next": "find the true next segment among {others} other segments of the song",
+    "standin": "find the memory's best stand-in for the true continuation among {m} segments heard before it "
+               "(pick cost: how far the chosen segment's own continuation is from the true one, dB)",
+}
 
 
 def format_table(report: dict) -> str:
-    """The validation table of ``report.json``, as printed after training."""
-    v = report["validation"]
-    lines = [f"validation: {v['examples']} examples from {report['validation_songs']} songs, {v['candidates']} "
-             f"candidates each (the true next segment + {v['candidates'] - 1} others; all of its bar phase in "
-             f"{100 * v['same_phase_share']:.0f} %)",
-             f"{'scorer':<38}{'top-1':>8}{'top-5':>8}{'mean rank':>11}"]
-    names = {"learned": "learned (query . key)", "most_similar": "most similar to the current segment",
-             "chance": f"chance (1/{v['candidates']})"}
-    for key, label in names.items():
-        s = v["scorers"][key]
-        lines.append(f"{label:<38}{100 * s['top1']:>7.1f}%{100 * s['top5']:>7.1f}%{s['mean_rank']:>11.2f}")
-    for mode, row in v["by_mode"].items():
-        lines.append(f"  {mode} ({row['examples']} examples): learned {100 * row['learned']['top1']:.1f}% / "
-                     f"most similar {100 * row['most_similar']['top1']:.1f}% top-1")
+    """The validation tables of ``report.json``, one per task, as printed after training."""
+    lines = []
+    for target, v in report["validation"].items():
+        lines += [f"validation, {target} (trained on: {report.get('target', 'next')}): "
+                  + TASK_TITLES[target].format(others=v["candidates"] - 1, m=v["candidates"])
+                  + f"; {v['examples']} examples from {report['validation_songs']} songs, all candidates of the "
+                  f"right bar phase in {100 * v['same_phase_share']:.0f} %",
+                  f"{'scorer':<38}{'top-1':>8}{'top-5':>8}{'mean rank':>11}{'pick cost':>11}"]
+        names = {"learned": "learned (query . key)", "most_similar": "most similar to the current segment",
+                 "chance": f"chance (1/{v['candidates']})"}
+        for key, label in names.items():
+            s = v["scorers"][key]
+            lines.append(f"{label:<38}{100 * s['top1']:>7.1f}%{100 * s['top5']:>7.1f}%{s['mean_rank']:>11.2f}"
+                         f"{s['pick_cost']:>11.3f}")
+        lines.append(f"{'best possible':<38}{'':>8}{'':>8}{'':>11}{v['best_cost']:>11.3f}")
+        for mode, row in v["by_mode"].items():
+            lines.append(f"  {mode} ({row['examples']} examples): learned {100 * row['learned']['top1']:.1f}% / "
+                         f"most similar {100 * row['most_similar']['top1']:.1f}% top-1")
     return "\n".join(lines)
 
 
@@ -556,8 +741,8 @@ def fit_resynth(data_dir: str | Path, run_dir: str | Path, config: ResynthConfig
     scorer = build_scorer(config)
     model = build_training_model(scorer)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=fit_config.learning_rate),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="top1")])
+                  loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+                  metrics=[keras.metrics.CategoricalAccuracy(name="top1")])
     say(f"model: {scorer.count_params()} parameters; {len(train_batches.examples)} training examples per epoch "
         f"from {len(train)} songs (drawn anew each epoch), {len(validation_batches.examples)} validation examples "
         f"from {len(validation)} songs", flush=True)
@@ -584,7 +769,9 @@ def fit_resynth(data_dir: str | Path, run_dir: str | Path, config: ResynthConfig
     history = json.loads((run_dir / "history.json").read_text())
     losses = [row.get("val_loss", math.inf) for row in history]
     report = {
-        "validation": evaluate(model, validation_batches.examples, batch_size=fit_config.batch_size),
+        "target": examples.target,
+        "validation": evaluate(model, _validation_tasks(validation, config, examples, data_config.seed),
+                               batch_size=fit_config.batch_size),
         "validation_songs": len(validation), "train_songs": len(train),
         "train_examples_per_epoch": len(train_batches.examples),
         "epochs": len(history), "best_epoch": int(np.argmin(losses)) + 1 if history else 0,
@@ -596,6 +783,44 @@ def fit_resynth(data_dir: str | Path, run_dir: str | Path, config: ResynthConfig
     say(format_table(report))
     say(f"trained {report['epochs']} epochs in {minutes:.1f} min (best at {report['best_epoch']})")
     return run_dir
+
+
+def _validation_tasks(validation: list[Analysis], config: ResynthConfig, examples: ExampleConfig,
+                      seed: int) -> dict[str, Examples]:
+    """Validation examples of both tasks (the trained one first), drawn once with the validation seed."""
+    tasks = {}
+    for target in sorted(TARGETS, key=lambda name: name != examples.target):
+        rng = np.random.default_rng(seed + 1_000_003)
+        tasks[target] = draw_examples(validation, config, replace(examples, target=target), rng)
+    return tasks
+
+
+def report_resynth(run_dir: str | Path, *, segments_dir: str | Path | None = None) -> dict:
+    """Score a resynth run's best weights again on its validation songs, both tasks, and update its report.json.
+
+    For a run trained before the stand-in task existed, or to see a scorer on the task it was not trained on.
+
+    Returns
+    -------
+    dict
+        The updated contents of report.json.
+    """
+    run_dir = Path(run_dir)
+    scorer, config, settings = load_resynth_run(run_dir)
+    files = [Path(p) for p in settings["validation_files"]]
+    missing = [p for p in files if not p.exists()]
+    if missing:
+        raise ConfigError(f"{run_dir}: {len(missing)} validation songs are gone (first: {missing[0]})")
+    corpus = segment_files(files, segments_dir or default_cache_dir(settings["data_dir"]), workers=2)
+    validation = [corpus.analyses[p] for p in files if p in corpus.analyses]
+    examples = ExampleConfig(**{**asdict(ExampleConfig()), **settings.get("examples", {})})
+    report_path = run_dir / "report.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    report.update(target=examples.target, validation_songs=len(validation),
+                  validation=evaluate(build_training_model(scorer),
+                                      _validation_tasks(validation, config, examples, settings["data"]["seed"])))
+    report_path.write_text(json.dumps(report, indent=2))
+    return report
 
 
 def is_resynth_run(run_dir: str | Path) -> bool:
@@ -636,7 +861,7 @@ def to_onnx(scorer: keras.Model, config: ResynthConfig, metadata: dict[str, str]
 
     # One structured argument: tf2onnx calls model(*args), and a second positional one would be ``training``.
     signature = [(tf.TensorSpec((None, config.context_segments, FEATURE_DIM + 1), tf.float32, name=CONTEXT_NAME),
-                  tf.TensorSpec((None, None, FEATURE_DIM), tf.float32, name=CANDIDATES_NAME))]
+                  tf.TensorSpec((None, None, config.candidate_dim), tf.float32, name=CANDIDATES_NAME))]
     proto, _ = tf2onnx.convert.from_keras(scorer, input_signature=signature, opset=OPSET)
     finish_graph(proto, metadata, inputs=(CONTEXT_NAME, CANDIDATES_NAME), outputs=(QUERY_NAME, KEYS_NAME),
                  doc="Encore resynth segment scorer, exported from Keras with tf2onnx")
@@ -667,8 +892,12 @@ def training_summary(run_dir: Path) -> str:
     if not path.exists():
         return ""
     report = json.loads(path.read_text())
-    s = report["validation"]["scorers"]
-    return (f"{report['epochs']} epochs (best {report['best_epoch']}), validation top-1 "
-            f"{100 * s['learned']['top1']:.1f} % vs most-similar {100 * s['most_similar']['top1']:.1f} % and chance "
-            f"{100 * s['chance']['top1']:.1f} % over {report['validation']['examples']} examples")
+    target = report.get("target", "next")
+    v = report["validation"][target]
+    s = v["scorers"]
+    return (f"{report['epochs']} epochs (best {report['best_epoch']}), trained to find the {target} segment; "
+            f"validation top-1 {100 * s['learned']['top1']:.1f} % vs most-similar "
+            f"{100 * s['most_similar']['top1']:.1f} % and chance {100 * s['chance']['top1']:.1f} %, pick cost "
+            f"{s['learned']['pick_cost']:.2f} vs {s['most_similar']['pick_cost']:.2f} dB over {v['examples']} "
+            "examples")
 
