@@ -58,7 +58,7 @@ evalset: $(VENV)/.dev apt-eval
 	$(BIN)/training evalset evalset
 
 evaluate: evalset
-	$(BIN)/training evaluate evalset --generators seed,resynth,jukebox,loop,silence --out evaluation
+	$(BIN)/training evaluate evalset --generators seed,resynth,jukebox,loop,silence --draws 4 --out evaluation
 
 train-default: $(VENV)/.dev
 	$(BIN)/training fit corpus --run-dir runs/compact --preset compact --files 0 --windows-per-song 6 --max-minutes 50 \
