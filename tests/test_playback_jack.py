@@ -111,12 +111,24 @@ def run_engine(*args: str, env: dict | None = None, interrupt_after: float | Non
     import subprocess
     import sys
 
+    # faulthandler prints every thread's stack on SIGABRT: a hang is reported with where it hung.
     process = subprocess.Popen([sys.executable, "-m", "engine", *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+                               stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})})
     if interrupt_after is not None:
         time.sleep(interrupt_after)
         process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=120)
+    try:
+        out, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        # Leave no process behind: its JACK client would make the next test's device names ambiguous.
+        process.send_signal(signal.SIGABRT)
+        try:
+            out, err = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, err = process.communicate()
+        pytest.fail(f"engine {' '.join(args)} did not exit within 60 s; its threads:\n{err[-6000:]}")
     return process.returncode, out, err
 
 

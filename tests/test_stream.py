@@ -185,3 +185,52 @@ def test_endless_switched_off_during_the_continuation_plays_out_with_a_fade_and_
     assert 0 < sounding[-1] / 8000 <= 10.0 + 10.0  # at most the lead and one chunk more
     end = tail[sounding[-1] - 399:sounding[-1] + 1]  # the last 50 ms fade to nothing: no cut
     assert np.abs(end[-20:]).max() < 0.05 * np.abs(tail[:sounding[-1]]).max()
+
+
+class _Stream:
+    """Stands in for a PortAudio stream whose stop may never return (a client its JACK server dropped)."""
+
+    def __init__(self, *, stuck: bool = False, error: Exception | None = None):
+        import threading
+
+        self.stuck, self.error, self.calls = stuck, error, []
+        self.release = threading.Event()
+
+    def stop(self):
+        self.calls.append("stop")
+        if self.stuck:
+            self.release.wait()
+        if self.error is not None:
+            raise self.error
+
+    def close(self):
+        self.calls.append("close")
+
+
+def test_a_stream_that_stops_is_closed_and_one_that_hangs_is_given_up():
+    import time
+
+    from engine import stream as stream_module
+
+    fine = _Stream()
+    assert stream_module.close_stream(fine, timeout=5.0) and fine.calls == ["stop", "close"]
+    stuck = _Stream(stuck=True)
+    started = time.monotonic()
+    assert not stream_module.close_stream(stuck, timeout=0.2)
+    assert time.monotonic() - started < 2.0 and stuck.calls == ["stop"]
+    stuck.release.set()
+    with pytest.raises(RuntimeError, match="device busy"):
+        stream_module.close_stream(_Stream(error=RuntimeError("device busy")), timeout=5.0)
+
+
+def test_an_engine_whose_stream_will_not_stop_gives_the_device_up(repeat_model, monkeypatch):
+    from engine import stream as stream_module
+
+    monkeypatch.setattr(stream_module, "STREAM_CLOSE_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(stream_module, "DEVICE_LOST_IN_PROCESS", False)
+    stuck = _Stream(stuck=True)
+    eng = Engine(model=repeat_model, clock="offline")
+    eng._stream = stuck  # as if a device stream were open
+    eng.stop()
+    stuck.release.set()
+    assert eng.device_lost and stream_module.DEVICE_LOST_IN_PROCESS and eng._stream is None
