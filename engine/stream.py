@@ -376,9 +376,9 @@ class Engine:
             if self.device_lost:
                 # PortAudio blocks forever stopping a stream whose server died: let a daemon thread wait for it.
                 threading.Thread(target=self._stream.abort, name="encore-lost-stream", daemon=True).start()
-            elif not close_stream(self._stream, timeout=STREAM_CLOSE_TIMEOUT_S):
-                global DEVICE_LOST_IN_PROCESS
-                self.device_lost = DEVICE_LOST_IN_PROCESS = True
+            else:
+                self._stream.stop()
+                self._stream.close()
             self._stream = None
         for thread in self._threads:
             thread.join(timeout=30)
@@ -915,42 +915,6 @@ HOLD_WAIT_S = 0.5
 # Set once any engine in this process lost its device. PortAudio then blocks forever in its exit handler
 # (Pa_Terminate on a dead JACK server), so a program that is done leaves through exit_if_device_lost.
 DEVICE_LOST_IN_PROCESS = False
-
-
-#: How long stop() waits for PortAudio to stop and close a stream before it gives the device up for lost.
-STREAM_CLOSE_TIMEOUT_S = 10.0
-
-
-def close_stream(stream, *, timeout: float) -> bool:
-    """Stop and close a PortAudio stream on a daemon thread; False if that has not returned after ``timeout`` s.
-
-    A JACK server that has dropped a client (a callback that overran its deadline under load) never calls it
-    again, and PortAudio's stop then waits for that call for ever. Waiting on a daemon thread bounds the wait;
-    the caller then treats the device as lost, and a program leaves through :func:`exit_if_device_lost`
-    instead of PortAudio's exit handler, which would wait too.
-
-    Raises
-    ------
-    sounddevice.PortAudioError
-        What stop or close raised, when they returned.
-    """
-    failure: list[BaseException] = []
-
-    def stop_and_close() -> None:
-        try:
-            stream.stop()
-            stream.close()
-        except Exception as e:  # handed to the caller's thread below
-            failure.append(e)
-
-    closer = threading.Thread(target=stop_and_close, name="encore-close-stream", daemon=True)
-    closer.start()
-    closer.join(timeout)
-    if closer.is_alive():
-        return False
-    if failure:
-        raise failure[0]
-    return True
 
 
 def exit_if_device_lost(code: int) -> None:

@@ -111,10 +111,13 @@ def run_engine(*args: str, env: dict | None = None, interrupt_after: float | Non
     import subprocess
     import sys
 
+    # A shell runs background jobs with SIGINT ignored, and a child inherits that (Python then installs no
+    # KeyboardInterrupt handler): give the command the Ctrl-C of a terminal whoever started the tests.
     # faulthandler prints every thread's stack on SIGABRT: a hang is reported with where it hung.
     process = subprocess.Popen([sys.executable, "-m", "engine", *args], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})})
+                               env={**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     if interrupt_after is not None:
         time.sleep(interrupt_after)
         process.send_signal(signal.SIGINT)
