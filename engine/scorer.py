@@ -6,8 +6,8 @@ A resynth model (``encore.generator resynth``, :mod:`engine.contract`) has two i
 The score of candidate ``j`` after a context is ``query . keys[j]``. Keys depend on a candidate's own features
 (and the ``candidate_window - 1`` segments before it) alone, not on the context, so the engine computes them once
 per memory (:meth:`SegmentScorer.keys`) and then asks only for queries (:meth:`SegmentScorer.queries`), a few
-contexts at a time. ONNX Runtime wants every graph input fed on each run,
-so each call feeds the other branch a small zero array (one candidate, or one context) and ignores its output.
+contexts at a time. ONNX Runtime wants every graph input fed on each run, so each call feeds the other branch a
+small zero array (one candidate, or one context) and ignores its output.
 
 Only ONNX Runtime is used here; the engine never imports TensorFlow or Keras.
 """

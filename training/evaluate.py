@@ -355,14 +355,13 @@ def _evaluate_song(song: Waveform, made: dict, *, cut_s: float, context_s: float
                                   "asked for")
             joins = [cut + int(j) for j in getattr(generator, "joins", [0])]
             every_draw.append(_score(before, generated, true, joined, joins, rate))
-            if draw == 0:
-                scores = every_draw[0]
-                scores["real_time_factor"] = _real_time_factor(generator)
-                scores["first_chunk_real_time_factor"] = _first_chunk_real_time_factor(generator)
+            if draw == 0:  # later draws reuse the memory's analysis: the first one's timing is the one to report
+                timing = {"real_time_factor": _real_time_factor(generator),
+                          "first_chunk_real_time_factor": _first_chunk_real_time_factor(generator)}
                 strips[name] = generated
         if settings is not None:
             generator.resynth = settings
-        scores = _mean_of_draws(every_draw)
+        scores = {**_mean_of_draws(every_draw), **timing}
         if repetition_s > 0:
             full = generator.extend(memory, repetition_s, only_extension=False)
             long_mono = full.mono()

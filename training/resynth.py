@@ -17,17 +17,18 @@ Model (two independent branches; the score of candidate ``j`` is ``query . keys[
     [shape=(batch, embedding)], unit length times a learned logit scale. With the context's part at zero the
     query scores "segments whose lead-in sounds like what was just played"; training teaches it what to change.
 Examples: two targets (``ExampleConfig.target``)
-    ``"standin"`` (the default, and the shipped scorer): when a song has ended the engine must jump, and the true
-    next segment is never in its memory. So for a position ``t`` the candidates are segments of the memory heard
-    so far (``1 .. t - 8``, with ``t + 1``'s bar phase when there are enough, as the engine offers them), and
-    each is scored by how far playing on from it in the original order is from the song's true continuation:
-    :func:`continuation_costs` over the next ``standin_segments`` segments (mean absolute log-mel difference and
-    half the chroma difference, in dB). The target is a soft distribution over the candidates that favours the
-    cheapest (``softmax(-sharpness * z)``, ``z`` the costs standardised within the example).
-    ``"next"``: the true next segment ``t + 1`` against other segments of the song with its bar phase (never
-    segment ``t`` itself). With a candidate window over 1 this is nearly trivial (the key of ``t + 1`` holds
-    ``t``, which the context ends with), and it teaches continuity rather than prediction; it is kept for
-    comparison and for the report.
+    ``"next"`` (the default, and the shipped scorer's): the true next segment ``t + 1`` against other segments of
+    the song with its bar phase (never segment ``t`` itself). With a candidate window over 1 this is nearly
+    trivial (the key of ``t + 1`` holds ``t``, which the context ends with); it teaches continuity rather than
+    prediction.
+    ``"standin"``: when a song has ended the engine must jump, and the true next segment is never in its memory.
+    So for a position ``t`` the candidates are segments of the memory heard so far (``1 .. t - 8``, with
+    ``t + 1``'s bar phase when there are enough, as the engine offers them), and each is scored by how far
+    playing on from it in the original order is from the song's true continuation: :func:`continuation_costs`
+    over the next ``standin_segments`` segments (mean absolute log-mel difference plus
+    ``standin_harmony_weight`` times the chroma difference, in dB). The target is a soft distribution over the
+    candidates that favours the cheapest (``softmax(-sharpness * z)``, ``z`` the costs standardised within the
+    example).
     New positions and candidates are drawn each epoch (seeded), in a random key (:func:`transpose`); the
     validation examples are drawn once, untransposed.
 Loss
@@ -80,6 +81,8 @@ CONTEXT_NAME, CANDIDATES_NAME, QUERY_NAME, KEYS_NAME = "context", "candidates", 
 RUN_KIND = "resynth"
 #: What a scorer can be trained to find (:class:`ExampleConfig`).
 TARGETS = ("standin", "next")
+#: Added to the run's seed for the validation examples, so they are never a training epoch's.
+VALIDATION_SEED_OFFSET = 1_000_003
 
 
 @dataclass(frozen=True)
@@ -396,9 +399,8 @@ class Examples:
         [shape=(examples, M), dtype=float32] the distribution the scores are trained towards (one-hot on
         candidate 0 for ``"next"``).
     costs : numpy.ndarray
-        [shape=(examples, M), dtype=float32] how far each candidate's continuation is from the true one, in dB
-        (mean absolute log-mel difference, plus half the chroma difference x 10); for ``"next"``, 0 for the true
-        next segment and 1 for the others.
+        [shape=(examples, M), dtype=float32] how far each candidate's continuation is from the true one
+        (:func:`continuation_costs`, in dB); for ``"next"``, 0 for the true next segment and 1 for the others.
     mode : numpy.ndarray
         [shape=(examples,), dtype=str] the song's segmentation: beats, onsets or grid.
     same_phase : numpy.ndarray
@@ -737,7 +739,7 @@ def fit_resynth(data_dir: str | Path, run_dir: str | Path, config: ResynthConfig
     train_batches = ExampleBatches(train, config, examples, batch_size=fit_config.batch_size, seed=data_config.seed,
                                    redraw=True)
     validation_batches = ExampleBatches(validation, config, examples, batch_size=fit_config.batch_size,
-                                        seed=data_config.seed + 1_000_003, redraw=False)
+                                        seed=data_config.seed + VALIDATION_SEED_OFFSET, redraw=False)
     scorer = build_scorer(config)
     model = build_training_model(scorer)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=fit_config.learning_rate),
@@ -770,7 +772,8 @@ def fit_resynth(data_dir: str | Path, run_dir: str | Path, config: ResynthConfig
     losses = [row.get("val_loss", math.inf) for row in history]
     report = {
         "target": examples.target,
-        "validation": evaluate(model, _validation_tasks(validation, config, examples, data_config.seed),
+        "validation": evaluate(model, _validation_tasks(validation, config, examples, data_config.seed,
+                                                        drawn=validation_batches.examples),
                                batch_size=fit_config.batch_size),
         "validation_songs": len(validation), "train_songs": len(train),
         "train_examples_per_epoch": len(train_batches.examples),
@@ -785,12 +788,16 @@ def fit_resynth(data_dir: str | Path, run_dir: str | Path, config: ResynthConfig
     return run_dir
 
 
-def _validation_tasks(validation: list[Analysis], config: ResynthConfig, examples: ExampleConfig,
-                      seed: int) -> dict[str, Examples]:
-    """Validation examples of both tasks (the trained one first), drawn once with the validation seed."""
+def _validation_tasks(validation: list[Analysis], config: ResynthConfig, examples: ExampleConfig, seed: int, *,
+                      drawn: Examples | None = None) -> dict[str, Examples]:
+    """Validation examples of both tasks (the trained one first), each drawn as :class:`ExampleBatches` draws
+    its validation batches; ``drawn``, when given, is the trained task's, already drawn that way."""
     tasks = {}
     for target in sorted(TARGETS, key=lambda name: name != examples.target):
-        rng = np.random.default_rng(seed + 1_000_003)
+        if target == examples.target and drawn is not None:
+            tasks[target] = drawn
+            continue
+        rng = np.random.default_rng([seed + VALIDATION_SEED_OFFSET, 0])  # ExampleBatches' epoch 0
         tasks[target] = draw_examples(validation, config, replace(examples, target=target), rng)
     return tasks
 
