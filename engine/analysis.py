@@ -299,8 +299,10 @@ def context_features(analysis: Analysis, history: np.ndarray, *, context_segment
     return out
 
 
-def candidate_rows(analysis: Analysis, segments: np.ndarray, window: int) -> np.ndarray:
-    """What a resynth scorer's keys read: each segment with the ``window - 1`` segments before it in the memory.
+def candidate_rows(analysis: Analysis, segments: np.ndarray, window: int, lookahead: int = 0, *,
+                   memory_end: int | None = None) -> np.ndarray:
+    """What a resynth scorer's keys read: each segment with the ``window - 1`` segments before it in the memory,
+    and, with a ``lookahead``, what playing on from it in order would sound like.
 
     Parameters
     ----------
@@ -310,16 +312,34 @@ def candidate_rows(analysis: Analysis, segments: np.ndarray, window: int) -> np.
     window : int
         Segments per row (the model's ``encore.candidate_window``); before the memory's first segment, the
         first segment stands in.
+    lookahead : int
+        The model's ``encore.candidate_lookahead``: when above 0, a last block holds the mean features of the
+        segments from the candidate on, ``lookahead`` of them at most and none past ``memory_end``.
+    memory_end : int, optional
+        The memory's last segment (the analysis's last by default; training passes the last segment heard).
 
     Returns
     -------
     numpy.ndarray
-        [shape=(M, window * FEATURE_DIM), dtype=float32]: oldest segment first, the candidate itself last.
+        [shape=(M, candidate_dim(window, lookahead)), dtype=float32]: oldest segment first, the candidate itself
+        next, then the lookahead block.
     """
     segments = np.asarray(segments, dtype=np.int64)
     offsets = np.arange(1 - window, 1)
     rows = analysis.features[np.maximum(segments[:, None] + offsets[None, :], 0)]
-    return rows.reshape(segments.shape[0], window * FEATURE_DIM).astype(np.float32, copy=False)
+    rows = rows.reshape(segments.shape[0], window * FEATURE_DIM).astype(np.float32, copy=False)
+    if lookahead <= 0:
+        return rows
+    last = analysis.segments - 1 if memory_end is None else int(memory_end)
+    total = np.concatenate([np.zeros((1, FEATURE_DIM)), np.cumsum(analysis.features, axis=0, dtype=np.float64)])
+    ends = np.maximum(np.minimum(segments + lookahead, last + 1), segments + 1)  # the candidate at least
+    ahead = (total[ends] - total[segments]) / (ends - segments)[:, None]
+    return np.concatenate([rows, ahead.astype(np.float32)], axis=1)
+
+
+def candidate_dim(window: int, lookahead: int = 0) -> int:
+    """Features per candidate row of :func:`candidate_rows`."""
+    return (window + (1 if lookahead > 0 else 0)) * FEATURE_DIM
 
 
 _warm = threading.Event()

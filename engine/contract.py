@@ -27,12 +27,15 @@ it reads features, not waveform (:mod:`engine.analysis`), and declares these ins
                                                      any segment count
     encore.candidate_window  3                       segments per candidate row: the candidate and those before
                                                      it, oldest first (optional, default 1)
+    encore.candidate_lookahead 16                    when above 0, each row ends with one more block: the mean of
+                                                     the segments from the candidate on, up to this many and
+                                                     never past the memory's end (optional, default 0)
     encore.key_name          keys                    [shape=(batch, segments, embedding)]
     encore.context_segments  32
     encore.feature_spec      segment-features-v1     the engine refuses a spec it does not compute
     encore.chunk_s           10.0                    one rendered chunk (= horizon_s)
 
-The score of candidate ``j`` is ``query . keys[j]`` (a scaled cosine, trained with InfoNCE).
+The score of candidate ``j`` is ``query . keys[j]`` (trained with InfoNCE).
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class ModelContract:
     key_name: str = ""
     context_segments: int = 0
     candidate_window: int = 1
+    candidate_lookahead: int = 0
     feature_spec: str = ""
     preset: str = ""
     corpus: str = ""
@@ -91,6 +95,8 @@ class ModelContract:
                 problems.append(f"context_segments {self.context_segments}")
             if not 1 <= self.candidate_window <= 16:
                 problems.append(f"candidate_window {self.candidate_window} (1 to 16)")
+            if not 0 <= self.candidate_lookahead <= 64:
+                problems.append(f"candidate_lookahead {self.candidate_lookahead} (0 to 64)")
             if not self.candidate_name or not self.key_name:
                 problems.append("candidate_name and key_name are required for resynth")
         if self.sample_rate < 1000:
@@ -184,7 +190,9 @@ class ModelContract:
                 ("generator", "resynth (scores the song's own segments; renders from the original audio)"),
                 ("preset", self.preset or "-"), ("analysis rate", f"{self.sample_rate} Hz"),
                 ("context", f"{self.context_s:g} s, at most {self.context_segments} segments"),
-                ("candidates", f"{self.candidate_window} segment{'s' * (self.candidate_window > 1)} per key"),
+                ("candidates", f"{self.candidate_window} segment{'s' * (self.candidate_window > 1)} per key"
+                               + (f", and the mean of the {self.candidate_lookahead} from it on"
+                                  if self.candidate_lookahead else "")),
                 ("horizon", f"{self.horizon_s:g} s per chunk"),
                 ("features", self.feature_spec),
                 ("input", f"{self.input_name} {self.input_layout}; {self.candidate_name} batch,segment,feature"),
@@ -207,7 +215,7 @@ class ModelContract:
 
 _REQUIRED = ("sample_rate", "chunk_s", "context_s", "horizon_s", "contract_version", "generator")
 _TYPES = {"sample_rate": int, "chunk_s": float, "context_s": float, "horizon_s": float, "contract_version": int,
-          "context_segments": int, "candidate_window": int}
+          "context_segments": int, "candidate_window": int, "candidate_lookahead": int}
 
 
 def _whole(value: float) -> bool:

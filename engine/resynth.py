@@ -147,7 +147,8 @@ class LearnedScorer:
 
     def prepare(self, analysis: Analysis) -> None:
         """Embed every segment of the memory once (the keys do not depend on the context)."""
-        rows = candidate_rows(analysis, np.arange(analysis.segments), self.contract.candidate_window)
+        rows = candidate_rows(analysis, np.arange(analysis.segments), self.contract.candidate_window,
+                              self.contract.candidate_lookahead)
         self._keys = self.model.keys(rows).astype(np.float64)
 
     def log_probabilities(self, contexts: np.ndarray, allowed: np.ndarray) -> np.ndarray:

@@ -2,9 +2,10 @@
 
 A resynth model (``encore.generator resynth``, :mod:`engine.contract`) has two independent branches in one graph:
 ``context`` [shape=(batch, context_segments, FEATURE_DIM + 1)] -> ``query`` [shape=(batch, D)], and
-``candidates`` [shape=(batch, segments, candidate_window * FEATURE_DIM)] -> ``keys`` [shape=(batch, segments, D)].
-The score of candidate ``j`` after a context is ``query . keys[j]``. Keys depend on a candidate's own features
-(and the ``candidate_window - 1`` segments before it) alone, not on the context, so the engine computes them once
+``candidates`` [shape=(batch, segments, candidate_dim)] -> ``keys`` [shape=(batch, segments, D)] (rows of
+:func:`engine.analysis.candidate_rows`). The score of candidate ``j`` after a context is ``query . keys[j]``. Keys
+depend on a candidate's own features (the ``candidate_window - 1`` segments before it, and with a lookahead the
+mean of those after it) alone, not on the context, so the engine computes them once
 per memory (:meth:`SegmentScorer.keys`) and then asks only for queries (:meth:`SegmentScorer.queries`), a few
 contexts at a time. ONNX Runtime wants every graph input fed on each run, so each call feeds the other branch a
 small zero array (one candidate, or one context) and ignores its output.
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis import FEATURE_DIM
+from .analysis import FEATURE_DIM, candidate_dim
 from .continuator import default_resynth_model_path, open_model
 from .errors import ModelContractError
 
@@ -98,8 +99,9 @@ class SegmentScorer:
 
     @property
     def candidate_dim(self) -> int:
-        """Features per candidate row: ``encore.candidate_window`` segments side by side."""
-        return self.contract.candidate_window * FEATURE_DIM
+        """Features per candidate row: ``encore.candidate_window`` segments side by side, and one more block
+        when ``encore.candidate_lookahead`` is above 0 (:func:`engine.analysis.candidate_rows`)."""
+        return candidate_dim(self.contract.candidate_window, self.contract.candidate_lookahead)
 
     def keys(self, features: np.ndarray) -> np.ndarray:
         """Embed segments as candidates, once per memory.

@@ -18,20 +18,25 @@ from engine.analysis import (  # noqa: E402
     FEATURE_DIM,
     FEATURE_NAMES,
     FEATURE_SPEC,
+    HARMONY,
     TIMBRE,
     Analysis,
+    candidate_dim,
     candidate_rows,
 )
 from engine.audio import Waveform, save_audio  # noqa: E402
 from engine.continuator import DEFAULT_MODEL, DEFAULT_RESYNTH_MODEL, Continuator  # noqa: E402
-from engine.errors import ModelContractError  # noqa: E402
+from engine.errors import ConfigError, ModelContractError  # noqa: E402
+from engine.resynth import Sequencer  # noqa: E402
 from engine.scorer import SegmentScorer  # noqa: E402
 from training.cli import main as training_main  # noqa: E402
 from training.resynth import (  # noqa: E402
     ExampleConfig,
     ResynthConfig,
+    build_scorer,
     continuation_costs,
     draw_examples,
+    engine_scores,
     load_resynth_run,
     rank_metrics,
 )
@@ -79,11 +84,11 @@ def corpus(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def run(corpus) -> Path:
     """Two epochs on the six songs (4 train, 2 validation), through the CLI, on stand-ins with a candidate
-    window of 3 (the shipped scorer's recipe, the true next segment and a window of 1, is the default)."""
+    window of 3 and a lookahead of 4 (the defaults are the true next segment, a window of 1, no lookahead)."""
     run = corpus.parent / "run"
     code = training_main(["fit", "--model", "resynth", str(corpus), "--run-dir", str(run), "--epochs", "2",
                           "--examples-per-song", "16", "--batch-size", "32", "--target", "standin",
-                          "--candidate-window", "3", "--segments-dir",
+                          "--candidate-window", "3", "--candidate-lookahead", "4", "--segments-dir",
                           str(corpus.parent / "segments")])
     assert code == 0
     return run
@@ -110,9 +115,9 @@ def test_fit_reports_the_learned_scorer_beside_the_baselines(run):
     assert report["target"] == "standin" and list(report["validation"]) == ["standin", "next"]
     for task in report["validation"].values():
         scorers = task["scorers"]
-        assert set(scorers) == {"learned", "most_similar", "chance"}
+        assert set(scorers) == {"learned", "most_similar", "learned_and_similar", "chance"}
         assert 0 < task["examples"] <= 32 and task["candidates"] == 32
-        for name in ("learned", "most_similar"):
+        for name in ("learned", "most_similar", "learned_and_similar"):
             assert 0.0 <= scorers[name]["top1"] <= scorers[name]["top5"] <= 1.0
             assert 1.0 <= scorers[name]["mean_rank"] <= 32.0
             # No scorer picks better than the best candidate, and none worse than the worst.
@@ -122,6 +127,7 @@ def test_fit_reports_the_learned_scorer_beside_the_baselines(run):
     settings = json.loads((run / "config.json").read_text())
     assert settings["kind"] == "resynth" and len(settings["train_files"]) == 4
     assert settings["model"]["candidate_window"] == 3 and settings["examples"]["target"] == "standin"
+    assert settings["model"]["candidate_lookahead"] == 4
     assert not set(settings["train_files"]) & set(settings["validation_files"])
     assert len(json.loads((run / "history.json").read_text())) == 2
 
@@ -211,6 +217,64 @@ def test_candidate_rows_hold_the_segments_leading_into_each_candidate():
     assert rows.shape == (3, 3 * FEATURE_DIM) and rows.dtype == np.float32
     np.testing.assert_array_equal(rows[:, ::FEATURE_DIM], [[0, 0, 0], [0, 0, 1], [3, 4, 5]])
     np.testing.assert_array_equal(candidate_rows(analysis, np.arange(n), 1), features)
+    # A lookahead adds the mean of the segments from the candidate on, stopping at the memory's end (the
+    # candidate itself at least).
+    ahead = candidate_rows(analysis, np.array([0, 5, 8, 9]), 1, 3)
+    assert ahead.shape == (4, 2 * FEATURE_DIM) == (4, candidate_dim(1, 3))
+    np.testing.assert_allclose(ahead[:, FEATURE_DIM], [1, 6, 8.5, 9])
+    np.testing.assert_allclose(candidate_rows(analysis, np.array([0, 5, 8]), 2, 3, memory_end=6)[:, -1],
+                               [1, 5.5, 8])
+
+
+def test_stand_in_lookahead_never_reads_past_the_segment_just_heard():
+    n = 120
+    features = np.zeros((n, FEATURE_DIM), np.float32)
+    features[:, 0] = np.arange(n)
+    analysis = Analysis(bounds=np.arange(n + 1) * 11025, features=features, phase=np.arange(n) % 4, meter=4,
+                        mode="beats", tempo_bpm=120.0, pulse_clarity=0.8, frames=n * 11025)
+    examples = draw_examples([analysis], ResynthConfig(candidate_lookahead=16),
+                             ExampleConfig(examples_per_song=30, target="standin"), np.random.default_rng(0))
+    chosen = examples.candidates[:, :, 0].astype(int)
+    current = examples.current[:, 0].astype(int)
+    last = np.minimum(chosen + 15, current[:, None])
+    np.testing.assert_allclose(examples.candidates[:, :, FEATURE_DIM], (chosen + last) / 2)
+    assert np.any(chosen + 15 > current[:, None])  # some candidates' runs were cut at t
+
+
+@pytest.mark.parametrize("only", [False, True])
+def test_the_run_match_scores_minus_a_scaled_squared_distance(only):
+    # Untrained, the projection weights timbre 1 and harmony 2: candidates whose lookahead is nearer the mean of
+    # the last 8 segments score higher by s |w (u - v)|^2, the same for every query up to a per-query constant.
+    scorer = build_scorer(ResynthConfig(candidate_lookahead=16, run_match_only=only))
+    rng = np.random.default_rng(0)
+    context = rng.standard_normal((2, 32, FEATURE_DIM + 1)).astype(np.float32)
+    context[..., FEATURE_DIM] = 1.0
+    context[1, :28, :] = 0.0  # a short history: 4 rows present
+    candidates = rng.standard_normal((2, 6, 2 * FEATURE_DIM)).astype(np.float32)
+    query, keys = (np.asarray(x) for x in scorer([context, candidates]))
+    cosine = 0 if only else 64
+    assert query.shape == (2, cosine + FEATURE_DIM + 1) and keys.shape == (2, 6, cosine + FEATURE_DIM + 1)
+    match = np.einsum("bd,bmd->bm", query[:, cosine:], keys[:, :, cosine:])
+    recent = np.stack([context[0, -8:, :FEATURE_DIM].mean(axis=0), context[1, -4:, :FEATURE_DIM].mean(axis=0)])
+    weight = np.zeros(FEATURE_DIM)
+    weight[TIMBRE], weight[HARMONY] = 1.0, 2.0
+    distance = np.sum((weight * (candidates[:, :, FEATURE_DIM:] - recent[:, None, :])) ** 2, axis=2)
+    scale = -query[:, -1:]
+    assert np.all(scale > 0)
+    constant = scale * np.sum((weight * recent) ** 2, axis=1, keepdims=True)
+    np.testing.assert_allclose(match, -scale * distance + constant, rtol=1e-4, atol=1e-3)
+    with pytest.raises(ConfigError, match="needs a candidate lookahead"):
+        ResynthConfig(run_match_only=True)
+
+
+def test_the_report_adds_learned_and_rule_scores_as_the_beam_search_does():
+    similar = -np.array([[1.0, 2.0, 4.0], [3.0, 1.0, 2.0]])  # minus distances; medians 2 and 2
+    flat = engine_scores(np.zeros((2, 3)), similar)
+    np.testing.assert_allclose(flat - flat[:, :1], -Sequencer.WEIGHT_JOIN * (-similar - -similar[:, :1]) / 2.0)
+    # Logits count through their softmax: a constant per row changes nothing, a sharp favourite wins.
+    np.testing.assert_allclose(engine_scores(np.full((2, 3), 7.0), similar), flat)
+    sharp = engine_scores(np.array([[0.0, 0.0, 50.0], [0.0, 0.0, 0.0]]), similar)
+    assert list(np.argmax(sharp, axis=1)) == [2, 1]
 
 
 def test_rank_metrics_break_ties_at_random_in_expectation():
@@ -227,8 +291,8 @@ def test_keras_and_onnx_runtime_agree(corpus, run, exported):
     query, keys = scorer_keras.predict([examples.context, examples.candidates], verbose=0)
     scorer = SegmentScorer(exported)
     np.testing.assert_allclose(scorer.queries(examples.context), query, atol=PARITY_ATOL, rtol=0)
-    assert examples.candidates.shape[2] == 3 * FEATURE_DIM == scorer.candidate_dim
-    every = np.concatenate([candidate_rows(a, np.arange(a.segments), 3) for a in analyses])
+    assert examples.candidates.shape[2] == 4 * FEATURE_DIM == scorer.candidate_dim
+    every = np.concatenate([candidate_rows(a, np.arange(a.segments), 3, 4) for a in analyses])
     (_, every_key) = scorer_keras.predict([examples.context[:1], every[None]], verbose=0)
     np.testing.assert_allclose(scorer.keys(every), every_key[0], atol=PARITY_ATOL, rtol=0)
 
@@ -237,17 +301,18 @@ def test_the_scorer_answers_queries_and_keys(exported):
     scorer = SegmentScorer(exported)
     c = scorer.contract
     assert (c.generator, c.context_segments, c.feature_spec, c.sample_rate) == ("resynth", 32, FEATURE_SPEC, 22050)
-    assert (c.chunk_s, c.horizon_s, c.context_s) == (10.0, 10.0, 20.0) and scorer.embedding == 64
-    assert c.candidate_window == 3 and scorer.candidate_dim == 3 * FEATURE_DIM
+    assert (c.chunk_s, c.horizon_s, c.context_s) == (10.0, 10.0, 20.0)
+    assert scorer.embedding == 64 + FEATURE_DIM + 1  # the cosine's 64, the run match's projection and its norm
+    assert c.candidate_window == 3 and c.candidate_lookahead == 4 and scorer.candidate_dim == 4 * FEATURE_DIM
     assert scorer.name == "scorer" and scorer.load_seconds > 0
     rng = np.random.default_rng(0)
     queries = scorer.queries(rng.standard_normal((3, 32, FEATURE_DIM + 1)).astype(np.float32))
-    keys = scorer.keys(rng.standard_normal((700, 3 * FEATURE_DIM)).astype(np.float32))
-    assert queries.shape == (3, 64) and keys.shape == (700, 64) and queries.dtype == keys.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(keys, axis=1), 1.0, atol=1e-4)
+    keys = scorer.keys(rng.standard_normal((700, 4 * FEATURE_DIM)).astype(np.float32))
+    assert queries.shape == (3, 112) and keys.shape == (700, 112) and queries.dtype == keys.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(keys[:, :64], axis=1), 1.0, atol=1e-4)
     with pytest.raises(ModelContractError, match=r"contexts must be \(batch, 32, 48\)"):
         scorer.queries(np.zeros((32, 48), np.float32))
-    with pytest.raises(ModelContractError, match=r"features must be \(segments, 141\)"):
+    with pytest.raises(ModelContractError, match=r"features must be \(segments, 188\)"):
         scorer.keys(np.zeros((5, FEATURE_DIM), np.float32))
 
 
@@ -259,8 +324,12 @@ def test_the_scorer_refuses_what_is_not_a_resynth_scorer(exported, tmp_path, mon
     with pytest.raises(ModelContractError, match=r"graph does not match its contract: input 'context' should be "
                                                  r"\(batch, 16, 48\), graph \('unk__\d+', 32, 48\)"):
         SegmentScorer(with_metadata(exported, tmp_path / "short.onnx", context_segments="16"))
-    with pytest.raises(ModelContractError, match=r"input 'candidates' should be \(batch, segments, 47\)"):
+    with pytest.raises(ModelContractError, match=r"input 'candidates' should be \(batch, segments, 94\)"):
         SegmentScorer(with_metadata(exported, tmp_path / "window.onnx", candidate_window="1"))
+    with pytest.raises(ModelContractError, match=r"input 'candidates' should be \(batch, segments, 141\)"):
+        SegmentScorer(with_metadata(exported, tmp_path / "nolookahead.onnx", candidate_lookahead="0"))
+    with pytest.raises(ModelContractError, match=r"candidate_lookahead 65 \(0 to 64\)"):
+        SegmentScorer(with_metadata(exported, tmp_path / "farahead.onnx", candidate_lookahead="65"))
     with pytest.raises(ModelContractError, match=r"candidate_window 0 \(1 to 16\)"):
         SegmentScorer(with_metadata(exported, tmp_path / "nowindow.onnx", candidate_window="0"))
     with pytest.raises(ModelContractError, match="contract output 'embedding'"):

@@ -134,8 +134,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         from .resynth import ExampleConfig, ResynthConfig, fit_resynth
 
         examples = ExampleConfig(candidates=args.candidates, examples_per_song=args.examples_per_song,
-                                 target=args.target)
-        model = ResynthConfig(candidate_window=args.candidate_window)
+                                 target=args.target, standin_harmony_weight=args.standin_harmony_weight)
+        model = ResynthConfig(candidate_window=args.candidate_window, candidate_lookahead=args.candidate_lookahead,
+                              run_match_only=args.run_match_only)
         run_dir = fit_resynth(args.data_dir, args.run_dir, model, examples, data_config, fit_config,
                               segments_dir=args.segments_dir, verbose=2)
         print(f"wrote {run_dir}")
@@ -302,6 +303,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "the memory's best stand-in for the true continuation")
     p.add_argument("--candidate-window", type=int, default=1,
                    help="resynth: segments each key reads, the candidate and those before it (default 1)")
+    p.add_argument("--candidate-lookahead", type=int, default=0,
+                   help="resynth: keys also read the mean of this many segments from the candidate on, matched "
+                        "to the last 8 heard by a learned distance (default 0: off)")
+    p.add_argument("--standin-harmony-weight", type=float, default=0.5,
+                   help="resynth, --target standin: weight of chroma beside log-mel in a stand-in's cost "
+                        "(default 0.5)")
+    p.add_argument("--run-match-only", action="store_true",
+                   help="resynth, with a lookahead: score by the learned run match alone (no MLP branches)")
     p.add_argument("--segments-dir", help="resynth: analysis cache (default DATA_DIR/.segments)")
     p.add_argument("--patience", type=int, default=0,
                    help="stop after N epochs without a better validation loss (default 0: never)")
