@@ -67,10 +67,10 @@ train-default: $(VENV)/.dev
 	$(BIN)/training export runs/compact -o assets/models/encore-compact.onnx
 
 # Retrain the resynth generator's segment scorer on the same corpus (segmenting it: about 1.5 min, cached in
-# corpus/.segments; training: under 25 min on 2 CPU cores).
+# corpus/.segments; training: about 6 min on 2 CPU cores, 11 epochs).
 train-resynth: $(VENV)/.dev
-	$(BIN)/training fit --model resynth corpus --run-dir runs/resynth --examples-per-song 128 --patience 10 \
-		--max-minutes 24 --epochs 300
+	$(BIN)/training fit --model resynth corpus --run-dir runs/resynth --target standin --candidate-lookahead 16 \
+		--standin-harmony-weight 2 --examples-per-song 128 --patience 6 --max-minutes 24 --epochs 300
 	$(BIN)/training export runs/resynth -o assets/models/encore-resynth.onnx
 	cp runs/resynth/report.json assets/figures/resynth-report.json
 
