@@ -38,6 +38,7 @@ from training.resynth import (  # noqa: E402
     draw_examples,
     engine_scores,
     load_resynth_run,
+    most_similar_scores,
     rank_metrics,
 )
 from training.segments import segment_files  # noqa: E402
@@ -163,6 +164,13 @@ def test_examples_put_the_next_segment_first_and_negatives_of_its_phase():
     assert np.all(negatives % 4 == (current[:, None] + 1) % 4) and examples.same_phase.all()
     assert not np.any((negatives == chosen[:, :1]) | (negatives == current[:, None]))
     assert all(len(set(row)) == len(row) for row in negatives)
+    # The "most similar" baseline compares each candidate's own features, whatever else its row holds: the same
+    # draws with a lookahead score the same.
+    np.testing.assert_array_equal(examples.own[:, :, 0], chosen)
+    ahead = draw_examples([analysis], ResynthConfig(candidate_lookahead=16),
+                          ExampleConfig(examples_per_song=50, target="next"), np.random.default_rng(0))
+    np.testing.assert_array_equal(most_similar_scores(ahead, target="next"),
+                                  most_similar_scores(examples, target="next"))
     # The context is the song in its original order up to t, newest last (32 segments of 0.5 s fit in 20 s);
     # rows before the song's start are missing (all zero).
     present = examples.context[:, :, FEATURE_DIM] > 0

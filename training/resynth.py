@@ -505,8 +505,10 @@ class Examples:
     context : numpy.ndarray
         [shape=(examples, context_segments, FEATURE_DIM + 1), dtype=float32]
     candidates : numpy.ndarray
-        [shape=(examples, M, candidate_window * FEATURE_DIM), dtype=float32]
-        (:func:`engine.analysis.candidate_rows`)
+        [shape=(examples, M, candidate_dim), dtype=float32] (:func:`engine.analysis.candidate_rows`)
+    own : numpy.ndarray
+        [shape=(examples, M, FEATURE_DIM), dtype=float32] each candidate segment's own features (a candidate
+        row may also hold the segments before it and a lookahead).
     previous : numpy.ndarray
         [shape=(examples, M, FEATURE_DIM), dtype=float32] the segment before each candidate in the song (what
         a jukebox compares with the segment just played).
@@ -524,6 +526,7 @@ class Examples:
 
     context: np.ndarray
     candidates: np.ndarray
+    own: np.ndarray
     previous: np.ndarray
     targets: np.ndarray
     costs: np.ndarray
@@ -594,8 +597,8 @@ def draw_examples(analyses: list[Analysis], config: ResynthConfig, examples: Exa
     """Draw positions and candidates from each song (see the module docstring)."""
     m, standin = examples.candidates, examples.target == "standin"
     horizon = examples.standin_segments if standin else 1
-    rows: dict[str, list] = {name: [] for name in ("context", "candidates", "previous", "targets", "costs", "mode",
-                                                    "same_phase")}
+    rows: dict[str, list] = {name: [] for name in ("context", "candidates", "own", "previous", "targets", "costs",
+                                                    "mode", "same_phase")}
     for a in analyses:
         n = a.segments
         # t + horizon < n - 1: the last segment may be cut short
@@ -628,6 +631,7 @@ def draw_examples(analyses: list[Analysis], config: ResynthConfig, examples: Exa
             # (the true next segment is not in a memory that ends at t).
             rows["candidates"].append(candidate_rows(a, chosen, config.candidate_window, config.candidate_lookahead,
                                                      memory_end=t if standin else None))
+            rows["own"].append(a.features[chosen])
             rows["previous"].append(a.features[np.maximum(chosen - 1, 0)])
             rows["targets"].append(targets.astype(np.float32))
             rows["costs"].append(np.asarray(costs, np.float32))
@@ -652,7 +656,7 @@ def transpose(examples: Examples, rng: np.random.Generator) -> Examples:
         return rows.reshape(x.shape)
 
     return replace(examples, context=rotate(examples.context), candidates=rotate(examples.candidates),
-                   previous=rotate(examples.previous))
+                   own=rotate(examples.own), previous=rotate(examples.previous))
 
 
 class ExampleBatches(keras.utils.PyDataset):
@@ -704,7 +708,7 @@ def most_similar_scores(examples: Examples, *, target: str) -> np.ndarray:
         [shape=(examples, M)]
     """
     look = np.r_[TIMBRE, HARMONY]
-    compared = examples.candidates[..., -FEATURE_DIM:] if target == "next" else examples.previous
+    compared = examples.own if target == "next" else examples.previous
     difference = compared[:, :, look] - examples.current[:, None, look]
     return -np.sqrt(np.sum(difference.astype(np.float64) ** 2, axis=-1))
 
