@@ -299,8 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples-per-song", type=int, default=64,
                    help="resynth: positions drawn per song and epoch, new ones each epoch (default 64)")
     p.add_argument("--target", default="next", choices=("next", "standin"),
-                   help="resynth: what the scorer learns to find: the true next segment (default, as shipped), or "
-                        "the memory's best stand-in for the true continuation")
+                   help="resynth: what the scorer learns to find: the true next segment (default), or the "
+                        "memory's best stand-in for the true continuation (the shipped scorer's)")
     p.add_argument("--candidate-window", type=int, default=1,
                    help="resynth: segments each key reads, the candidate and those before it (default 1)")
     p.add_argument("--candidate-lookahead", type=int, default=0,

@@ -5,8 +5,8 @@ The engine's resynth generator continues a song by playing its own segments (bea
 module trains that ranking and exports it for :class:`engine.scorer.SegmentScorer`.
 
 Model (two independent branches; the score of candidate ``j`` is ``query . keys[j]``)
-    ``candidates`` [shape=(batch, segments, candidate_window * FEATURE_DIM)]: each segment with the
-    ``candidate_window - 1`` segments before it (:func:`engine.analysis.candidate_rows`) -> an MLP -> ``keys``
+    ``candidates`` [shape=(batch, segments, candidate_dim)]: each segment with the ``candidate_window - 1``
+    segments before it (:func:`engine.analysis.candidate_rows`) -> an MLP -> ``keys``
     [shape=(batch, segments, embedding)], unit length. Keys do not depend on the context, so the engine
     computes them once per memory.
     ``context`` [shape=(batch, context_segments, FEATURE_DIM + 1)]: the last segments played, newest last, with a
@@ -19,14 +19,15 @@ Model (two independent branches; the score of candidate ``j`` is ``query . keys[
     With ``candidate_lookahead`` L above 0, each candidate row also holds the mean features of the L segments
     from the candidate on (what playing on from it sounds like), and a second term is added to the score: a
     learned squared distance ``s |W (recent - ahead)|^2`` between that mean and the mean of the context's last
-    :data:`RECENT_SEGMENTS` segments (``W`` starts as the identity). It is written as extra query and key
+    :data:`RECENT_SEGMENTS` segments (``W`` starts as :data:`RUN_MATCH_START`). It is written as extra query and key
     dimensions (:class:`RunMatchQuery`, :class:`RunMatchKey`), so the score is still ``query . keys[j]``.
 Examples: two targets (``ExampleConfig.target``)
-    ``"next"`` (the default, and the shipped scorer's): the true next segment ``t + 1`` against other segments of
+    ``"next"`` (the default): the true next segment ``t + 1`` against other segments of
     the song with its bar phase (never segment ``t`` itself). With a candidate window over 1 this is nearly
     trivial (the key of ``t + 1`` holds ``t``, which the context ends with); it teaches continuity rather than
     prediction.
-    ``"standin"``: when a song has ended the engine must jump, and the true next segment is never in its memory.
+    ``"standin"`` (the shipped scorer's): at a song's end the engine must jump, and the true next segment is never
+    in its memory.
     So for a position ``t`` the candidates are segments of the memory heard so far (``1 .. t - 8``, with
     ``t + 1``'s bar phase when there are enough, as the engine offers them), and each is scored by how far
     playing on from it in the original order is from the song's true continuation: :func:`continuation_costs`
@@ -430,6 +431,17 @@ CUSTOM_OBJECTS = {cls.__name__: cls for cls in (PositionEmbedding, PresentMask, 
 # === Functional model ===
 
 
+def _run_match(context, candidates):
+    """The run match's query and key parts: a learned metric between what playing on from a candidate sounds
+    like and what was just heard. It starts as the hand-set distance that picked the best stand-ins on
+    validation: timbre, and harmony weighted twice (the jukebox's own weighting of the join cost)."""
+    project = layers.Dense(FEATURE_DIM, use_bias=False, kernel_initializer=keras.initializers.Constant(
+        np.diag(RUN_MATCH_START)), name="match_project")
+    match_query = RunMatchQuery(name="match_query")(project(RecentMean(name="recent")(context)))
+    match_keys = RunMatchKey(name="match_keys")(project(Lookahead(name="lookahead")(candidates)))
+    return match_query, match_keys
+
+
 def build_scorer(config: ResynthConfig) -> keras.Model:
     """The exported model: two independent branches.
 
@@ -437,12 +449,18 @@ def build_scorer(config: ResynthConfig) -> keras.Model:
     -------
     keras.Model
         Inputs ``context`` [shape=(batch, context_segments, FEATURE_DIM + 1)] and ``candidates``
-        [shape=(batch, segments, FEATURE_DIM)]; outputs ``query`` [shape=(batch, embedding)] and ``keys``
-        [shape=(batch, segments, embedding)].
+        [shape=(batch, segments, candidate_dim)]; outputs ``query`` [shape=(batch, D)] and ``keys``
+        [shape=(batch, segments, D)]: D is ``embedding``, plus ``FEATURE_DIM + 1`` with a lookahead (the run
+        match), or ``FEATURE_DIM + 1`` alone for ``run_match_only``.
     """
     w = config.width
     context = keras.Input((config.context_segments, FEATURE_DIM + 1), name=CONTEXT_NAME)
     candidates = keras.Input((None, config.candidate_dim), name=CANDIDATES_NAME)
+    if config.run_match_only:
+        match_query, match_keys = _run_match(context, candidates)
+        return keras.Model([context, candidates], [layers.Identity(name=QUERY_NAME)(match_query),
+                                                   layers.Identity(name=KEYS_NAME)(match_keys)],
+                           name="encore_resynth_scorer")
     # One segment's embedding: the keys, and the start of the query (the segment just played).
     segment_layers = [layers.Dense(w, activation="silu", name="key_in"),
                       layers.Dense(w, activation="silu", name="key_hidden"),
@@ -470,17 +488,8 @@ def build_scorer(config: ResynthConfig) -> keras.Model:
         keys = L2Normalize(name=KEYS_NAME)(embed(candidates))
         query = LogitScale(name=QUERY_NAME)(L2Normalize(name="query_unit")(h))
         return keras.Model([context, candidates], [query, keys], name="encore_resynth_scorer")
-    # The run match: a learned metric between what playing on from a candidate sounds like and what was just
-    # heard, added to the cosine score. It starts as the hand-set distance that picked the best stand-ins on
-    # validation: timbre, and harmony weighted twice (the jukebox's own weighting of the join cost).
-    project = layers.Dense(FEATURE_DIM, use_bias=False, kernel_initializer=keras.initializers.Constant(
-        np.diag(RUN_MATCH_START)), name="match_project")
-    match_query = RunMatchQuery(name="match_query")(project(RecentMean(name="recent")(context)))
-    match_keys = RunMatchKey(name="match_keys")(project(Lookahead(name="lookahead")(candidates)))
-    if config.run_match_only:
-        return keras.Model([context, candidates], [layers.Identity(name=QUERY_NAME)(match_query),
-                                                   layers.Identity(name=KEYS_NAME)(match_keys)],
-                           name="encore_resynth_scorer")
+    # The run match, added to the cosine score.
+    match_query, match_keys = _run_match(context, candidates)
     cosine = LogitScale(name="query_scaled")(L2Normalize(name="query_unit")(h))
     query = layers.Concatenate(name=QUERY_NAME)([cosine, match_query])
     keys = layers.Concatenate(name=KEYS_NAME)([L2Normalize(name="keys_unit")(embed(candidates)), match_keys])
