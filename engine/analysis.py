@@ -78,6 +78,12 @@ class Analysis:
         0..1, how periodic the onsets are (see :data:`MIN_PULSE_CLARITY`).
     frames : int
         Samples analysed.
+    sample_rate : int
+        :data:`ANALYSIS_RATE`.
+    onset : numpy.ndarray or None
+        [shape=(frames // HOP + 1,), dtype=float32] onset strength per STFT frame (frame ``f`` centred on sample
+        ``f * HOP``), for aligning the rhythm at cuts (:mod:`engine.rhythm`); None where only the features
+        were kept (the training cache).
     """
 
     bounds: np.ndarray
@@ -89,6 +95,7 @@ class Analysis:
     pulse_clarity: float
     frames: int
     sample_rate: int = ANALYSIS_RATE
+    onset: np.ndarray | None = None
 
     @property
     def segments(self) -> int:
@@ -157,7 +164,8 @@ def analyse(mono: np.ndarray) -> Analysis:
     meter, phase = (_meter_and_phase(features) if mode == "beats"
                     else (1, np.zeros(features.shape[0], np.int64)))
     return Analysis(bounds=bounds, features=features, phase=phase, meter=meter, mode=mode,
-                    tempo_bpm=tempo if mode == "beats" else 0.0, pulse_clarity=clarity, frames=int(y.shape[0]))
+                    tempo_bpm=tempo if mode == "beats" else 0.0, pulse_clarity=clarity, frames=int(y.shape[0]),
+                    onset=onset.astype(np.float32))
 
 
 def pulse_clarity(onset: np.ndarray) -> float:

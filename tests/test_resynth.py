@@ -3,16 +3,20 @@ trained model needed; the shipped learned scorer has its own tests in test_resyn
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy.signal import fftconvolve
 
+import engine.resynth as resynth_module
 from engine import Waveform
 from engine.analysis import ANALYSIS_RATE, FEATURE_DIM, analyse, context_features
 from engine.audio import to_model_input
 from engine.errors import AudioContentError, ConfigError, ModelContractError
 from engine.generators import load_model, open_generator
 from engine.resynth import ResynthConfig, Resynthesizer
+from engine.rhythm import RhythmAligner
 from engine.seam import click_score
 from tests.conftest import bar_song
 
@@ -132,6 +136,62 @@ def longest_repeat_s(sequence: np.ndarray, seconds: np.ndarray) -> float:
         before_run = np.maximum.accumulate(np.where(same, 0.0, total))  # the total where each run began
         best = max(best, float((total - before_run).max()))
     return best
+
+
+# --- rhythm at the cuts --------------------------------------------------------------------------------------------
+
+def kick_offsets_ms(mono: np.ndarray, sample_rate: int, start_s: float, end_s: float, beat_s: float) -> np.ndarray:
+    """Where the bar song's kick lands in each beat of ``[start_s, end_s)``, in ms from the song's own beat grid
+    (where the low band's energy peaks within half a beat of each grid beat)."""
+    from scipy.signal import butter, sosfiltfilt
+
+    low = sosfiltfilt(butter(4, 90, "low", fs=sample_rate, output="sos"), mono.astype(np.float64))
+    energy = np.convolve(low ** 2, np.ones(64) / 64, "same")
+    half = round(beat_s * sample_rate / 2)
+    offsets = []
+    for k in range(int(np.ceil(start_s / beat_s)), int(end_s / beat_s) - 1):
+        centre = round(k * beat_s * sample_rate)
+        offsets.append((np.argmax(energy[centre - half:centre + half]) - half) / sample_rate * 1000)
+    return np.array(offsets)
+
+
+def test_the_aligner_finds_how_far_a_target_is_out_of_step():
+    analysis = analyse(to_model_input(bar_song(30.0, 22050), ANALYSIS_RATE))
+    aligner = RhythmAligner(analysis)
+    assert aligner.enabled and aligner.max_lag >= 3
+    source = 20 * ANALYSIS_RATE  # a kick lands here: every 0.5 s from 0
+    out_of_step = np.array([-70, -40, -15, 0, 25, 55]) * ANALYSIS_RATE // 1000
+    targets = 10 * ANALYSIS_RATE + out_of_step  # 10 s is in step with 20 s; each target is off by its shift
+    lags, costs = aligner.align(source, targets)
+    np.testing.assert_allclose(lags, -out_of_step, atol=0.008 * ANALYSIS_RATE)
+    assert costs.max() < 0.1, "in step, the two bars' onsets match"
+    # Against the bar before a downbeat, the bar before an off-beat (a quarter beat later) matches worse.
+    _, off_beat = aligner.align(source, np.array([10 * ANALYSIS_RATE + ANALYSIS_RATE // 8]))
+    assert off_beat[0] > costs.max()
+
+
+def test_joins_keep_the_beat_where_the_tracker_misplaced_the_boundaries(monkeypatch):
+    """Every boundary moved by up to 40 ms at random (a tracker's error on real music is of that size): the
+    cuts still keep the kick on the song's grid, within a few ms."""
+    rate, beat_s = 22050, 0.5
+    song = bar_song(30.3, rate)  # it ends 0.3 s into a beat
+    tracked = resynth_module.analyse
+
+    def misplaced(mono):
+        analysis = tracked(mono)
+        bounds = analysis.bounds.copy()
+        jitter = np.random.default_rng(1).uniform(-0.04, 0.04, bounds.shape[0] - 2)
+        bounds[1:-1] += np.round(jitter * ANALYSIS_RATE).astype(np.int64)
+        return replace(analysis, bounds=bounds)
+
+    monkeypatch.setattr(resynth_module, "analyse", misplaced)
+    generator = Resynthesizer("jukebox")
+    continuation = generator.extend(song, 30.0, only_extension=True)
+    assert generator.sequencer.jumps >= 3
+    mono = np.concatenate([song.mono(), continuation.mono()])
+    own = np.median(kick_offsets_ms(mono, rate, 2.0, 30.0, beat_s))
+    after = kick_offsets_ms(mono, rate, 30.5, 60.0, beat_s) - own
+    assert np.abs(after).max() < 12.0, f"kicks off the song's grid by {np.abs(after).max():.1f} ms after a cut"
 
 
 # --- rendering ----------------------------------------------------------------------------------------------------
