@@ -25,7 +25,7 @@ DEMO_SONG := assets/demo/demo-song.ogg
 DEMO_OUT := endless-demo.wav
 DEMO_SECONDS ?= 90
 
-.PHONY: demo test player screenshot corpus evalset evaluate train-default train-resynth lint bench clean apt-runtime apt-player \
+.PHONY: demo test player screenshot corpus evalset devset evaluate train-default train-resynth lint bench clean apt-runtime apt-player \
 	apt-test apt-corpus apt-eval
 
 demo: $(VENV)/.runtime apt-runtime
@@ -56,6 +56,10 @@ corpus: $(VENV)/.dev apt-test apt-corpus
 # it side by side (about 20 minutes on one core: the real-time factors are per core).
 evalset: $(VENV)/.dev apt-eval
 	$(BIN)/training evalset evalset
+
+# The dev set: clips of the corpus's validation songs, where the engine's settings are chosen (never the evaluation set).
+devset: $(VENV)/.dev
+	$(BIN)/training devset corpus devset
 
 evaluate: evalset
 	$(BIN)/training evaluate evalset --generators seed,resynth,jukebox,loop,silence --draws 4 --out evaluation

@@ -4,7 +4,9 @@ A cut from position ``p`` of the memory to position ``q`` keeps the beat only if
 ``q`` in the original is in phase with the one that leads up to ``p``. Segment boundaries come from a beat
 tracker whose beats wander by a frame or more from the true ones (more at a memory's end, which it cannot see
 past), and the errors at two boundaries add up at a cut: measured on dev clips before this module, the first
-beat after a join sat a median 78 ms off the grid carried on, against 20-26 ms for the song itself.
+beat after a join sat a median 78 ms off the context's grid carried on, against 20-26 ms for the song itself.
+On a synthetic song whose boundaries are moved by up to 40 ms at random, kicks after the cuts sat up to 169 ms
+off the song's grid without alignment, and 7 ms with it (``tests/test_resynth.py``).
 
 So a cut does not trust the boundaries: it compares the onset envelope over the bar before ``p`` with the one
 before ``q + lag`` for every lag within a fraction of a beat, enters at the lag whose pattern matches best

@@ -111,3 +111,30 @@ def test_a_build_from_stand_in_packages_is_complete_and_idempotent(tmp_path, mon
     # Fewer clips asked for: the clip no longer chosen is removed.
     evalset.build_evalset(out, clips_per_package=1)
     assert len(list(out.glob("*.flac"))) == 2
+
+
+def test_the_dev_set_is_cut_from_the_validation_songs_only(tmp_path):
+    from training.data import DataConfig, list_audio_files, split_files
+    from training.devset import build_devset
+
+    corpus_dir = tmp_path / "corpus"
+    corpus_dir.mkdir()
+    for k in range(12):  # 12 songs: 8 train, 4 validation; one validation song may be too short
+        seconds = 30.0 if k == 5 else 61.0
+        soundfile.write(corpus_dir / f"song{k:02d}.flac", _track(seconds, seed=k, rate=8000), 8000)
+    train, validation = split_files(list_audio_files(corpus_dir), DataConfig(files=0, seed=0))
+    long_validation = [p for p in validation if soundfile.info(p).duration >= 60]
+
+    clips = build_devset(corpus_dir, tmp_path / "dev", clips=60)
+    assert len(clips) == len(long_validation) >= 3
+    for clip in clips:
+        audio, rate = soundfile.read(clip, dtype="float32")
+        assert rate == 8000 and audio.shape == (40 * 8000, 2)
+        source = next(p for p in validation if p.stem in clip.stem)
+        original, _ = soundfile.read(source, dtype="float32")
+        start = round(0.3 * (original.shape[0] - audio.shape[0]))
+        np.testing.assert_allclose(audio, original[start:start + audio.shape[0]], atol=1e-4)
+        assert all(p.stem not in clip.stem for p in train)
+    assert build_devset(corpus_dir, tmp_path / "again", clips=2)[1].name == clips[1].name, "deterministic"
+    with pytest.raises(ConfigError, match="clips"):
+        build_devset(corpus_dir, tmp_path / "none", clips=0)

@@ -182,6 +182,15 @@ def cmd_evalset(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_devset(args: argparse.Namespace) -> int:
+    from .devset import build_devset
+
+    clips = build_devset(args.corpus_dir, args.out_dir, clips=args.clips, files=args.files, seed=args.seed,
+                         progress=None if args.quiet else lambda line: print(line, flush=True))
+    print(f"wrote {len(clips)} clips of 40 s to {args.out_dir}")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from engine.analysis import warm_up
 
@@ -356,6 +365,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips-per-package", type=int, default=18, help="clips from each package (default 18)")
     p.add_argument("-q", "--quiet", action="store_true", help="only the summary line")
     p.set_defaults(func=cmd_evalset)
+
+    p = commands.add_parser(
+        "devset", help="cut the dev set (for choosing settings) from the corpus's validation songs",
+        description="Cut 40 s clips, 30 %% into each song, from the songs that training fit holds out for "
+                    "validation (the same split: --files, --seed), into OUT_DIR as 16-bit WAV. Settings of the "
+                    "engine are chosen on these with training evaluate, never on the evaluation set.")
+    p.add_argument("corpus_dir", help="the training corpus (training corpus)")
+    p.add_argument("out_dir")
+    p.add_argument("--clips", type=int, default=60, help="clips to cut (default 60)")
+    p.add_argument("--files", type=int, default=0, help="as training fit --files (default 0: all)")
+    p.add_argument("--seed", type=int, default=0, help="as training fit --seed (default 0)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only the summary line")
+    p.set_defaults(func=cmd_devset)
 
     p = commands.add_parser(
         "evaluate", help="score the generators against the real continuation of songs",
