@@ -21,10 +21,9 @@ import numpy as np
 
 from .analysis import ANALYSIS_RATE, HOP, Analysis
 
-#: The bar compared before a cut, in beats when the memory has a beat; onsets and the grid compare 2 s.
+#: The stretch compared before a cut: 4 beats (a bar of 4/4; more than one of 3/4).
 WINDOW_BEATS = 4
-WINDOW_S = 2.0
-#: Farthest a cut's entry may move, as a share of a beat (or of a median segment without a beat), and in s.
+#: Farthest a cut's entry may move, as a share of a beat and in s.
 MAX_LAG_SHARE = 0.2
 MAX_LAG_S = 0.1
 #: Lags away from the boundary cost this much correlation per frame, so that equally good lags keep the nearest.
@@ -52,9 +51,10 @@ class RhythmAligner:
         onset = analysis.onset
         beat_frames = float(np.median(analysis.durations)) / HOP
         per_s = ANALYSIS_RATE / HOP
-        self.window = max(8, round(WINDOW_BEATS * beat_frames if analysis.mode == "beats" else WINDOW_S * per_s))
-        #: False on the fixed grid (a sound without a beat has no phase to keep) or without an envelope.
-        self.enabled = onset is not None and analysis.mode != "grid"
+        self.window = max(8, round(WINDOW_BEATS * beat_frames))
+        #: Only with a beat: onsets and the grid have no phase to keep, and there (few segments, a free pulse)
+        #: a rhythm term only narrowed the choice until the continuation looped.
+        self.enabled = onset is not None and analysis.mode == "beats"
         self.max_lag = max(1, min(round(MAX_LAG_SHARE * beat_frames), round(MAX_LAG_S * per_s)))
         envelope = np.zeros(1, np.float64) if onset is None else np.asarray(onset, np.float64)
         self._pad = self.window + self.max_lag + 1
