@@ -5,12 +5,13 @@ A cut from position ``p`` of the memory to position ``q`` keeps the beat only if
 tracker whose beats wander by a frame or more from the true ones (more at a memory's end, which it cannot see
 past), and the errors at two boundaries add up at a cut: measured on dev clips before this module, the first
 beat after a join sat a median 78 ms off the context's grid carried on, against 20-26 ms for the song itself.
-On a synthetic song whose boundaries are moved by up to 40 ms at random, kicks after the cuts sat up to 169 ms
-off the song's grid without alignment, and 7 ms with it (``tests/test_resynth.py``).
+On a synthetic song whose boundaries are moved by up to 40 ms at random, the kick after a cut moved by up to
+64 ms against the beats before it without alignment, and by 3.4 ms with it (``tests/test_resynth.py``).
 
 So a cut does not trust the boundaries: it compares the onset envelope over the bar before ``p`` with the one
 before ``q + lag`` for every lag within a fraction of a beat, enters at the lag whose pattern matches best
-(refined between frames), and reports how well the best lag matched, as a rhythm term of the join cost.
+(refined between frames), and reports how well the best lag matched. (That cost, as a term of the sequencer's
+score, bought beat continuity with repetition and was not kept: :class:`~engine.resynth.Sequencer`.)
 Everything here works on the analysis's onset envelope (:data:`~engine.analysis.HOP` frames at
 :data:`~engine.analysis.ANALYSIS_RATE`); positions are samples at that rate.
 """

@@ -171,8 +171,8 @@ def test_the_aligner_finds_how_far_a_target_is_out_of_step():
 
 
 def test_joins_keep_the_beat_where_the_tracker_misplaced_the_boundaries(monkeypatch):
-    """Every boundary moved by up to 40 ms at random (a tracker's error on real music is of that size): the
-    cuts still keep the kick on the song's grid, within a few ms."""
+    """Every boundary moved by up to 40 ms at random (a tracker's error on real music is of that size): at every
+    cut the kick still comes when the beats before it say it will, within a few ms."""
     rate, beat_s = 22050, 0.5
     song = bar_song(30.3, rate)  # it ends 0.3 s into a beat
     tracked = resynth_module.analyse
@@ -189,9 +189,9 @@ def test_joins_keep_the_beat_where_the_tracker_misplaced_the_boundaries(monkeypa
     continuation = generator.extend(song, 30.0, only_extension=True)
     assert generator.sequencer.jumps >= 3
     mono = np.concatenate([song.mono(), continuation.mono()])
-    own = np.median(kick_offsets_ms(mono, rate, 2.0, 30.0, beat_s))
-    after = kick_offsets_ms(mono, rate, 30.5, 60.0, beat_s) - own
-    assert np.abs(after).max() < 12.0, f"kicks off the song's grid by {np.abs(after).max():.1f} ms after a cut"
+    # Each kick against the one before: a cut that slips the beat moves every kick after it at once.
+    steps = np.abs(np.diff(kick_offsets_ms(mono, rate, 28.0, 60.0, beat_s)))
+    assert steps.max() < 6.0, f"a cut slipped the beat by {steps.max():.1f} ms"
 
 
 # --- rendering ----------------------------------------------------------------------------------------------------
