@@ -138,6 +138,12 @@ def test_generators_that_draw_at_random_are_scored_over_several_draws(songs_dir,
     paired = result["paired"]["jukebox"]["loop"]["logmel_db"]
     loop = result["songs"]["song0.flac"]["loop"]["logmel_db"]
     assert paired["songs"] == 1 and paired["mean_difference"] == pytest.approx(row["logmel_db"] - loop)
+    # Held shares are compared with the truth's own, song by song: a tracker's flips are noise on both sides.
+    truth = result["songs"]["song0.flac"]["true"]
+    for key in ("tempo", "key"):
+        against_truth = result["paired"]["jukebox"]["true"][key]
+        assert against_truth["mean_difference"] == pytest.approx(row[key]["held"] - float(truth[key]["held"]))
+    assert "paired against the true continuation" in (tmp_path / "out" / "results.md").read_text()
     assert "averaged over 3 draws" in (tmp_path / "out" / "results.md").read_text()
     with pytest.raises(ConfigError, match="draws must be 1 to 64"):
         ev.evaluate(songs_dir, tmp_path / "out", generators=["loop"], draws=0)

@@ -467,26 +467,35 @@ def _summarise(name: str, per_song: dict[str, dict]) -> dict:
 
 
 def _paired(name: str, per_song: dict[str, dict]) -> dict:
-    """Song by song against each rival, on the distances to the true continuation: mean difference (``name``
-    minus rival, negative is closer), its standard error, and the songs where ``name`` is closer.
+    """Song by song, mean difference (``name`` minus rival), its standard error, and the songs where ``name``
+    does better: against ``jukebox`` and ``loop`` on the distances to the true continuation (negative is
+    closer), and against the true continuation itself on tempo and key held (the share of draws minus the
+    truth's 0 or 1; positive is held more often).
 
-    A median over a few dozen songs moves with a single song; the paired difference says whether a gap is
-    larger than the song-to-song noise.
+    A median over a few dozen songs moves with a single song, and a share held by a beat tracker flips with
+    it; the paired difference says whether a gap is larger than the song-to-song noise.
     """
+    def compare(rival: str, keys: tuple[str, ...], value, better) -> dict:
+        both = [song for song in per_song.values() if name in song and rival in song]
+        out = {}
+        for key in keys:
+            difference = np.array([value(song[name], key) - value(song[rival], key) for song in both], dtype=float)
+            difference = difference[np.isfinite(difference)]
+            if not difference.size:
+                continue
+            out[key] = {"mean_difference": float(difference.mean()),
+                        "standard_error": float(difference.std(ddof=1) / np.sqrt(difference.size))
+                        if difference.size > 1 else math.nan,
+                        "better": int(np.sum(better(difference))), "songs": int(difference.size)}
+        return out
+
     out = {}
     for rival in ("jukebox", "loop"):
-        if rival == name:
-            continue
-        both = [song for song in per_song.values() if name in song and rival in song]
-        if not both:
-            continue
-        out[rival] = {}
-        for key in ("logmel_db", "chroma"):
-            difference = np.array([song[name][key] - song[rival][key] for song in both], dtype=float)
-            out[rival][key] = {"mean_difference": float(difference.mean()),
-                               "standard_error": float(difference.std(ddof=1) / np.sqrt(difference.size))
-                               if difference.size > 1 else math.nan,
-                               "closer": int(np.sum(difference < 0)), "songs": int(difference.size)}
+        if rival != name and (found := compare(rival, ("logmel_db", "chroma"), lambda row, key: row[key],
+                                               lambda d: d < 0)):
+            out[rival] = found
+    if found := compare(TRUE, ("tempo", "key"), lambda row, key: float(row[key]["held"]), lambda d: d > 0):
+        out[TRUE] = found
     return out
 
 
@@ -527,6 +536,8 @@ def _bar(name: str, summary: dict[str, dict], music: dict) -> dict:
     judged = [c["pass"] for c in criteria.values() if c["pass"] is not None]
     return {"pass": bool(judged) and all(judged), "criteria": criteria}
 
+
+PAIRED_LABELS = {"logmel_db": "log-mel dB", "chroma": "chroma"}
 
 COLUMNS = ("generator", "log-mel dB", "chroma", "jump med/p95", "HF med/p95", "tempo %", "key %", "beat F",
            "step LU", "flatness", "loop s", "recur %", "RTF", "RTF 1st")
@@ -582,10 +593,15 @@ def format_table(results: dict, *, markdown: bool = False) -> str:
             lines.append(f"{'- ' if markdown else '  '}{_verdict(criterion['pass'])}  {label}: "
                          f"{number(criterion['value'], 3)} (target {number(criterion['target'], 3)})")
         for rival, by_metric in results.get("paired", {}).get(name, {}).items():
-            parts = [f"{label} {d['mean_difference']:+.3f} ± {d['standard_error']:.3f} (closer on {d['closer']} of "
-                     f"{d['songs']} songs)" for label, d in (("log-mel dB", by_metric["logmel_db"]),
-                                                            ("chroma", by_metric["chroma"]))]
-            lines.append(f"{'- ' if markdown else '  '}paired against {rival}, mean difference ± standard error: "
+            if rival == TRUE:
+                parts = [f"{key} held {d['mean_difference']:+.3f} ± {d['standard_error']:.3f} (more often on "
+                         f"{d['better']} of {d['songs']} songs)" for key, d in by_metric.items()]
+                against = "the true continuation, share of draws"
+            else:
+                parts = [f"{PAIRED_LABELS[key]} {d['mean_difference']:+.3f} ± {d['standard_error']:.3f} (closer on "
+                         f"{d['better']} of {d['songs']} songs)" for key, d in by_metric.items()]
+                against = rival
+            lines.append(f"{'- ' if markdown else '  '}paired against {against}, mean difference ± standard error: "
                          + "; ".join(parts))
     return "\n".join(lines)
 
