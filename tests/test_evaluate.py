@@ -135,6 +135,9 @@ def test_generators_that_draw_at_random_are_scored_over_several_draws(songs_dir,
         distances.append(ev.metrics.logmel_distance(generated, true, sample_rate=rate))
     assert row["logmel_db"] == pytest.approx(np.mean(distances), rel=1e-6)
     assert 0.0 <= row["tempo"]["held"] <= 1.0 and 0.0 <= row["key"]["held"] <= 1.0
+    # Every draw's joins are measured for slips, and the summary pools them.
+    slips = row["beat"]["join_slips_ms"]
+    assert len(slips) >= 3 and result["summary"]["jukebox"]["join_slip_ms"] == pytest.approx(np.median(slips))
     paired = result["paired"]["jukebox"]["loop"]["logmel_db"]
     loop = result["songs"]["song0.flac"]["loop"]["logmel_db"]
     assert paired["songs"] == 1 and paired["mean_difference"] == pytest.approx(row["logmel_db"] - loop)

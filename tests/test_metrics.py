@@ -146,6 +146,10 @@ def test_beat_continuity(context, continuation):
     assert metrics.beat_continuity_f(context, shifted, sample_rate=RATE)["f"] < 0.5
     silent = metrics.beat_continuity_f(context, np.zeros_like(continuation), sample_rate=RATE)
     assert silent["f"] == 0.0 and "no beat" in silent["reason"]
+    # Slips: none at the cut of an on-grid continuation; 80 ms at a join into the same beat 80 ms late.
+    stumbling = np.concatenate([continuation[:5 * RATE], beat_chord(10.0, seed=2, offset_s=0.08)[5 * RATE:]])
+    slips = metrics.beat_continuity_f(context, stumbling, sample_rate=RATE, joins_s=[0.0, 5.0])["join_slips_ms"]
+    assert len(slips) == 2 and slips[0] < 10.0 and slips[1] == pytest.approx(80.0, abs=12.0)
     t = np.arange(20 * RATE) / RATE
     drone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
     beatless = metrics.beat_continuity_f(drone, continuation, sample_rate=RATE)

@@ -45,6 +45,8 @@ GENERATORS: tuple[str, ...] = ("seed", "resynth", "jukebox", "loop", "silence")
 BASELINES = ("loop", "silence")
 #: The row of the real continuation.
 TRUE = "true"
+#: A join whose beats slip by more than this (ms) is counted apart: a stumble a listener hears in a steady beat.
+SLIP_FAR_MS = 40.0
 SONG_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
 
 #: The bar a generator must clear (see :func:`_bar`).
@@ -389,7 +391,8 @@ def _score(before: np.ndarray, generated: np.ndarray, true: np.ndarray, joined: 
         "seams": metrics.seam_scores(joined, joins, sample_rate=rate),
         "tempo": metrics.tempo_held(before, generated, sample_rate=rate),
         "key": metrics.key_held(before, generated, sample_rate=rate),
-        "beat": metrics.beat_continuity_f(before, generated, sample_rate=rate),
+        "beat": metrics.beat_continuity_f(before, generated, sample_rate=rate,
+                                          joins_s=[(j - cut) / rate for j in joins if cut <= j < joined.shape[0]]),
         "loudness_step_lu": metrics.loudness_step_lu(joined, cut, sample_rate=rate),
         # Against the song as heard before the cut: is the continuation noisier than the music it continues?
         # The true next 10 s differ from it too (see the `true` row), so that is also kept, for calibration.
@@ -413,7 +416,8 @@ def _mean_of_draws(draws: list[dict]) -> dict:
     for key in ("tempo", "key"):
         merged[key] = {**first[key], "held": float(np.mean([d[key]["held"] for d in draws]))}
     f = [d["beat"]["f"] for d in draws if d["beat"]["f"] is not None and np.isfinite(d["beat"]["f"])]
-    merged["beat"] = {**first["beat"], "f": float(np.mean(f)) if f else first["beat"]["f"]}
+    merged["beat"] = {**first["beat"], "f": float(np.mean(f)) if f else first["beat"]["f"],
+                      "join_slips_ms": [slip for d in draws for slip in d["beat"]["join_slips_ms"]]}
     return merged
 
 
@@ -448,6 +452,7 @@ def _summarise(name: str, per_song: dict[str, dict]) -> dict:
 
     seams = [s for row in rows for s in row["seams"] + row.get("seams_long", [])]
     repeats = [row["repetition"] for row in rows if "repetition" in row]
+    slips = np.array([slip for row in rows for slip in row["beat"].get("join_slips_ms", [])], dtype=float)
     return {
         "songs": len(rows),
         "logmel_db": median(row["logmel_db"] for row in rows),
@@ -456,6 +461,8 @@ def _summarise(name: str, per_song: dict[str, dict]) -> dict:
         "tempo_held": float(np.mean([row["tempo"]["held"] for row in rows])) if rows else math.nan,
         "key_held": float(np.mean([row["key"]["held"] for row in rows])) if rows else math.nan,
         "beat_f": median(row["beat"]["f"] for row in rows),
+        "join_slip_ms": median(slips),
+        "join_slip_far_share": float(np.mean(slips > SLIP_FAR_MS)) if slips.size else math.nan,
         "loudness_step_lu": median(abs(row["loudness_step_lu"]) for row in rows),
         "flatness_ratio": median(row["flatness_ratio"] for row in rows),
         "longest_loop_s": max((r["longest_loop_s"] for r in repeats), default=math.nan),
@@ -540,7 +547,7 @@ def _bar(name: str, summary: dict[str, dict], music: dict) -> dict:
 PAIRED_LABELS = {"logmel_db": "log-mel dB", "chroma": "chroma"}
 
 COLUMNS = ("generator", "log-mel dB", "chroma", "jump med/p95", "HF med/p95", "tempo %", "key %", "beat F",
-           "step LU", "flatness", "loop s", "recur %", "RTF", "RTF 1st")
+           "slip ms/%>40", "step LU", "flatness", "loop s", "recur %", "RTF", "RTF 1st")
 
 
 def format_table(results: dict, *, markdown: bool = False) -> str:
@@ -561,12 +568,14 @@ def format_table(results: dict, *, markdown: bool = False) -> str:
                      pair(seams["jump_median"], seams["jump_p95"]),
                      pair(seams["hf_ratio_median"], seams["hf_ratio_p95"]),
                      number(s["tempo_held"], 0, 100), number(s["key_held"], 0, 100), number(s["beat_f"]),
+                     f"{number(s.get('join_slip_ms', math.nan), 0)}/"
+                     f"{number(s.get('join_slip_far_share', math.nan), 0, 100)}",
                      number(s["loudness_step_lu"], 1), number(s["flatness_ratio"]), number(s["longest_loop_s"], 0),
                      number(s["repeated_share"], 0, 100), number(s["real_time_factor"], 4),
                      number(s.get("first_chunk_real_time_factor", math.nan), 4)))
     music = results["reference_seams"]
     rows.append(("(music)", "", "", pair(music["jump_median"], music["jump_p95"]),
-                 pair(music["hf_ratio_median"], music["hf_ratio_p95"]), "", "", "", "", "", "", "", "", ""))
+                 pair(music["hf_ratio_median"], music["hf_ratio_p95"]), "", "", "", "", "", "", "", "", "", ""))
     if markdown:
         lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -578,7 +587,9 @@ def format_table(results: dict, *, markdown: bool = False) -> str:
     lines.append("")
     lines.append(f"{settings['songs']} songs, cut at {settings['cut_s']:g} s, {settings['horizon_s']:g} s generated. "
                  "Medians over songs; jump and HF ratio over all joins (med/p95); tempo % and key %: songs where "
-                 "it is held; step LU: |loudness step| at the cut; flatness: over the context's (20 s before the cut); "
+                 "it is held; slip: how far the beats after each join are out of step with those before it (median ms, "
+                 f"and the share over {SLIP_FAR_MS:g} ms; the true continuation at its cut: the tracker's own "
+                 "scatter); step LU: |loudness step| at the cut; flatness: over the context's (20 s before the cut); "
                  f"loop s: longest exact loop (max over songs) and recur %: time in exact repeats of 10 s or more, "
                  f"over {settings['repetition_minutes']:g} min extensions; RTF: compute per second of audio, median "
                  "chunk, and RTF 1st: the first chunk (resynth: analysis of the memory included), on one core. "

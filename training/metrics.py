@@ -423,7 +423,8 @@ def key_held(context: np.ndarray, generated: np.ndarray, *, sample_rate: int,
     return {"context_key": key_a, "generated_key": key_b, "correlation": r, "held": held}
 
 
-def beat_continuity_f(context: np.ndarray, generated: np.ndarray, *, sample_rate: int) -> dict:
+def beat_continuity_f(context: np.ndarray, generated: np.ndarray, *, sample_rate: int,
+                      joins_s: Sequence[float] = ()) -> dict:
     """Do the beats after the cut land on the context's beat grid carried on?
 
     Beats are tracked once, over context and continuation together. The reference: the grid of the beats
@@ -434,23 +435,32 @@ def beat_continuity_f(context: np.ndarray, generated: np.ndarray, *, sample_rate
 
     Parameters
     ----------
+    The same tracked beats measure each join's slip: how far the beats just after it are out of step with the
+    beats just before it (:func:`_join_slips`), which the F-measure, summed over 10 s, cannot place.
+
+    Parameters
+    ----------
     context, generated : numpy.ndarray
         [shape=(frames,)] mono, before and after the cut.
     sample_rate : int
         In Hz.
+    joins_s : sequence of float
+        Joins in seconds from the cut (0 is the cut itself), whose slips to measure.
 
     Returns
     -------
     dict
         ``f`` (0 to 1; 0 when the continuation has no beat although the context has one; NaN when the
         context has none), ``reason`` (why ``f`` is NaN or 0, else None), ``reference_beats`` and
-        ``estimated_beats`` (counts after the cut), ``grid_bpm`` (the context's grid; NaN without one).
+        ``estimated_beats`` (counts after the cut), ``grid_bpm`` (the context's grid; NaN without one) and
+        ``join_slips_ms`` (one per join with beats on both sides; empty without a grid).
     """
     import mir_eval
 
     context, generated = _mono(context), _mono(generated)
     cut, span = context.shape[0] / sample_rate, generated.shape[0] / sample_rate
-    result = {"f": math.nan, "reason": None, "reference_beats": 0, "estimated_beats": 0, "grid_bpm": math.nan}
+    result = {"f": math.nan, "reason": None, "reference_beats": 0, "estimated_beats": 0, "grid_bpm": math.nan,
+              "join_slips_ms": []}
     # One tracker run over both: two runs may settle on different phases of the same pulse (on- and
     # off-beat), which would read as a lost beat; the grid is fitted to the context's audio alone.
     tracked = _beat_times(np.concatenate([context, generated]), sample_rate)
@@ -462,12 +472,37 @@ def beat_continuity_f(context: np.ndarray, generated: np.ndarray, *, sample_rate
     tracked = tracked - cut
     estimated = tracked[(tracked >= 0) & (tracked < span)]
     result.update(reference_beats=int(reference.shape[0]), estimated_beats=int(estimated.shape[0]),
-                  grid_bpm=60.0 / interval)
+                  grid_bpm=60.0 / interval, join_slips_ms=_join_slips(tracked, interval, joins_s))
     if not reference.shape[0]:
         return {**result, "reason": "the context's beat grid has no beat in the continuation"}
     if not estimated.shape[0]:
         return {**result, "f": 0.0, "reason": "no beat tracked after the cut"}
     return {**result, "f": float(mir_eval.beat.f_measure(reference, estimated))}
+
+
+#: A join's slip compares up to this many beats on each side of it.
+SLIP_BEATS = 3
+
+
+def _join_slips(tracked: np.ndarray, period: float, joins_s: Sequence[float]) -> list[float]:
+    """Each join's slip in ms: the phase (against ``period``) of the beats tracked after it minus that of the
+    beats before it, wrapped to half a period.
+
+    Up to :data:`SLIP_BEATS` beats each side, those after starting 50 ms past the join (a beat on the join
+    belongs to neither side); at least 2 each side, else the join is left out. Phases are averaged on the
+    circle, so beats either side of the grid's half-way point do not cancel. The true continuation, measured
+    at its cut, gives the tracker's own scatter.
+    """
+    slips = []
+    for join in joins_s:
+        before = tracked[(tracked < join) & (tracked > join - (SLIP_BEATS + 0.5) * period)][-SLIP_BEATS:]
+        after = tracked[tracked > join + 0.05][:SLIP_BEATS]
+        if before.shape[0] < 2 or after.shape[0] < 2:
+            continue
+        phase_before, phase_after = (np.angle(np.exp(2j * np.pi * beats / period).mean()) for beats in (before, after))
+        turn = (phase_after - phase_before) / (2 * np.pi)
+        slips.append(float(abs(turn - round(turn)) * period * 1000.0))
+    return slips
 
 
 # ------------------------------------------------------------------------------------------- repetition
