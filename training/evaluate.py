@@ -604,14 +604,11 @@ def format_table(results: dict, *, markdown: bool = False) -> str:
             lines.append(f"{'- ' if markdown else '  '}{_verdict(criterion['pass'])}  {label}: "
                          f"{number(criterion['value'], 3)} (target {number(criterion['target'], 3)})")
         for rival, by_metric in results.get("paired", {}).get(name, {}).items():
-            if rival == TRUE:
-                parts = [f"{key} held {d['mean_difference']:+.3f} ± {d['standard_error']:.3f} (more often on "
-                         f"{d['better']} of {d['songs']} songs)" for key, d in by_metric.items()]
-                against = "the true continuation, share of draws"
-            else:
-                parts = [f"{PAIRED_LABELS[key]} {d['mean_difference']:+.3f} ± {d['standard_error']:.3f} (closer on "
-                         f"{d['better']} of {d['songs']} songs)" for key, d in by_metric.items()]
-                against = rival
+            truth = rival == TRUE
+            parts = [f"{f'{key} held' if truth else PAIRED_LABELS[key]} {d['mean_difference']:+.3f} ± "
+                     f"{d['standard_error']:.3f} ({'more often' if truth else 'closer'} on {d['better']} of "
+                     f"{d['songs']} songs)" for key, d in by_metric.items()]
+            against = "the true continuation, share of draws" if truth else rival
             lines.append(f"{'- ' if markdown else '  '}paired against {against}, mean difference ± standard error: "
                          + "; ".join(parts))
     return "\n".join(lines)

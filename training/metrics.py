@@ -433,8 +433,6 @@ def beat_continuity_f(context: np.ndarray, generated: np.ndarray, *, sample_rate
     ``mir_eval.beat.f_measure`` (+-70 ms), times taken from the cut; mir_eval's usual 5 s trim is not applied,
     since the tracker has the whole context behind it at the cut.
 
-    Parameters
-    ----------
     The same tracked beats measure each join's slip: how far the beats just after it are out of step with the
     beats just before it (:func:`_join_slips`), which the F-measure, summed over 10 s, cannot place.
 
