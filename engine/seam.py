@@ -292,7 +292,11 @@ class Limiter:
         frames = x.shape[0]
         if frames == 0:
             return x.astype(np.float32)
-        peak = np.abs(x) if x.ndim == 1 else np.abs(x).max(axis=1)
+        peak = np.abs(x) if x.ndim == 1 else _frame_peaks(x)
+        if self._gain_db == 0.0 and float(peak.max()) < self.ceiling:
+            # Under the ceiling with no gain left to release: the recursion below gives 0 dB on every frame.
+            y = x.astype(np.float32)
+            return np.clip(y, -self._clip, self._clip, out=y)
         with np.errstate(divide="ignore"):
             target = self.ceiling_db - 20.0 * np.log10(peak)  # +inf for silent frames
         np.minimum(target, 0.0, out=target)
@@ -400,6 +404,17 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     if not np.isfinite(energy) or energy <= 0.0:
         return 0.0
     return float(np.clip(np.dot(a64, b64) / np.sqrt(energy), 0.0, 1.0))
+
+
+def _frame_peaks(x: np.ndarray) -> np.ndarray:
+    """[shape=(frames,)] the largest ``|sample|`` over the channels of ``x`` [shape=(frames, channels)].
+
+    Column by column: a reduction along the short, contiguous channel axis is about 20 times slower.
+    """
+    peak = np.abs(x[:, 0])
+    for channel in range(1, x.shape[1]):
+        np.maximum(peak, np.abs(x[:, channel]), out=peak)
+    return peak
 
 
 def _finite_float64(block: np.ndarray) -> np.ndarray:

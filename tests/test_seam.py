@@ -217,6 +217,18 @@ def test_limiter_releases_at_its_rate():
     assert limiter.gain_db == 0.0
 
 
+def test_limiter_keeps_releasing_through_a_quiet_block():
+    # A block under the ceiling skips the gain computation only when no gain is left to release.
+    limiter = Limiter(RATE, release_db_per_s=60.0)
+    limiter.process(np.full((1, 2), 4.0, np.float32))  # -13 dB
+    out = limiter.process(np.full((RATE // 10, 2), 0.1, np.float32))
+    assert out[0, 0] == pytest.approx(0.1 * 10 ** ((-1 - 20 * np.log10(4.0) + 60.0 / RATE) / 20), rel=1e-4)
+    assert out[-1, 1] == pytest.approx(0.1 * 10 ** ((-1 - 20 * np.log10(4.0) + 6.0) / 20), rel=1e-4)
+    limiter.process(np.zeros((RATE, 2), np.float32))
+    quiet = np.full((100, 2), 0.1, np.float32)
+    np.testing.assert_array_equal(limiter.process(quiet), quiet)
+
+
 @pytest.mark.parametrize("size", BLOCK_SIZES)
 def test_limiter_streams_like_the_whole(test_signal, size):
     whole = Limiter(RATE).process(test_signal)
