@@ -260,7 +260,13 @@ def test_a_device_that_disappears_mid_play_is_one_line_and_the_command_ends(sd, 
         player = subprocess.Popen([sys.executable, "-m", "engine", "play", str(song), "--endless", "--model",
                                    str(repeat_model)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True)
-        time.sleep(3.0)
+        # Kill the server only once the player's stream has its ports (a fixed wait lost that race under load).
+        deadline = time.monotonic() + 30
+        while "PortAudio:out" not in subprocess.run(["jack_lsp"], env=env, capture_output=True, text=True).stdout:
+            assert player.poll() is None, player.communicate()
+            assert time.monotonic() < deadline, "the player never opened its stream"
+            time.sleep(0.05)
+        time.sleep(0.5)
         assert player.poll() is None, player.communicate()
     finally:
         server.kill()
