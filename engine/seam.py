@@ -292,7 +292,7 @@ class Limiter:
         frames = x.shape[0]
         if frames == 0:
             return x.astype(np.float32)
-        peak = np.abs(x) if x.ndim == 1 else _frame_peaks(x)
+        peak = np.abs(x) if x.ndim == 1 else frame_peaks(x)
         if self._gain_db == 0.0 and float(peak.max()) < self.ceiling:
             # Under the ceiling with no gain left to release: the recursion below gives 0 dB on every frame.
             y = x.astype(np.float32)
@@ -406,10 +406,20 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.clip(np.dot(a64, b64) / np.sqrt(energy), 0.0, 1.0))
 
 
-def _frame_peaks(x: np.ndarray) -> np.ndarray:
-    """[shape=(frames,)] the largest ``|sample|`` over the channels of ``x`` [shape=(frames, channels)].
+def frame_peaks(x: np.ndarray) -> np.ndarray:
+    """The largest magnitude over the channels of each frame.
 
     Column by column: a reduction along the short, contiguous channel axis is about 20 times slower.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        [shape=(frames, channels)] audio.
+
+    Returns
+    -------
+    numpy.ndarray
+        [shape=(frames,), dtype=x.dtype] ``max |x[n, c]|`` over ``c``.
     """
     peak = np.abs(x[:, 0])
     for channel in range(1, x.shape[1]):

@@ -10,6 +10,8 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6.QtCore import Qt, pyqtSignal
 
+from engine.seam import frame_peaks
+
 #: Width of one peak bin, in seconds.
 PEAK_BIN_S = 0.02
 #: Colours (RGB): tests and the README refer to them by name.
@@ -46,7 +48,7 @@ def peak_envelope(samples: np.ndarray, sample_rate: int, *, start_s: float = 0.0
     x, y : numpy.ndarray
         [shape=(2 * bins,), dtype=float64] seconds and amplitudes, in pairs (draw with ``connect="pairs"``).
     """
-    magnitude = np.abs(samples) if samples.ndim == 1 else np.abs(samples).max(axis=1)
+    magnitude = np.abs(samples) if samples.ndim == 1 else frame_peaks(samples)
     width = max(1, round(bin_s * sample_rate))
     bins = -(-magnitude.shape[0] // width)
     if bins == 0:
