@@ -17,8 +17,9 @@ JACK_PERIOD = 1024
 HOST_API = "JACK Audio Connection Kit"
 
 
-def jack_ports() -> list[str]:
-    result = subprocess.run(["jack_lsp"], capture_output=True, text=True, timeout=10)
+def jack_ports(env: dict[str, str] | None = None) -> list[str]:
+    """Ports of the JACK server that ``env`` names (the default server without it); none when it is not up."""
+    result = subprocess.run(["jack_lsp"], env=env, capture_output=True, text=True, timeout=10)
     return result.stdout.split() if result.returncode == 0 else []
 
 

@@ -254,7 +254,7 @@ def test_a_device_that_disappears_mid_play_is_one_line_and_the_command_ends(sd, 
                                str(JACK_RATE), "-p", "1024"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
-        while subprocess.run(["jack_lsp"], env=env, capture_output=True).returncode != 0:
+        while not jack_ports(env):
             assert time.monotonic() < deadline, "the second JACK server did not start"
             time.sleep(0.05)
         player = subprocess.Popen([sys.executable, "-m", "engine", "play", str(song), "--endless", "--model",
@@ -262,7 +262,7 @@ def test_a_device_that_disappears_mid_play_is_one_line_and_the_command_ends(sd, 
                                   text=True)
         # Kill the server only once the player's stream has its ports (a fixed wait lost that race under load).
         deadline = time.monotonic() + 30
-        while "PortAudio:out" not in subprocess.run(["jack_lsp"], env=env, capture_output=True, text=True).stdout:
+        while not any(port.startswith("PortAudio:out") for port in jack_ports(env)):
             assert player.poll() is None, player.communicate()
             assert time.monotonic() < deadline, "the player never opened its stream"
             time.sleep(0.05)
