@@ -79,6 +79,9 @@ class Continuator:
     threads : int
         ONNX Runtime intra-op threads. One is the default: the models are bound by reading their weights, and a
         second thread measured slower here (see ``engine bench``).
+    opened : tuple, optional
+        What :func:`open_model` returned for ``path``, when the caller has already opened it to read its
+        contract (:func:`engine.generators.load_model`); ``threads`` is then the session's.
 
     Raises
     ------
@@ -86,11 +89,12 @@ class Continuator:
         The file is missing, not ONNX, not an Encore model, or its graph disagrees with its contract.
     """
 
-    def __init__(self, path: str | os.PathLike | None = None, *, threads: int = 1):
+    def __init__(self, path: str | os.PathLike | None = None, *, threads: int = 1, opened: tuple | None = None):
         self.path = Path(path) if path is not None else default_model_path()
         hint = " (the default model ships in the source tree's assets/: pass --model or set ENCORE_MODEL)" \
             if path is None else ""
-        self.session, self.contract, self.load_seconds = open_model(self.path, threads=threads, default_hint=hint)
+        self.session, self.contract, self.load_seconds = opened or open_model(self.path, threads=threads,
+                                                                              default_hint=hint)
         if self.contract.generator != "seed":
             raise ModelContractError(f"{self.path}: a {self.contract.generator} model, not a seed generator "
                                      f"(a resynth model is a segment scorer, engine.scorer.SegmentScorer)")

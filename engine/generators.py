@@ -52,7 +52,7 @@ def load_model(model=None, *, generator: str | None = None, threads: int = 1):
     ModelContractError
         Unknown generator, a file that is not an Encore model, or one made for another generator.
     """
-    from .continuator import Continuator
+    from .continuator import Continuator, open_model
     from .resynth import SimilarityScorer
     from .scorer import SegmentScorer
 
@@ -67,10 +67,12 @@ def load_model(model=None, *, generator: str | None = None, threads: int = 1):
     if model is None:
         generator = generator or DEFAULT_GENERATOR
         return SegmentScorer(threads=threads) if generator == "resynth" else Continuator(threads=threads)
-    declared = model_generator(model)
+    opened = open_model(Path(model), threads=threads)  # once: its contract says which class runs it
+    declared = opened[1].generator
     if generator is not None and generator != declared:
         raise ModelContractError(f"{model}: a {declared} model, but the {generator} generator was asked for")
-    return SegmentScorer(model, threads=threads) if declared == "resynth" else Continuator(model, threads=threads)
+    runner = SegmentScorer if declared == "resynth" else Continuator
+    return runner(model, threads=threads, opened=opened)
 
 
 def open_generator(model=None, config=None, *, generator: str | None = None, resynth=None, threads: int = 1):

@@ -35,6 +35,9 @@ class SegmentScorer:
         ``assets/models/encore-resynth.onnx`` when None.
     threads : int
         ONNX Runtime intra-op threads (the model is small: one core serves the engine).
+    opened : tuple, optional
+        What :func:`engine.continuator.open_model` returned for ``path``, when the caller has already opened
+        it to read its contract (:func:`engine.generators.load_model`); ``threads`` is then the session's.
 
     Attributes
     ----------
@@ -51,11 +54,12 @@ class SegmentScorer:
         The file is missing, not ONNX, not a resynth model, or its graph disagrees with its contract.
     """
 
-    def __init__(self, path: str | os.PathLike | None = None, *, threads: int = 1):
+    def __init__(self, path: str | os.PathLike | None = None, *, threads: int = 1, opened: tuple | None = None):
         self.path = Path(path) if path is not None else default_resynth_model_path()
         hint = (" (the resynth model ships in the source tree's assets/: pass --model or set "
                 "ENCORE_RESYNTH_MODEL)") if path is None else ""
-        self.session, self.contract, self.load_seconds = open_model(self.path, threads=threads, default_hint=hint)
+        self.session, self.contract, self.load_seconds = opened or open_model(self.path, threads=threads,
+                                                                              default_hint=hint)
         if self.contract.generator != "resynth":
             raise ModelContractError(f"{self.path}: generator {self.contract.generator!r}, expected 'resynth' "
                                      f"(a segment scorer)")
