@@ -32,7 +32,7 @@ from engine.scorer import SegmentScorer  # noqa: E402
 from training.cli import main as training_main  # noqa: E402
 from training.resynth import (  # noqa: E402
     ExampleConfig,
-    ResynthConfig,
+    ScorerConfig,
     build_scorer,
     continuation_costs,
     draw_examples,
@@ -155,7 +155,7 @@ def test_examples_put_the_next_segment_first_and_negatives_of_its_phase():
     features[:, 0] = np.arange(n)  # each segment says which it is
     analysis = Analysis(bounds=np.arange(n + 1) * 11025, features=features, phase=np.arange(n) % 4, meter=4,
                         mode="beats", tempo_bpm=120.0, pulse_clarity=0.8, frames=n * 11025)
-    examples = draw_examples([analysis], ResynthConfig(), ExampleConfig(examples_per_song=50, target="next"),
+    examples = draw_examples([analysis], ScorerConfig(), ExampleConfig(examples_per_song=50, target="next"),
                              np.random.default_rng(0))
     current = examples.current[:, 0].astype(int)
     chosen = examples.candidates[:, :, 0].astype(int)
@@ -168,7 +168,7 @@ def test_examples_put_the_next_segment_first_and_negatives_of_its_phase():
     # The "most similar" baseline compares each candidate's own features, whatever else its row holds: the same
     # draws with a lookahead score the same.
     np.testing.assert_array_equal(examples.own[:, :, 0], chosen)
-    ahead = draw_examples([analysis], ResynthConfig(candidate_lookahead=16),
+    ahead = draw_examples([analysis], ScorerConfig(candidate_lookahead=16),
                           ExampleConfig(examples_per_song=50, target="next"), np.random.default_rng(0))
     np.testing.assert_array_equal(most_similar_scores(ahead, target="next"),
                                   most_similar_scores(examples, target="next"))
@@ -191,7 +191,7 @@ def test_stand_in_examples_rank_the_memory_by_how_its_continuation_matches_the_t
     analysis = Analysis(bounds=np.arange(n + 1) * 11025, features=features, phase=np.arange(n) % 4, meter=4,
                         mode="beats", tempo_bpm=120.0, pulse_clarity=0.8, frames=n * 11025)
     config = ExampleConfig(examples_per_song=40, target="standin", standin_segments=16)  # t from 32 to 142
-    examples = draw_examples([analysis], ResynthConfig(), config, np.random.default_rng(0))
+    examples = draw_examples([analysis], ScorerConfig(), config, np.random.default_rng(0))
     assert len(examples) == 40
     chosen = examples.candidates[:, :, which].astype(int)
     current = examples.current[:, which].astype(int)
@@ -241,7 +241,7 @@ def test_stand_in_lookahead_never_reads_past_the_segment_just_heard():
     features[:, 0] = np.arange(n)
     analysis = Analysis(bounds=np.arange(n + 1) * 11025, features=features, phase=np.arange(n) % 4, meter=4,
                         mode="beats", tempo_bpm=120.0, pulse_clarity=0.8, frames=n * 11025)
-    examples = draw_examples([analysis], ResynthConfig(candidate_lookahead=16),
+    examples = draw_examples([analysis], ScorerConfig(candidate_lookahead=16),
                              ExampleConfig(examples_per_song=30, target="standin"), np.random.default_rng(0))
     chosen = examples.candidates[:, :, 0].astype(int)
     current = examples.current[:, 0].astype(int)
@@ -254,7 +254,7 @@ def test_stand_in_lookahead_never_reads_past_the_segment_just_heard():
 def test_the_run_match_scores_minus_a_scaled_squared_distance(only):
     # Untrained, the projection weights timbre 1 and harmony 2: candidates whose lookahead is nearer the mean of
     # the last 8 segments score higher by s |w (u - v)|^2, the same for every query up to a per-query constant.
-    scorer = build_scorer(ResynthConfig(candidate_lookahead=16, run_match_only=only))
+    scorer = build_scorer(ScorerConfig(candidate_lookahead=16, run_match_only=only))
     rng = np.random.default_rng(0)
     context = rng.standard_normal((2, 32, FEATURE_DIM + 1)).astype(np.float32)
     context[..., FEATURE_DIM] = 1.0
@@ -273,7 +273,7 @@ def test_the_run_match_scores_minus_a_scaled_squared_distance(only):
     constant = scale * np.sum((weight * recent) ** 2, axis=1, keepdims=True)
     np.testing.assert_allclose(match, -scale * distance + constant, rtol=1e-4, atol=1e-3)
     with pytest.raises(ConfigError, match="needs a candidate lookahead"):
-        ResynthConfig(run_match_only=True)
+        ScorerConfig(run_match_only=True)
 
 
 def test_the_report_adds_learned_and_rule_scores_as_the_beam_search_does():

@@ -131,11 +131,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
                            patience=args.patience, max_minutes=args.max_minutes, augment=args.augment,
                            strategy=args.strategy, backup_every=args.backup_every)
     if args.model == "resynth":
-        from .resynth import ExampleConfig, ResynthConfig, fit_resynth
+        from .resynth import ExampleConfig, ScorerConfig, fit_resynth
 
         examples = ExampleConfig(candidates=args.candidates, examples_per_song=args.examples_per_song,
                                  target=args.target, standin_harmony_weight=args.standin_harmony_weight)
-        model = ResynthConfig(candidate_window=args.candidate_window, candidate_lookahead=args.candidate_lookahead,
+        model = ScorerConfig(candidate_window=args.candidate_window, candidate_lookahead=args.candidate_lookahead,
                               run_match_only=args.run_match_only)
         run_dir = fit_resynth(args.data_dir, args.run_dir, model, examples, data_config, fit_config,
                               segments_dir=args.segments_dir, verbose=2)

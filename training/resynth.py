@@ -99,7 +99,7 @@ RUN_MATCH_START[TIMBRE], RUN_MATCH_START[HARMONY] = 1.0, 2.0
 
 
 @dataclass(frozen=True)
-class ResynthConfig:
+class ScorerConfig:
     """Shape of the scorer; lengths in seconds.
 
     Parameters
@@ -169,7 +169,7 @@ class ResynthConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> ResynthConfig:
+    def from_dict(cls, values: dict) -> ScorerConfig:
         return cls(**values)
 
 
@@ -230,7 +230,7 @@ class ExampleConfig:
         return self.min_history if self.target == "next" else max(self.min_history, 2 * self.standin_segments)
 
 
-def contract_for(config: ResynthConfig, *, corpus: str = "", project_version: str = "") -> ModelContract:
+def contract_for(config: ScorerConfig, *, corpus: str = "", project_version: str = "") -> ModelContract:
     """The contract a scorer of ``config`` is exported with."""
     return ModelContract(
         generator="resynth", sample_rate=ANALYSIS_RATE, chunk_s=config.horizon_s, context_s=config.context_s,
@@ -442,7 +442,7 @@ def _run_match(context, candidates):
     return match_query, match_keys
 
 
-def build_scorer(config: ResynthConfig) -> keras.Model:
+def build_scorer(config: ScorerConfig) -> keras.Model:
     """The exported model: two independent branches.
 
     Returns
@@ -601,7 +601,7 @@ def continuation_costs(a: Analysis, starts: np.ndarray, t: int, segments: int, *
     return (10.0 * total / np.maximum(counted, 1)).astype(np.float32)
 
 
-def draw_examples(analyses: list[Analysis], config: ResynthConfig, examples: ExampleConfig,
+def draw_examples(analyses: list[Analysis], config: ScorerConfig, examples: ExampleConfig,
                   rng: np.random.Generator) -> Examples:
     """Draw positions and candidates from each song (see the module docstring)."""
     m, standin = examples.candidates, examples.target == "standin"
@@ -671,7 +671,7 @@ def transpose(examples: Examples, rng: np.random.Generator) -> Examples:
 class ExampleBatches(keras.utils.PyDataset):
     """Batches of ``((context, candidates), target distribution)``; training draws new examples every epoch."""
 
-    def __init__(self, analyses: list[Analysis], config: ResynthConfig, examples: ExampleConfig, *,
+    def __init__(self, analyses: list[Analysis], config: ScorerConfig, examples: ExampleConfig, *,
                  batch_size: int, seed: int, redraw: bool):
         super().__init__()
         self.analyses, self.config, self.example_config = analyses, config, examples
@@ -845,7 +845,7 @@ def format_table(report: dict) -> str:
 # === Training ===
 
 
-def fit_resynth(data_dir: str | Path, run_dir: str | Path, config: ResynthConfig, examples: ExampleConfig,
+def fit_resynth(data_dir: str | Path, run_dir: str | Path, config: ScorerConfig, examples: ExampleConfig,
                 data_config: DataConfig, fit_config: FitConfig, *, segments_dir: str | Path | None = None,
                 workers: int = 2, verbose: int = 2) -> Path:
     """Segment a folder of audio (cached), train the scorer and write a run folder with its report.
@@ -857,7 +857,7 @@ def fit_resynth(data_dir: str | Path, run_dir: str | Path, config: ResynthConfig
         ``training fit`` splits it (:func:`training.data.split_files`).
     run_dir : path
         New folder for the run.
-    config, examples : ResynthConfig, ExampleConfig
+    config, examples : ScorerConfig, ExampleConfig
     data_config : DataConfig
         ``files`` and ``seed`` of the split; ``seed`` also draws the examples.
     fit_config : FitConfig
@@ -950,7 +950,7 @@ def fit_resynth(data_dir: str | Path, run_dir: str | Path, config: ResynthConfig
     return run_dir
 
 
-def _validation_tasks(validation: list[Analysis], config: ResynthConfig, examples: ExampleConfig, seed: int, *,
+def _validation_tasks(validation: list[Analysis], config: ScorerConfig, examples: ExampleConfig, seed: int, *,
                       drawn: Examples | None = None) -> dict[str, Examples]:
     """Validation examples of both tasks (the trained one first), each drawn as :class:`ExampleBatches` draws
     its validation batches; ``drawn``, when given, is the trained task's, already drawn that way."""
@@ -998,20 +998,20 @@ def is_resynth_run(run_dir: str | Path) -> bool:
     return config_path.exists() and json.loads(config_path.read_text()).get("kind") == RUN_KIND
 
 
-def load_resynth_run(run_dir: str | Path) -> tuple[keras.Model, ResynthConfig, dict]:
+def load_resynth_run(run_dir: str | Path) -> tuple[keras.Model, ScorerConfig, dict]:
     """Rebuild a run's scorer with its best weights.
 
     Returns
     -------
     tuple
-        ``(scorer keras.Model, ResynthConfig, settings dict)``.
+        ``(scorer keras.Model, ScorerConfig, settings dict)``.
     """
     run_dir = Path(run_dir)
     config_path, weights_path = run_dir / "config.json", run_dir / WEIGHTS_FILE
     if not config_path.exists() or not weights_path.exists():
         raise ConfigError(f"{run_dir}: not a training run (needs config.json and {WEIGHTS_FILE})")
     settings = json.loads(config_path.read_text())
-    config = ResynthConfig.from_dict(settings["model"])
+    config = ScorerConfig.from_dict(settings["model"])
     scorer = build_scorer(config)
     build_training_model(scorer).load_weights(str(weights_path))
     return scorer, config, settings
@@ -1020,7 +1020,7 @@ def load_resynth_run(run_dir: str | Path) -> tuple[keras.Model, ResynthConfig, d
 # === Export ===
 
 
-def to_onnx(scorer: keras.Model, config: ResynthConfig, metadata: dict[str, str]):
+def to_onnx(scorer: keras.Model, config: ScorerConfig, metadata: dict[str, str]):
     """Convert a Keras scorer to an ONNX ModelProto with dynamic batch and candidate axes, carrying ``metadata``."""
     import onnx
     import tensorflow as tf
