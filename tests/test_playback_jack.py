@@ -104,12 +104,18 @@ def test_a_slow_generator_is_heard_as_music_not_silence(sd, repeat_model):
     assert threading.active_count() < 20
 
 
-def run_engine(*args: str, env: dict | None = None, interrupt_after: float | None = None):
-    """The engine command in a fresh process; optionally Ctrl-C (SIGINT) after some seconds."""
+def run_engine(*args: str, env: dict | None = None, interrupt_after: float | None = None,
+               interrupt_once: str | None = None):
+    """The engine command in a fresh process; optionally Ctrl-C (SIGINT) after some seconds.
+
+    With ``interrupt_once``, the seconds count from when that text first appears on the command's stderr (a
+    command still starting up under load would otherwise be interrupted before it handles Ctrl-C).
+    """
     import os
     import signal
     import subprocess
     import sys
+    import threading
 
     # A shell runs background jobs with SIGINT ignored, and a child inherits that (Python then installs no
     # KeyboardInterrupt handler): give the command the Ctrl-C of a terminal whoever started the tests.
@@ -118,21 +124,40 @@ def run_engine(*args: str, env: dict | None = None, interrupt_after: float | Non
                                stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})},
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    streams = {"out": [], "err": []}
+    seen = threading.Event()
+
+    def read(stream, lines: list) -> None:
+        for line in stream:
+            lines.append(line)
+            if interrupt_once is not None and interrupt_once in line:
+                seen.set()
+
+    readers = [threading.Thread(target=read, args=(process.stdout, streams["out"]), daemon=True),
+               threading.Thread(target=read, args=(process.stderr, streams["err"]), daemon=True)]
+    for reader in readers:
+        reader.start()
     if interrupt_after is not None:
-        time.sleep(interrupt_after)
+        if interrupt_once is None or seen.wait(timeout=60):
+            time.sleep(interrupt_after)
         process.send_signal(signal.SIGINT)
     try:
-        out, err = process.communicate(timeout=60)
+        process.wait(timeout=60)
     except subprocess.TimeoutExpired:
         # Leave no process behind: its JACK client would make the next test's device names ambiguous.
         process.send_signal(signal.SIGABRT)
         try:
-            out, err = process.communicate(timeout=10)
+            process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
-            out, err = process.communicate()
-        pytest.fail(f"engine {' '.join(args)} did not exit within 60 s; its threads:\n{err[-6000:]}")
-    return process.returncode, out, err
+            process.wait()
+        for reader in readers:
+            reader.join(timeout=5)
+        threads = "".join(streams["err"])[-6000:]
+        pytest.fail(f"engine {' '.join(args)} did not exit within 60 s; its threads:\n{threads}")
+    for reader in readers:
+        reader.join(timeout=10)
+    return process.returncode, "".join(streams["out"]), "".join(streams["err"])
 
 
 def test_devices_lists_the_server_and_marks_the_defaults(sd):
@@ -221,7 +246,7 @@ def test_live_input_is_continued_when_the_performer_stops_and_yields_when_they_p
 
 def test_engine_live_listens_until_ctrl_c(sd, repeat_model):
     code, out, err = run_engine("live", "--input", "JACK", "--output", "JACK", "--model", str(repeat_model),
-                                interrupt_after=4.0)
+                                interrupt_after=1.0, interrupt_once="listening")
     assert code == 0, err
     assert "Traceback" not in err and "listening" in err
     assert out.strip().splitlines()[-1] == "live: carried on 0 times, 0 chunks generated, 0 late chunks, 0 underruns"
