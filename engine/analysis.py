@@ -49,6 +49,9 @@ MIN_ONSET_STRENGTH = 0.15
 MAX_BEAT_IRREGULARITY = 0.25
 #: Fewest segments a memory needs; shorter or emptier memories fall back to a finer fixed grid.
 MIN_SEGMENTS = 8
+#: The beat tracker's tempo estimate: librosa's autocorrelation window (s), and the frame step of ours.
+TEMPO_WINDOW_S = 8.0
+TEMPOGRAM_STRIDE = 4
 #: Cell of the fixed-grid fallback, in seconds.
 GRID_S = 0.5
 #: Onsets closer than this are merged into one segment, in seconds.
@@ -195,7 +198,8 @@ def _beat_bounds(y: np.ndarray, onset: np.ndarray, clarity: float) -> tuple[np.n
 
     if clarity < MIN_PULSE_CLARITY:
         return None, "", 0.0
-    tempo, beats = librosa.beat.beat_track(onset_envelope=onset, sr=ANALYSIS_RATE, hop_length=HOP, trim=False)
+    tempo, beats = librosa.beat.beat_track(onset_envelope=onset, sr=ANALYSIS_RATE, hop_length=HOP, trim=False,
+                                           bpm=global_tempo(onset))
     beats = np.unique(np.asarray(beats, dtype=np.int64)) * HOP
     beats = beats[beats < y.shape[0] - HOP]
     if beats.shape[0] < MIN_SEGMENTS + 1:
@@ -206,6 +210,53 @@ def _beat_bounds(y: np.ndarray, onset: np.ndarray, clarity: float) -> tuple[np.n
     bounds = np.append(beats, y.shape[0]).astype(np.int64)
     # The mean over the whole span: each interval is rounded to whole STFT frames, their median is not the tempo.
     return bounds, "beats", float(60.0 * ANALYSIS_RATE * (beats.shape[0] - 1) / (beats[-1] - beats[0]))
+
+
+def global_tempo(onset: np.ndarray) -> float:
+    """The tempo librosa's beat tracker would estimate for itself, at a fraction of the cost.
+
+    ``librosa.feature.tempo`` averages an 8 s windowed autocorrelation taken at every onset frame, then weights
+    it by a prior around 120 bpm; the windows overlap almost entirely, so this takes them at every
+    :data:`TEMPOGRAM_STRIDE`-th frame (:func:`tempogram`). The estimate was identical to librosa's on all 324
+    songs of the corpus and the 36 evaluation clips at strides 2 and 4 (at 8, one song differed), and whole
+    analyses were identical on the evaluation and dev clips cut at 30 and 40 s and on the demo song. The
+    tempogram was the beat tracker's largest cost: analysing the demo song took 97 ms with it and 64 ms with
+    this, a 218 s song 452 and 267 ms.
+
+    Parameters
+    ----------
+    onset : numpy.ndarray
+        [shape=(onset frames,)] onset strength at :data:`HOP` hops of :data:`ANALYSIS_RATE`.
+
+    Returns
+    -------
+    float
+        Beats per minute.
+    """
+    import librosa
+
+    return float(librosa.feature.tempo(onset_envelope=onset, sr=ANALYSIS_RATE, hop_length=HOP,
+                                       tg=tempogram(onset, TEMPOGRAM_STRIDE))[0])
+
+
+def tempogram(onset: np.ndarray, stride: int = 1) -> np.ndarray:
+    """librosa's autocorrelation tempogram (``librosa.feature.tempogram`` with an 8 s window), at every
+    ``stride``-th onset frame only.
+
+    Returns
+    -------
+    numpy.ndarray
+        [shape=(window frames, ceil(onset frames / stride))] each column scaled to a peak of 1.
+    """
+    import librosa
+
+    win = int(librosa.time_to_frames(TEMPO_WINDOW_S, sr=ANALYSIS_RATE, hop_length=HOP))
+    n = onset.shape[-1]
+    # As librosa: windows centred on each frame over a linear ramp to zero at both ends, Hann-weighted.
+    padded = np.pad(onset, (win // 2, win // 2), mode="linear_ramp", end_values=[0, 0])
+    frames = librosa.util.frame(padded, frame_length=win, hop_length=1)[:, :n][:, ::stride]
+    window = librosa.filters.get_window("hann", win, fftbins=True)
+    return librosa.util.normalize(librosa.autocorrelate(frames * window[:, None], axis=0), norm=np.inf, axis=0)
 
 
 def _onset_bounds(y: np.ndarray, onset: np.ndarray) -> tuple[np.ndarray | None, str]:

@@ -65,6 +65,29 @@ def test_analysis_finds_the_tempo_the_meter_and_the_downbeat(bpm, meter):
     assert np.isfinite(analysis.features).all()
 
 
+def test_the_beat_trackers_tempo_is_librosas_own_estimate_for_less(rng):
+    """global_tempo takes librosa's tempogram at every 4th frame: the estimate must be the one librosa makes."""
+    import librosa
+
+    from engine.analysis import HOP, global_tempo, tempogram
+    from engine.audio import load_audio
+    from engine.bench import DEMO_SONG
+
+    memories = [to_model_input(bar_song(40.0, 44100, bpm=bpm, meter=meter), ANALYSIS_RATE)
+                for bpm, meter in ((72.0, 4), (133.0, 3), (175.0, 4))]
+    memories.append(to_model_input(load_audio(DEMO_SONG), ANALYSIS_RATE))
+    memories.append((0.1 * rng.standard_normal(20 * ANALYSIS_RATE)).astype(np.float32))
+    for memory in memories:
+        onset = analyse(memory).onset
+        # librosa.feature.tempo's own tempogram: an 8 s window (its ac_size)
+        window = int(librosa.time_to_frames(8.0, sr=ANALYSIS_RATE, hop_length=HOP))
+        full = librosa.feature.tempogram(onset_envelope=onset, sr=ANALYSIS_RATE, hop_length=HOP, win_length=window)
+        np.testing.assert_allclose(tempogram(onset), full, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(tempogram(onset, 4), full[:, ::4], rtol=1e-6, atol=1e-7)
+        expected = librosa.feature.tempo(onset_envelope=onset, sr=ANALYSIS_RATE, hop_length=HOP)[0]
+        assert global_tempo(onset) == expected
+
+
 def test_music_without_a_beat_falls_back_to_onsets_or_a_grid_and_says_so(rng):
     sustained = analyse(to_model_input(pad(30.0, 22050), ANALYSIS_RATE))
     assert sustained.mode == "grid" and "no steady beat" in sustained.describe()
