@@ -207,7 +207,11 @@ class Sequencer:
     #: one way of going on in order: about 5 joins per 10 s (README, "How often it jumps"). Not kept: raising
     #: the in-order bonus by ``variety * NOISE * log(jumps on offer)`` halved the joins, and on the dev set
     #: (2 draws, song by song against this; log-mel dB / chroma / tempo held / beat F) moved nothing it can
-    #: resolve: -0.03 +- 0.08 / +0.005 +- 0.005 / +0.02 +- 0.03 / -0.04 +- 0.03.
+    #: resolve: -0.03 +- 0.08 / +0.005 +- 0.005 / +0.02 +- 0.03 / -0.04 +- 0.03. Not kept either (2026-12-01, the
+    #: same dev runs; chroma / tempo held / key held / beat F): a tempo-continuity term (jumps into runs whose mean
+    #: beat over 8 differs from the last 8 played, up to 4 in 3 % steps) at weight 1, +0.001 +- 0.003 /
+    #: +0.02 +- 0.02 / -0.04 +- 0.02 / +0.01 +- 0.02; ``candidate_percentile`` 10, +0.003 +- 0.002 /
+    #: +0.07 +- 0.02 / +0.00 +- 0.03 / -0.03 +- 0.01.
     ORIGINAL_ORDER_BONUS = 3.0
     TRANSITION_PENALTY = 4.0
     SEGMENT_PENALTY = 1.0
