@@ -53,7 +53,7 @@ corpus: $(VENV)/.dev apt-test apt-corpus
 	$(BIN)/training corpus corpus
 
 # Cut the evaluation set (36 clips of 40 s from two packages the corpus never uses), and score every generator on
-# it side by side (about 35 minutes on one core here: the real-time factors are per core).
+# it side by side (35 to 42 minutes on one core here: the real-time factors are per core).
 evalset: $(VENV)/.dev apt-eval
 	$(BIN)/training evalset evalset
 
