@@ -6,7 +6,6 @@ A model file says what it is in its contract (``encore.generator``), so ``--mode
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from .errors import ModelContractError
@@ -14,19 +13,6 @@ from .errors import ModelContractError
 #: Generator names, the default first.
 GENERATORS = ("resynth", "seed", "jukebox")
 DEFAULT_GENERATOR = "resynth"
-
-
-def model_generator(path: str | os.PathLike) -> str:
-    """The generator kind an ONNX file declares (``seed`` or ``resynth``), read from its metadata.
-
-    Raises
-    ------
-    ModelContractError
-        Missing, unreadable, or not an Encore model.
-    """
-    from .continuator import open_model
-
-    return open_model(Path(path), threads=1)[1].generator
 
 
 def load_model(model=None, *, generator: str | None = None, threads: int = 1):
