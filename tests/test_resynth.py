@@ -77,10 +77,10 @@ def test_the_beat_trackers_tempo_is_librosas_own_estimate_for_less(rng):
                 for bpm, meter in ((72.0, 4), (133.0, 3), (175.0, 4))]
     memories.append(to_model_input(load_audio(DEMO_SONG), ANALYSIS_RATE))
     memories.append((0.1 * rng.standard_normal(20 * ANALYSIS_RATE)).astype(np.float32))
+    # librosa.feature.tempo's own tempogram: an 8 s window (its ac_size)
+    window = int(librosa.time_to_frames(8.0, sr=ANALYSIS_RATE, hop_length=HOP))
     for memory in memories:
         onset = analyse(memory).onset
-        # librosa.feature.tempo's own tempogram: an 8 s window (its ac_size)
-        window = int(librosa.time_to_frames(8.0, sr=ANALYSIS_RATE, hop_length=HOP))
         full = librosa.feature.tempogram(onset_envelope=onset, sr=ANALYSIS_RATE, hop_length=HOP, win_length=window)
         np.testing.assert_allclose(tempogram(onset), full, rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(tempogram(onset, 4), full[:, ::4], rtol=1e-6, atol=1e-7)

@@ -136,7 +136,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         examples = ExampleConfig(candidates=args.candidates, examples_per_song=args.examples_per_song,
                                  target=args.target, standin_harmony_weight=args.standin_harmony_weight)
         model = ScorerConfig(candidate_window=args.candidate_window, candidate_lookahead=args.candidate_lookahead,
-                              run_match_only=args.run_match_only)
+                             run_match_only=args.run_match_only)
         run_dir = fit_resynth(args.data_dir, args.run_dir, model, examples, data_config, fit_config,
                               segments_dir=args.segments_dir, verbose=2)
         print(f"wrote {run_dir}")
