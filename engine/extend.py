@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 import time
 import warnings
 from collections import deque
@@ -170,6 +171,18 @@ class Extender:
         if self._song is None:
             raise ConfigError("call start(song) first")
         return self.config.crossfade_samples(self._song.sample_rate)
+
+    def anticipate(self) -> threading.Thread | None:
+        """Begin, on a background thread, the work of the first block that does not depend on when it is asked
+        for (a song that is playing is known to its end long before its continuation is due).
+
+        Returns
+        -------
+        threading.Thread or None
+            The thread (join it to wait), or None when there is nothing to do: the seed model has nothing,
+            its first block reads only the context that :meth:`start` already holds.
+        """
+        return None
 
     def start(self, song: Waveform) -> None:
         """Prime with a song: its last ``context_s`` become the first context.

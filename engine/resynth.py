@@ -26,6 +26,7 @@ Deterministic: the same song, settings and seed give the same continuation (the 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -439,6 +440,9 @@ class Resynthesizer(Extender):
         self._memory_key: tuple | None = None
         self.analysis: Analysis | None = None
         self.joins: list[int] = []
+        # What anticipate() started: the memory's key and length, the song (held, so that no other array takes its
+        # id while this is kept), the thread, and a list it leaves its result in.
+        self._anticipated: tuple[tuple, Waveform, threading.Thread, list] | None = None
         warm_up_in_background()  # librosa's first calls cost seconds: pay them before the song ends
 
     def reset(self) -> None:
@@ -476,17 +480,58 @@ class Resynthesizer(Extender):
         self._memory_key, self.analysis, self._song = key, analysis, song
         self._started = False
 
+    def anticipate(self) -> threading.Thread | None:
+        """Analyse the memory now, on a daemon thread, so that the first block at the song's end only sequences
+        and renders.
+
+        The engine calls this when a song starts to play: the analysis, which grows with the memory (0.34 s for
+        a 4-minute song here), is then done long before the continuation is due, and the first block uses it as
+        it is (the same analysis, so the same continuation). A failure on the thread is dropped: the first
+        block analyses again and raises it there.
+
+        Returns
+        -------
+        threading.Thread or None
+            The analysis's thread (join it to wait); None when the memory is analysed already or no song
+            was started.
+        """
+        if self._song is None or self.analysis is not None:
+            return None
+        song, keep = self._song, self._memory_frames()
+        if self._anticipated is not None and self._anticipated[0] == (self._memory_key, keep):
+            return self._anticipated[2]  # a seek: the same memory is already being analysed
+        result: list = []
+
+        def analyse_memory() -> None:
+            try:
+                result.append(_analyse_memory(song, keep))
+            except Exception:  # noqa: BLE001 - reported by the first block, which analyses again
+                pass
+
+        thread = threading.Thread(target=analyse_memory, name="encore-anticipate", daemon=True)
+        self._anticipated = ((self._memory_key, keep), song, thread, result)
+        thread.start()
+        return thread
+
+    def _memory_frames(self) -> int:
+        """Frames at the song's end that are the memory (``memory_s`` of it at most)."""
+        return min(self._song.frames, round(self.resynth.memory_s * self._song.sample_rate))
+
     def _prepare(self) -> None:
         """Analyse the memory and set up sequencing and rendering (the first block's work)."""
         song, cfg = self._song, self.resynth
         rate = song.sample_rate
-        keep = min(song.frames, round(cfg.memory_s * rate))
+        keep = self._memory_frames()
         self._material = song.samples[song.frames - keep:]
-        # A matrix-vector product: ndarray.mean(axis=1) over (frames, 2) is strided and ten times slower.
-        self._mono_material = self._material @ np.full(song.channels, 1.0 / song.channels, np.float32)
-        mono = resample(self._mono_material, rate, ANALYSIS_RATE)
+        anticipated, self._anticipated = self._anticipated, None
+        if self.analysis is None and anticipated is not None and anticipated[0] == (self._memory_key, keep):
+            anticipated[2].join()
+            if anticipated[3]:
+                self._mono_material, mono, self.analysis = anticipated[3][0]
         if self.analysis is None:
-            self.analysis = analyse(mono)
+            self._mono_material, mono, self.analysis = _analyse_memory(song, keep)
+        else:  # a seek, or anticipated: the mono copies are cheap next to the analysis, which is kept
+            self._mono_material, mono, _ = _analyse_memory(song, keep, analysis=self.analysis)
         a = self.analysis
         if a.mode != "beats":
             self.stats.notes.append(f"no steady beat: segmenting at {a.mode} ({a.describe()})")
@@ -620,6 +665,17 @@ class Resynthesizer(Extender):
     def next_model_block(self) -> np.ndarray:
         """Not used by resynth (it has no model-rate stream); :meth:`next_block` is the only source."""
         raise ConfigError("the resynth generator renders at the song's rate: use next_block()")
+
+
+def _analyse_memory(song: Waveform, keep: int, *,
+                    analysis: Analysis | None = None) -> tuple[np.ndarray, np.ndarray, Analysis]:
+    """The memory (``song``'s last ``keep`` frames) in mono at the song's rate and at :data:`ANALYSIS_RATE`,
+    and its analysis (``analysis`` when given, else computed)."""
+    material = song.samples[song.frames - keep:]
+    # A matrix-vector product: ndarray.mean(axis=1) over (frames, 2) is strided and ten times slower.
+    mono_material = material @ np.full(song.channels, 1.0 / song.channels, np.float32)
+    mono = resample(mono_material, song.sample_rate, ANALYSIS_RATE)
+    return mono_material, mono, analysis if analysis is not None else analyse(mono)
 
 
 def _levels(analysis: Analysis, reference_s: float, ahead_s: float = 4.0) -> tuple[float, np.ndarray]:

@@ -259,6 +259,7 @@ class Engine:
             try:
                 self.extender.start(song)  # refuses silence and crumbs here, before any sound
                 self._cannot_extend = None
+                self.extender.anticipate()  # the song is known to its end: analyse it while it plays
             except EncoreError as e:
                 if endless:
                     raise
@@ -286,6 +287,7 @@ class Engine:
             warnings.simplefilter("ignore")  # play() has already warned about this song
             if self._cannot_extend is None:
                 self.extender.start(self._song)
+                self.extender.anticipate()  # a seek before the analysis was needed: it goes on, or starts
         self._start(round(max(0.0, seconds) * self.sample_rate), paused=paused)
 
     def pause(self) -> None:

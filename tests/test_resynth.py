@@ -272,6 +272,45 @@ def test_chunks_stream_without_a_seam_and_the_same_song_gives_the_same_audio(son
         assert click_score(mono, boundary * song.sample_rate, song.sample_rate)["jump"] <= own.max()
 
 
+def test_a_song_analysed_while_it_plays_goes_on_exactly_as_if_analysed_at_its_end(song, monkeypatch):
+    at_the_end = Resynthesizer("jukebox")
+    at_the_end.start(song)
+    expected = [at_the_end.next_block() for _ in range(2)]
+    ahead = Resynthesizer("jukebox")
+    ahead.start(song)
+    ahead.anticipate().join()
+
+    def analyse_again(mono):
+        raise AssertionError("the first block analysed the memory again")
+
+    monkeypatch.setattr(resynth_module, "analyse", analyse_again)
+    for block in expected:
+        np.testing.assert_array_equal(ahead.next_block(), block)
+    ahead.start(song)  # a seek restarts the same song: nothing left to anticipate, and the same audio again
+    assert ahead.anticipate() is None
+    np.testing.assert_array_equal(ahead.next_block(), expected[0])
+
+
+def test_an_anticipated_analysis_serves_only_its_own_song_and_a_failed_one_is_done_again(song, monkeypatch):
+    other = bar_song(20.0, 44100, bpm=100.0, meter=3, seed=1)
+    plain = Resynthesizer("jukebox")
+    plain.start(other)
+    expected = plain.next_block()
+    generator = Resynthesizer("jukebox")
+    generator.start(song)
+    generator.anticipate().join()
+    generator.start(other)  # another song before the first one's end: the analysis done ahead is not its own
+    np.testing.assert_array_equal(generator.next_block(), expected)
+
+    real = resynth_module.analyse
+    monkeypatch.setattr(resynth_module, "analyse", lambda mono: 1 / 0)
+    generator = Resynthesizer("jukebox")
+    generator.start(other)
+    generator.anticipate().join()
+    monkeypatch.setattr(resynth_module, "analyse", real)
+    np.testing.assert_array_equal(generator.next_block(), expected)
+
+
 @pytest.mark.parametrize(("seconds", "rate", "channels"), [(5.0, 44100, 2), (0.6, 8000, 1), (12.0, 96000, 2)])
 def test_short_songs_and_odd_rates_still_extend(seconds, rate, channels):
     memory = bar_song(seconds, rate, channels)
