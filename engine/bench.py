@@ -6,9 +6,11 @@ Rows, each the median of N timed runs of one 10 s chunk after two warm-up runs:
   ``model.predict`` and with a compiled ``tf.function``, and the ONNX export of exactly those weights through ONNX
   Runtime (so the Keras and ONNX rows run the same model and weights; their outputs are compared).
 Then a fresh engine-only process (no TensorFlow) measures its peak resident memory and its time from start to the
-first generated chunk of a 25 s song. Last, each generator (resynth, jukebox, seed) continues the demo song on one
-core: its first chunk (the resynth analysis of the whole song included; median of N fresh generators) and the
-median of the next chunks.
+first generated chunk of a 25 s song. Last, each generator (resynth, jukebox, seed) continues the demo song (or
+``--song``) on one core: its first chunk (the resynth analysis of the whole song included; median of N fresh
+generators), its first chunk when the song was analysed while it played, as the engine does
+(:meth:`~engine.extend.Extender.anticipate`; the two alternate, fresh generators each time), and the median of the
+next chunks.
 """
 
 from __future__ import annotations
@@ -73,6 +75,9 @@ def median_seconds(run: Callable[[], object], repeats: int) -> float:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    from .audio import load_audio
+
+    song = load_audio(args.song) if args.song else None  # a bad song is one line now, not after minutes of rows
     path = Path(args.model) if args.model else default_model_path()
     model = Continuator(path)
     contract = model.contract
@@ -109,37 +114,44 @@ def run_bench(args: argparse.Namespace) -> int:
     print(f"fresh engine process (no TensorFlow loaded: {not fresh['tensorflow_loaded']}): "
           f"import + model load {fresh['load_s']:.2f} s, first chunk ready {fresh['first_chunk_s']:.2f} s "
           f"after start, peak RSS {fresh['peak_rss_mib']:.0f} MiB")
-    _print_generator_rows(args.repeats)
+    _print_generator_rows(args.repeats, Path(args.song) if args.song else DEMO_SONG, song)
     return 0
 
 
-def _print_generator_rows(repeats: int) -> None:
-    """Each generator on one core, continuing the demo song: first chunk (analysis included), then the median."""
+def _print_generator_rows(repeats: int, song_path: Path, song=None) -> None:
+    """Each generator on one core, continuing ``song_path`` (``song``, when it is loaded already): the first chunk
+    with the song's analysis in it, the first chunk after the song was analysed ahead (as while it plays), and
+    the median of the next chunks."""
     from .analysis import warm_up
     from .audio import load_audio
     from .generators import GENERATORS, open_generator
 
-    song = load_audio(DEMO_SONG)
+    song = song if song is not None else load_audio(song_path)
     warm_up()  # librosa's one-time import and JIT load is a process's, not a chunk's (engines do it in background)
     cores = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {cores[0]})
     try:
-        print(f"generators on one core, continuing {DEMO_SONG.name} ({song.seconds:.0f} s): seconds per 10 s chunk")
-        header = f"{'first chunk, analysis incl.':>30} {'RTF':>8} {'median next chunks':>20} {'RTF':>8}"
+        print(f"generators on one core, continuing {song_path.name} ({song.seconds:.0f} s): time per 10 s chunk")
+        header = (f"{'first chunk, analysis incl.':>30} {'RTF':>8} {'first, analysed while playing':>31} "
+                  f"{'RTF':>8} {'median next chunks':>20} {'RTF':>8}")
         print(f"{'generator':<10} {header}")
         for name in GENERATORS:
-            firsts = []
+            firsts: dict[bool, list[float]] = {False: [], True: []}
             for _ in range(repeats):  # each a fresh generator: the memory is analysed again every time
-                generator = open_generator(generator=name, threads=1)
-                generator.start(song)
-                started = time.perf_counter()
-                generator.next_block()
-                firsts.append(time.perf_counter() - started)
-            first = statistics.median(firsts)
+                for ahead in (False, True):
+                    generator = open_generator(generator=name, threads=1)
+                    generator.start(song)
+                    thread = generator.anticipate() if ahead else None
+                    if thread is not None:
+                        thread.join()
+                    started = time.perf_counter()
+                    generator.next_block()
+                    firsts[ahead].append(time.perf_counter() - started)
+            first, anticipated = (statistics.median(firsts[ahead]) for ahead in (False, True))
             following = median_seconds(generator.next_block, repeats)
             horizon = generator.model.contract.horizon_s
-            print(f"{name:<10} {first * 1000:>27.1f} ms {first / horizon:>8.4f} {following * 1000:>17.1f} ms "
-                  f"{following / horizon:>8.4f}")
+            print(f"{name:<10} {first * 1000:>27.1f} ms {first / horizon:>8.4f} {anticipated * 1000:>28.1f} ms "
+                  f"{anticipated / horizon:>8.4f} {following * 1000:>17.1f} ms {following / horizon:>8.4f}")
     finally:
         os.sched_setaffinity(0, set(cores))
 

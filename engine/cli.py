@@ -354,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="real-time figures instead: on one core with the other busy, per-chunk real-time factor, "
                         "lead time, late chunks and underruns per hour (offline clock), play() to first sound")
     p.add_argument("--hours", type=float, default=1.0, help="offline-clock hours for --realtime (default 1)")
-    p.add_argument("--song", help="song for --realtime (default: the demo song)")
+    p.add_argument("--song", help="song the generators continue (default: the demo song)")
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -94,6 +94,7 @@ def bad_inputs(tmp_path, repeat_model):
         ("wrong output format", ["extend", str(song), "-o", str(tmp_path / "o.mp4"), *model], ".wav or .flac"),
         ("bad crossfade", ["extend", str(song), *out, *model, "--crossfade", "3"], "crossfade"),
         ("info on a non-model", ["info", str(not_a_model)], "not a loadable ONNX model"),
+        ("bench on a missing song", ["bench", "--song", str(tmp_path / "nope.ogg"), "--no-keras"], "no such file"),
     ]
 
 
@@ -132,3 +133,17 @@ def test_bench_realtime_reports_every_figure_and_leaves_no_busy_loop():
     assert float(rows["late chunks per hour"]) == 0.0  # a 10 s lead against chunks that take milliseconds
     busy = subprocess.run(["pgrep", "-f", HOG_MARK], capture_output=True, text=True)
     assert busy.stdout.strip() == ""
+
+
+def test_bench_times_each_generators_first_chunk_with_and_without_the_song_analysed_ahead(tmp_path):
+    song = save_audio(tmp_path / "song.flac", synthetic_song(30.0, 44100))
+    result = run_engine("bench", "--no-keras", "--repeats", "1", "--song", str(song))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    header = next(k for k, line in enumerate(lines) if line.startswith("generators on one core, continuing song.flac"))
+    rows = {line.split()[0]: line.split()[1:] for line in lines[header + 2:header + 5]}
+    assert set(rows) == {"resynth", "jukebox", "seed"}, result.stdout
+    for name, cells in rows.items():  # three times, each in ms and as a real-time factor
+        assert cells[1::3] == ["ms"] * 3, (name, cells)
+        figures = [float(c) for c in cells[0::3] + cells[2::3]]
+        assert all(0 < f < 60_000 for f in figures[:3]) and all(0 < f < 6 for f in figures[3:]), (name, cells)
