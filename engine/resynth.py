@@ -524,14 +524,13 @@ class Resynthesizer(Extender):
         keep = self._memory_frames()
         self._material = song.samples[song.frames - keep:]
         anticipated, self._anticipated = self._anticipated, None
+        done = []
         if self.analysis is None and anticipated is not None and anticipated[0] == (self._memory_key, keep):
             anticipated[2].join()
-            if anticipated[3]:
-                self._mono_material, mono, self.analysis = anticipated[3][0]
-        if self.analysis is None:
-            self._mono_material, mono, self.analysis = _analyse_memory(song, keep)
-        else:  # a seek, or anticipated: the mono copies are cheap next to the analysis, which is kept
-            self._mono_material, mono, _ = _analyse_memory(song, keep, analysis=self.analysis)
+            done = anticipated[3]
+        # A seek keeps the analysis and makes the mono copies again (cheap next to it).
+        self._mono_material, mono, self.analysis = done[0] if done else _analyse_memory(song, keep,
+                                                                                        analysis=self.analysis)
         a = self.analysis
         if a.mode != "beats":
             self.stats.notes.append(f"no steady beat: segmenting at {a.mode} ({a.describe()})")
