@@ -143,6 +143,8 @@ class Extender:
     generator = "seed"
     #: How the memory was segmented; the seed model reads raw waveform, so there is nothing to say.
     segmentation = ""
+    #: Whether :meth:`anticipate` does anything (the seed model's first block has nothing to do ahead).
+    anticipates = False
 
     @property
     def memory_s(self) -> float:
@@ -172,9 +174,14 @@ class Extender:
             raise ConfigError("call start(song) first")
         return self.config.crossfade_samples(self._song.sample_rate)
 
-    def anticipate(self) -> threading.Thread | None:
+    def anticipate(self, song: Waveform | None = None) -> threading.Thread | None:
         """Begin, on a background thread, the work of the first block that does not depend on when it is asked
         for (a song that is playing is known to its end long before its continuation is due).
+
+        Parameters
+        ----------
+        song : Waveform, optional
+            The memory a later :meth:`start` will be given (this very object); the started song when None.
 
         Returns
         -------

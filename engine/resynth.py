@@ -445,6 +445,8 @@ class Resynthesizer(Extender):
         self._anticipated: tuple[tuple, Waveform, threading.Thread, list] | None = None
         warm_up_in_background()  # librosa's first calls cost seconds: pay them before the song ends
 
+    anticipates = True
+
     def reset(self) -> None:
         """Forget the song, its analysis and every piece of rendering state."""
         self._song = None
@@ -474,32 +476,40 @@ class Resynthesizer(Extender):
         if song.seconds < MIN_SONG_S:
             raise AudioContentError(f"the song is {song.seconds:.2f} s long; Encore needs at least {MIN_SONG_S} s")
         check_not_silent(song.samples, "the song")
-        key = (id(song.samples), song.frames, song.sample_rate)
+        key = _key_of(song)
         analysis = self.analysis if key == self._memory_key else None  # a seek restarts the same song
         self.reset()
         self._memory_key, self.analysis, self._song = key, analysis, song
         self._started = False
 
-    def anticipate(self) -> threading.Thread | None:
-        """Analyse the memory now, on a daemon thread, so that the first block at the song's end only sequences
-        and renders.
+    def anticipate(self, song: Waveform | None = None) -> threading.Thread | None:
+        """Analyse a memory now, on a daemon thread, so that the first block at its end only sequences and renders.
 
-        The engine calls this when a song starts to play: the analysis, which grows with the memory (0.34 s for
-        a 4-minute song here), is then done long before the continuation is due, and the first block uses it as
-        it is (the same analysis, so the same continuation). A failure on the thread is dropped: the first
-        block analyses again and raises it there.
+        The engine calls this when a song starts to play, and in live mode once the performer has been quiet
+        for a moment (with what it would continue, before it decides to). The analysis grows with the memory
+        (0.34 s for a 4-minute song here); done ahead, the first block after :meth:`start` with that same
+        ``Waveform`` uses it as it is (the same analysis, so the same continuation). A failure on the thread is
+        dropped: the first block analyses again and raises it there.
+
+        Parameters
+        ----------
+        song : Waveform, optional
+            The memory to analyse ahead, for a later ``start(song)`` with this very object; the started
+            song when None. Nothing else about the generator changes.
 
         Returns
         -------
         threading.Thread or None
-            The analysis's thread (join it to wait); None when the memory is analysed already or no song
-            was started.
+            The analysis's thread (join it to wait); None when that memory is analysed already or there is
+            no song.
         """
-        if self._song is None or self.analysis is not None:
+        song = self._song if song is None else song
+        if song is None or (_key_of(song) == self._memory_key and self.analysis is not None):
             return None
-        song, keep = self._song, self._memory_frames()
-        if self._anticipated is not None and self._anticipated[0] == (self._memory_key, keep):
-            return self._anticipated[2]  # a seek: the same memory is already being analysed
+        key = (_key_of(song), self._memory_frames(song))
+        if self._anticipated is not None and self._anticipated[0] == key:
+            return self._anticipated[2]  # a seek, or the same silence: that memory is already being analysed
+        keep = key[1]
         result: list = []
 
         def analyse_memory() -> None:
@@ -509,13 +519,14 @@ class Resynthesizer(Extender):
                 pass
 
         thread = threading.Thread(target=analyse_memory, name="encore-anticipate", daemon=True)
-        self._anticipated = ((self._memory_key, keep), song, thread, result)
+        self._anticipated = (key, song, thread, result)
         thread.start()
         return thread
 
-    def _memory_frames(self) -> int:
-        """Frames at the song's end that are the memory (``memory_s`` of it at most)."""
-        return min(self._song.frames, round(self.resynth.memory_s * self._song.sample_rate))
+    def _memory_frames(self, song: Waveform | None = None) -> int:
+        """Frames at the end of ``song`` (the started one when None) that are the memory (``memory_s`` at most)."""
+        song = self._song if song is None else song
+        return min(song.frames, round(self.resynth.memory_s * song.sample_rate))
 
     def _prepare(self) -> None:
         """Analyse the memory and set up sequencing and rendering (the first block's work)."""
@@ -664,6 +675,12 @@ class Resynthesizer(Extender):
     def next_model_block(self) -> np.ndarray:
         """Not used by resynth (it has no model-rate stream); :meth:`next_block` is the only source."""
         raise ConfigError("the resynth generator renders at the song's rate: use next_block()")
+
+
+def _key_of(song: Waveform) -> tuple[int, int, int]:
+    """What tells one memory from another: the very sample array (a seek restarts the same one), its length and
+    rate. Whoever keeps a key keeps the song too, so that no other array can take its ``id``."""
+    return id(song.samples), song.frames, song.sample_rate
 
 
 def _analyse_memory(song: Waveform, keep: int, *,

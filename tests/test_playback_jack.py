@@ -244,6 +244,54 @@ def test_live_input_is_continued_when_the_performer_stops_and_yields_when_they_p
     assert min(level[16:18]) > 0.02, level[14:20]      # 8 to 9 s: Encore carries on
 
 
+def test_live_input_is_analysed_while_the_performer_is_quiet_not_when_encore_carries_on(sd, monkeypatch):
+    """The resynth family's analysis of what was heard runs during the silence before Encore carries on."""
+    import engine.resynth as resynth_module
+    from engine.stream import LiveConfig
+    from tests.conftest import bar_song
+
+    analysed_on = []
+    real = resynth_module.analyse
+
+    def recording(mono):
+        analysed_on.append(threading.current_thread().name)
+        return real(mono)
+
+    monkeypatch.setattr(resynth_module, "analyse", recording)
+    phrase = bar_song(6.0, JACK_RATE).samples
+    position = {"frame": 0}
+
+    def performer(outdata, frames, time_info, status):  # the phrase once, then silence
+        chunk = phrase[position["frame"]:position["frame"] + frames]
+        outdata[: chunk.shape[0]] = chunk
+        outdata[chunk.shape[0]:] = 0
+        position["frame"] += frames
+
+    eng = Engine(generator="jukebox", device=jack_device(sd, "output"))
+    before = set(jack_ports())
+    eng.live(LiveConfig(silence_s=1.5), input_device=jack_device(sd, "input"))
+    engine_inputs = new_ports(before, ":in")
+    before = set(jack_ports())
+    player = sd.OutputStream(samplerate=JACK_RATE, channels=2, dtype="float32", device=jack_device(sd, "output"),
+                             callback=performer)
+    for port in jack_ports():  # the engine must hear the performer alone, not the dummy capture
+        if port.startswith("system:capture"):
+            for ours in engine_inputs:
+                subprocess.run(["jack_disconnect", port, ours], timeout=10)
+    player.start()
+    for source, destination in zip(new_ports(before, ":out"), engine_inputs, strict=True):
+        connect(source, destination)
+    deadline = time.monotonic() + 20.0
+    while eng.status().state != "continuing" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    state = eng.status().state
+    player.stop()
+    player.close()
+    eng.stop()
+    assert state == "continuing"
+    assert analysed_on == ["encore-anticipate"]
+
+
 def test_engine_live_listens_until_ctrl_c(sd, repeat_model):
     code, out, err = run_engine("live", "--input", "JACK", "--output", "JACK", "--model", str(repeat_model),
                                 interrupt_after=1.0, interrupt_once="listening")

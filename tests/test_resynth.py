@@ -311,6 +311,22 @@ def test_an_anticipated_analysis_serves_only_its_own_song_and_a_failed_one_is_do
     np.testing.assert_array_equal(generator.next_block(), expected)
 
 
+def test_a_memory_heard_so_far_is_analysed_ahead_of_its_start_without_touching_the_running_one(song, monkeypatch):
+    heard = bar_song(20.0, 48000, bpm=100.0, meter=3, seed=1)
+    plain = Resynthesizer("jukebox")
+    plain.start(heard)
+    expected = plain.next_block()
+    generator = Resynthesizer("jukebox")
+    generator.start(song)
+    generator.next_block()
+    state = (generator.stats.chunks, generator.analysis, len(generator.joins))
+    generator.anticipate(heard).join()  # live input: the performer has gone quiet
+    assert (generator.stats.chunks, generator.analysis, len(generator.joins)) == state
+    monkeypatch.setattr(resynth_module, "analyse", lambda mono: 1 / 0)  # the first block must not analyse again
+    generator.start(heard)  # they stayed quiet: Encore carries on from the very memory analysed
+    np.testing.assert_array_equal(generator.next_block(), expected)
+
+
 @pytest.mark.parametrize(("seconds", "rate", "channels"), [(5.0, 44100, 2), (0.6, 8000, 1), (12.0, 96000, 2)])
 def test_short_songs_and_odd_rates_still_extend(seconds, rate, channels):
     memory = bar_song(seconds, rate, channels)
