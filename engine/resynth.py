@@ -212,7 +212,9 @@ class Sequencer:
     #: same dev runs; chroma / tempo held / key held / beat F): a tempo-continuity term (jumps into runs whose mean
     #: beat over 8 differs from the last 8 played, up to 4 in 3 % steps) at weight 1, +0.001 +- 0.003 /
     #: +0.02 +- 0.02 / -0.04 +- 0.02 / +0.01 +- 0.02; ``candidate_percentile`` 10, +0.003 +- 0.002 /
-    #: +0.07 +- 0.02 / +0.00 +- 0.03 / -0.03 +- 0.01.
+    #: +0.07 +- 0.02 / +0.00 +- 0.03 / -0.03 +- 0.01; a key-continuity term (10 times the cosine distance of the
+    #: mean chroma of the 8 segments from a candidate on to that of the last 20 s played) at weight 1,
+    #: chroma +0.010 +- 0.004 and key held -0.06 +- 0.03.
     ORIGINAL_ORDER_BONUS = 3.0
     TRANSITION_PENALTY = 4.0
     SEGMENT_PENALTY = 1.0
