@@ -464,8 +464,12 @@ class Resynthesizer(Extender):
 
     @property
     def segmentation(self) -> str:
-        """How the memory was cut (``engine info`` and the status say it), or "" before the first block."""
-        return self.analysis.describe() if self.analysis is not None else ""
+        """How the memory was cut (``engine info`` and the status say it): known once the song's analysis done
+        ahead (:meth:`anticipate`) is ready, else at the first block; "" before."""
+        analysis, anticipated = self.analysis, self._anticipated
+        if analysis is None and anticipated is not None and anticipated[0][0] == self._memory_key and anticipated[3]:
+            analysis = anticipated[3][0][2]
+        return analysis.describe() if analysis is not None else ""
 
     def start(self, song: Waveform) -> None:
         """Take ``song`` as the memory; the continuation follows its end. The analysis runs at the first block.

@@ -189,6 +189,7 @@ def test_endless_switched_off_during_the_continuation_plays_out_with_a_fade_and_
 
 def test_a_playing_song_is_analysed_once_while_it_plays_not_when_its_continuation_is_due(monkeypatch):
     import threading
+    import time
 
     import engine.resynth as resynth_module
     from tests.conftest import bar_song
@@ -204,6 +205,11 @@ def test_a_playing_song_is_analysed_once_while_it_plays_not_when_its_continuatio
     song = bar_song(24.0, 22050)
     with Engine(clock="offline", generator="jukebox") as eng:
         eng.play(song, endless=True)
+        deadline = time.monotonic() + 30.0
+        while not eng.status().segmentation and time.monotonic() < deadline:
+            time.sleep(0.05)
+        status = eng.status()  # the offline clock has not moved: the song has not even begun
+        assert status.segmentation.startswith("beats: 120 bpm, 4/4") and status.playhead_s == 0, status
         played = eng.render(35.0)
         assert analysed_on == ["encore-anticipate"]
         eng.seek(3.0)  # the same song again: its analysis is kept
