@@ -241,8 +241,10 @@ def test_the_status_bar_shows_model_lead_speed_and_underruns(qtbot, window, song
     window.play_button.click()
     wait_for_position(qtbot, window, 4.5)
     text = window.status_label.text()
-    for part in ("model repeat", "s ahead", "real-time factor 0.0", "0 underruns", "playing"):
+    for part in ("model repeat", "s ahead", "playing"):
         assert part in text, text
+    # The figures themselves depend on the machine's load (JACK tests hold the engine to no underruns).
+    assert re.search(r"real-time factor \d\.\d{4}  ·  \d+ underruns  ·  \d+ late chunks", text), text
 
 
 # --- render ---------------------------------------------------------------------------------------------------
