@@ -430,7 +430,12 @@ def warm_up_in_background() -> threading.Thread | None:
     return thread
 
 
-def wait_for_warm_up(timeout: float) -> bool:
+#: Longest anything waits for librosa's warm-up, in seconds (a fresh install that skipped make's compile step
+#: takes about 25 s here; after that, about 2.5 s).
+WARM_UP_WAIT_S = 60.0
+
+
+def wait_for_warm_up(timeout: float = WARM_UP_WAIT_S) -> bool:
     """Block until a warm-up has finished (True), or ``timeout`` seconds (False).
 
     Loading librosa and its compiled functions holds the interpreter lock for tens of ms at a time, long enough

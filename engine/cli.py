@@ -97,6 +97,9 @@ def cmd_extend(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     if extender.segmentation:
         print(f"segmentation: {extender.segmentation}", file=sys.stderr)
+    if stats.load_wait_seconds >= 0.05:
+        print(f"note: the first chunk waited {stats.load_wait_seconds:.1f} s for librosa's one-time load "
+              "(not in the real-time factor)", file=sys.stderr)
     print(f"{extender.generator} generator, model {extender.model.name}, generated {args.duration:.1f} s in "
           f"{stats.chunks} chunks, real-time factor {stats.real_time_factor:.4f}, "
           f"wrote {output} ({written:.1f} s, {song.sample_rate} Hz, {song.channels} ch)")

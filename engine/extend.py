@@ -93,6 +93,9 @@ class ExtendStats:
     #: Compute time of each recent chunk, in seconds (the newest 4096: an endless run must not grow).
     chunk_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
     first_chunk_seconds: float = math.nan
+    #: Time the first block waited for librosa's one-time load in this process (seconds): set-up, not compute,
+    #: so it is in neither ``compute_seconds`` nor ``first_chunk_seconds``.
+    load_wait_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     @property

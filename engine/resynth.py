@@ -42,6 +42,7 @@ from .analysis import (
     analyse,
     candidate_rows,
     context_features,
+    wait_for_warm_up,
     warm_up_in_background,
 )
 from .audio import Waveform, check_not_silent, resample
@@ -657,6 +658,10 @@ class Resynthesizer(Extender):
             raise ConfigError("call start(song) first")
         started = time.perf_counter()
         if not self._started:
+            # librosa's one-time load (the engine's warm-up thread) is waited for, not raced, and not counted.
+            wait_for_warm_up()
+            self.stats.load_wait_seconds = time.perf_counter() - started
+            started += self.stats.load_wait_seconds
             self._prepare()
             self._started = True
         frames = round(self.scorer.contract.horizon_s * self._song.sample_rate)

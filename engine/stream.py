@@ -51,9 +51,6 @@ from .generators import open_generator
 from .ring import RingBuffer
 from .seam import crossfade, rms
 
-#: Longest a resynth engine waits for librosa's warm-up before opening its stream, in seconds (a fresh install
-#: that skipped make's compile step can take about 25 s here; after that, about 2.5 s).
-WARM_UP_WAIT_S = 60.0
 #: In live mode, once the performer has been quiet for this share of ``LiveConfig.silence_s``, what a
 #: continuation would continue is analysed in the background (playing again before the rest of the silence
 #: only wastes that analysis).
@@ -904,7 +901,7 @@ class Engine:
         if self.extender.generator != "seed":
             from .analysis import wait_for_warm_up
 
-            wait_for_warm_up(timeout=WARM_UP_WAIT_S)
+            wait_for_warm_up()
 
     def _open_stream(self, channels: int) -> None:
         self._wait_for_analysis_warm_up()

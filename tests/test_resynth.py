@@ -327,6 +327,26 @@ def test_a_memory_heard_so_far_is_analysed_ahead_of_its_start_without_touching_t
     np.testing.assert_array_equal(generator.next_block(), expected)
 
 
+def test_the_first_block_waits_for_librosas_load_and_does_not_count_it_as_compute(song, monkeypatch):
+    import threading
+    import time
+
+    import engine.analysis as analysis_module
+
+    loaded = threading.Event()  # as in a fresh process: librosa is still loading when the first block is due
+    monkeypatch.setattr(analysis_module, "_warm", loaded)
+    monkeypatch.setattr(resynth_module, "warm_up_in_background", lambda: threading.Timer(0.5, loaded.set).start())
+    generator = Resynthesizer("jukebox")
+    generator.start(song)
+    started = time.perf_counter()
+    generator.next_block()
+    wall = time.perf_counter() - started
+    stats = generator.stats
+    assert loaded.is_set() and stats.load_wait_seconds >= 0.3
+    assert stats.first_chunk_seconds == pytest.approx(stats.compute_seconds)
+    assert stats.first_chunk_seconds + stats.load_wait_seconds == pytest.approx(wall, abs=0.01)
+
+
 @pytest.mark.parametrize(("seconds", "rate", "channels"), [(5.0, 44100, 2), (0.6, 8000, 1), (12.0, 96000, 2)])
 def test_short_songs_and_odd_rates_still_extend(seconds, rate, channels):
     memory = bar_song(seconds, rate, channels)
