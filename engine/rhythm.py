@@ -24,7 +24,8 @@ from .analysis import ANALYSIS_RATE, HOP, Analysis
 
 #: The stretch compared before a cut: 4 beats (a bar of 4/4; more than one of 3/4).
 WINDOW_BEATS = 4
-#: Farthest a cut's entry may move, as a share of a beat and in s.
+#: Farthest a cut's entry may move, as a share of a beat and in s. Farther (0.3 / 0.15 s) was tried: on the dev
+#: set resynth held tempo more often and jukebox less, by about one standard error each (README, tempo).
 MAX_LAG_SHARE = 0.2
 MAX_LAG_S = 0.1
 #: Lags away from the boundary cost this much correlation per frame, so that equally good lags keep the nearest.
