@@ -6,6 +6,7 @@ samples in a :class:`Waveform`. Conversions (rate, channels, dtype) happen here 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,10 +98,15 @@ def load_audio(path: str | os.PathLike) -> Waveform:
         raise AudioFileError(f"{path}: is a directory, not an audio file")
     if path.stat().st_size == 0:  # libsndfile would blame a pipe
         raise AudioFileError(f"{path}: the file is empty")
+    quiet = _native_stderr_silenced() if path.suffix.lower() == ".mp3" else contextlib.nullcontext()
     try:
-        samples, sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        with quiet:
+            samples, sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-        raise AudioFileError(f"{path}: cannot decode audio ({_first_line(e)})") from e
+        reason = _first_line(e)
+        if "not a regular file" in reason:  # libsndfile's words for any file it cannot open as audio
+            reason = "not an audio format it reads, or damaged"
+        raise AudioFileError(f"{path}: cannot decode audio ({reason})") from e
     if samples.shape[0] == 0:
         raise AudioFileError(f"{path}: the file holds no audio frames")
     if not np.all(np.isfinite(samples)):
@@ -219,6 +225,25 @@ def check_not_silent(samples: np.ndarray, what: str) -> None:
     if peak < SILENCE_PEAK:
         level = "-inf" if peak == 0 else f"{20 * np.log10(peak):.0f}"
         raise AudioContentError(f"{what} is silent (peak {level} dBFS): there is nothing to continue")
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Send what native code writes to file descriptor 2 to /dev/null meanwhile: libmpg123, under libsndfile,
+    prints "Note: Trying to resync..." for a damaged mp3, which is not the one line a user should get. Process-wide
+    while it lasts (one file's decoding); Python's own ``sys.stderr`` is untouched where it is not fd 2."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _first_line(error: BaseException) -> str:

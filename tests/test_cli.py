@@ -121,6 +121,16 @@ def test_a_user_mistake_in_a_fresh_process_has_no_traceback(tmp_path):
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
+def test_a_damaged_mp3_is_one_line_even_where_the_decoder_itself_talks(tmp_path):
+    damaged = tmp_path / "damaged.mp3"
+    damaged.write_bytes(b"ID3" + bytes(1000))  # libmpg123 prints resync notes of its own on this
+    result = run_engine("extend", str(damaged), "-o", str(tmp_path / "o.wav"))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "cannot decode audio" in result.stderr and "pipe" not in result.stderr, result.stderr
+    assert not (tmp_path / "o.wav").exists()
+
+
 def test_bench_realtime_reports_every_figure_and_leaves_no_busy_loop():
     result = run_engine("bench", "--realtime", "--hours", "0.03")
     assert result.returncode == 0, result.stderr
