@@ -443,9 +443,7 @@ class Resynthesizer(Extender):
         self._memory_key: tuple | None = None
         self.analysis: Analysis | None = None
         self.joins: list[int] = []
-        # What anticipate() started: the memory's key and length, the song (held, so that no other array takes its
-        # id while this is kept), the thread, and a list it leaves its result in.
-        self._anticipated: tuple[tuple, Waveform, threading.Thread, list] | None = None
+        self._anticipated: _Anticipation | None = None  # what anticipate() started
         warm_up_in_background()  # librosa's first calls cost seconds: pay them before the song ends
 
     anticipates = True
@@ -468,8 +466,8 @@ class Resynthesizer(Extender):
         """How the memory was cut (``engine info`` and the status say it): known once the song's analysis done
         ahead (:meth:`anticipate`) is ready, else at the first block; "" before."""
         analysis, anticipated = self.analysis, self._anticipated
-        if analysis is None and anticipated is not None and anticipated[0][0] == self._memory_key and anticipated[3]:
-            analysis = anticipated[3][0][2]
+        if analysis is None and anticipated is not None and anticipated.key[0] == self._memory_key:
+            analysis = anticipated.result[2] if anticipated.result is not None else None
         return analysis.describe() if analysis is not None else ""
 
     def start(self, song: Waveform) -> None:
@@ -514,21 +512,10 @@ class Resynthesizer(Extender):
         if song is None or (_key_of(song) == self._memory_key and self.analysis is not None):
             return None
         key = (_key_of(song), self._memory_frames(song))
-        if self._anticipated is not None and self._anticipated[0] == key:
-            return self._anticipated[2]  # a seek, or the same silence: that memory is already being analysed
-        keep = key[1]
-        result: list = []
-
-        def analyse_memory() -> None:
-            try:
-                result.append(_analyse_memory(song, keep))
-            except Exception:  # noqa: BLE001 - reported by the first block, which analyses again
-                pass
-
-        thread = threading.Thread(target=analyse_memory, name="encore-anticipate", daemon=True)
-        self._anticipated = (key, song, thread, result)
-        thread.start()
-        return thread
+        if self._anticipated is not None and self._anticipated.key == key:
+            return self._anticipated.thread  # a seek, or the same silence: that memory is already being analysed
+        self._anticipated = _Anticipation(key, song)
+        return self._anticipated.thread
 
     def _memory_frames(self, song: Waveform | None = None) -> int:
         """Frames at the end of ``song`` (the started one when None) that are the memory (``memory_s`` at most)."""
@@ -542,13 +529,12 @@ class Resynthesizer(Extender):
         keep = self._memory_frames()
         self._material = song.samples[song.frames - keep:]
         anticipated, self._anticipated = self._anticipated, None
-        done = []
-        if self.analysis is None and anticipated is not None and anticipated[0] == (self._memory_key, keep):
-            anticipated[2].join()
-            done = anticipated[3]
+        done = None
+        if self.analysis is None and anticipated is not None and anticipated.key == (self._memory_key, keep):
+            anticipated.thread.join()
+            done = anticipated.result
         # A seek keeps the analysis and makes the mono copies again (cheap next to it).
-        self._mono_material, mono, self.analysis = done[0] if done else _analyse_memory(song, keep,
-                                                                                        analysis=self.analysis)
+        self._mono_material, mono, self.analysis = done or _analyse_memory(song, keep, analysis=self.analysis)
         a = self.analysis
         if a.mode != "beats":
             self.stats.notes.append(f"no steady beat: segmenting at {a.mode} ({a.describe()})")
@@ -686,6 +672,26 @@ class Resynthesizer(Extender):
     def next_model_block(self) -> np.ndarray:
         """Not used by resynth (it has no model-rate stream); :meth:`next_block` is the only source."""
         raise ConfigError("the resynth generator renders at the song's rate: use next_block()")
+
+
+@dataclass
+class _Anticipation:
+    """A memory being analysed ahead of its first block, on a daemon thread that starts at once
+    (:meth:`Resynthesizer.anticipate`)."""
+
+    key: tuple  # (_key_of(song), frames of memory)
+    song: Waveform  # held, so that no other array can take its id while the key is kept
+    result: tuple[np.ndarray, np.ndarray, Analysis] | None = None  # _analyse_memory's, once it is done
+
+    def __post_init__(self) -> None:
+        self.thread = threading.Thread(target=self._analyse, name="encore-anticipate", daemon=True)
+        self.thread.start()
+
+    def _analyse(self) -> None:
+        try:
+            self.result = _analyse_memory(self.song, self.key[1])
+        except Exception:  # noqa: BLE001 - dropped: the first block analyses again and raises it there
+            pass
 
 
 def _key_of(song: Waveform) -> tuple[int, int, int]:
