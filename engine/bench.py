@@ -74,10 +74,16 @@ def median_seconds(run: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
+def _song_path(args: argparse.Namespace) -> Path:
+    """The song a bench plays or continues: ``--song``, else the demo song."""
+    return Path(args.song) if args.song else DEMO_SONG
+
+
 def run_bench(args: argparse.Namespace) -> int:
     from .audio import load_audio
 
-    song = load_audio(args.song) if args.song else None  # a bad song is one line now, not after minutes of rows
+    song_path = _song_path(args)
+    song = load_audio(song_path)  # a bad song is one line now, not after minutes of rows
     path = Path(args.model) if args.model else default_model_path()
     model = Continuator(path)
     contract = model.contract
@@ -114,24 +120,22 @@ def run_bench(args: argparse.Namespace) -> int:
     print(f"fresh engine process (no TensorFlow loaded: {not fresh['tensorflow_loaded']}): "
           f"import + model load {fresh['load_s']:.2f} s, first chunk ready {fresh['first_chunk_s']:.2f} s "
           f"after start, peak RSS {fresh['peak_rss_mib']:.0f} MiB")
-    _print_generator_rows(args.repeats, Path(args.song) if args.song else DEMO_SONG, song)
+    _print_generator_rows(args.repeats, song_path.name, song)
     return 0
 
 
-def _print_generator_rows(repeats: int, song_path: Path, song=None) -> None:
-    """Each generator on one core, continuing ``song_path`` (``song``, when it is loaded already): the first chunk
-    with the song's analysis in it, the first chunk after the song was analysed ahead (as while it plays), and
-    the median of the next chunks."""
+def _print_generator_rows(repeats: int, song_name: str, song) -> None:
+    """Each generator on one core, continuing ``song`` (a Waveform called ``song_name``): the first chunk with the
+    song's analysis in it, the first chunk after the song was analysed ahead (as while it plays), and the median
+    of the next chunks."""
     from .analysis import warm_up
-    from .audio import load_audio
     from .generators import GENERATORS, open_generator
 
-    song = song if song is not None else load_audio(song_path)
     warm_up()  # librosa's one-time import and JIT load is a process's, not a chunk's (engines do it in background)
     cores = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {cores[0]})
     try:
-        print(f"generators on one core, continuing {song_path.name} ({song.seconds:.0f} s): time per 10 s chunk")
+        print(f"generators on one core, continuing {song_name} ({song.seconds:.0f} s): time per 10 s chunk")
         header = (f"{'first chunk, analysis incl.':>30} {'RTF':>8} {'first, analysed while playing':>31} "
                   f"{'RTF':>8} {'median next chunks':>20} {'RTF':>8}")
         print(f"{'generator':<10} {header}")
@@ -233,7 +237,7 @@ def run_realtime_bench(args: argparse.Namespace) -> int:
     from .audio import load_audio
     from .stream import Engine, EngineConfig
 
-    song_path = Path(args.song) if args.song else DEMO_SONG
+    song_path = _song_path(args)
     cores = sorted(os.sched_getaffinity(0))
     own = {cores[0]}
     hog = _hog(cores[1]) if len(cores) > 1 else None
