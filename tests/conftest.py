@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -60,6 +62,22 @@ def bar_song(seconds: float, sample_rate: int, channels: int = 2, *, bpm: float 
     mono = 0.5 * kick + hats + 0.25 * pad * (0.6 + 0.4 * np.exp(-in_beat * 3))
     pans = np.linspace(0.8, 1.0, channels) if channels > 1 else np.ones(1)
     return Waveform((mono[:, None] * pans[None, :]).astype(np.float32), sample_rate)
+
+
+@pytest.fixture
+def analysis_threads(monkeypatch) -> list[str]:
+    """The names of the threads the resynth generator analyses a memory on, in order, as they happen."""
+    import engine.resynth as resynth_module
+
+    names: list[str] = []
+    real = resynth_module.analyse
+
+    def recording(mono):
+        names.append(threading.current_thread().name)
+        return real(mono)
+
+    monkeypatch.setattr(resynth_module, "analyse", recording)
+    return names
 
 
 @pytest.fixture(scope="session")

@@ -58,6 +58,22 @@ def silent_windows(signal: np.ndarray, rate: int, window_s: float = 0.05) -> int
     return int(np.sum(windows < 1e-4))
 
 
+def perform_into(sd, engine_inputs: list[str], performer):
+    """Start a JACK output stream played by the ``performer`` callback and wire it to the engine's inputs alone
+    (not the dummy capture); returns the started stream."""
+    before = set(jack_ports())
+    player = sd.OutputStream(samplerate=JACK_RATE, channels=2, dtype="float32", device=jack_device(sd, "output"),
+                             callback=performer)
+    for port in jack_ports():
+        if port.startswith("system:capture"):
+            for ours in engine_inputs:
+                subprocess.run(["jack_disconnect", port, ours], timeout=10)
+    player.start()
+    for source, destination in zip(new_ports(before, ":out"), engine_inputs, strict=True):
+        connect(source, destination)
+    return player
+
+
 def play_and_record(sd, engine: Engine, song, seconds: float) -> np.ndarray:
     with Recorder(sd) as recorder:
         before = set(jack_ports())
@@ -212,16 +228,7 @@ def test_live_input_is_continued_when_the_performer_stops_and_yields_when_they_p
         before = set(jack_ports())
         eng.live(LiveConfig(silence_s=1.5), input_device=jack_device(sd, "input"))
         engine_inputs, engine_outputs = new_ports(before, ":in"), new_ports(before, ":out")
-        before = set(jack_ports())
-        player = sd.OutputStream(samplerate=JACK_RATE, channels=2, dtype="float32",
-                                 device=jack_device(sd, "output"), callback=performer)
-        for port in jack_ports():  # the engine must hear the performer alone, not the dummy capture
-            if port.startswith("system:capture"):
-                for ours in engine_inputs:
-                    subprocess.run(["jack_disconnect", port, ours], timeout=10)
-        player.start()
-        for source, destination in zip(new_ports(before, ":out"), engine_inputs, strict=True):
-            connect(source, destination)
+        player = perform_into(sd, engine_inputs, performer)
         for source, destination in zip(engine_outputs, recorder.inputs, strict=True):
             connect(source, destination)
         time.sleep(10.0)  # 5 s phrase, 1.5 s of silence, then Encore carries on
@@ -244,20 +251,11 @@ def test_live_input_is_continued_when_the_performer_stops_and_yields_when_they_p
     assert min(level[16:18]) > 0.02, level[14:20]      # 8 to 9 s: Encore carries on
 
 
-def test_live_input_is_analysed_while_the_performer_is_quiet_not_when_encore_carries_on(sd, monkeypatch):
+def test_live_input_is_analysed_while_the_performer_is_quiet_not_when_encore_carries_on(sd, analysis_threads):
     """The resynth family's analysis of what was heard runs during the silence before Encore carries on."""
-    import engine.resynth as resynth_module
     from engine.stream import LiveConfig
     from tests.conftest import bar_song
 
-    analysed_on = []
-    real = resynth_module.analyse
-
-    def recording(mono):
-        analysed_on.append(threading.current_thread().name)
-        return real(mono)
-
-    monkeypatch.setattr(resynth_module, "analyse", recording)
     phrase = bar_song(6.0, JACK_RATE).samples
     position = {"frame": 0}
 
@@ -270,17 +268,7 @@ def test_live_input_is_analysed_while_the_performer_is_quiet_not_when_encore_car
     eng = Engine(generator="jukebox", device=jack_device(sd, "output"))
     before = set(jack_ports())
     eng.live(LiveConfig(silence_s=1.5), input_device=jack_device(sd, "input"))
-    engine_inputs = new_ports(before, ":in")
-    before = set(jack_ports())
-    player = sd.OutputStream(samplerate=JACK_RATE, channels=2, dtype="float32", device=jack_device(sd, "output"),
-                             callback=performer)
-    for port in jack_ports():  # the engine must hear the performer alone, not the dummy capture
-        if port.startswith("system:capture"):
-            for ours in engine_inputs:
-                subprocess.run(["jack_disconnect", port, ours], timeout=10)
-    player.start()
-    for source, destination in zip(new_ports(before, ":out"), engine_inputs, strict=True):
-        connect(source, destination)
+    player = perform_into(sd, new_ports(before, ":in"), performer)
     deadline = time.monotonic() + 20.0
     while eng.status().state != "continuing" and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -289,7 +277,7 @@ def test_live_input_is_analysed_while_the_performer_is_quiet_not_when_encore_car
     player.close()
     eng.stop()
     assert state == "continuing"
-    assert analysed_on == ["encore-anticipate"]
+    assert analysis_threads == ["encore-anticipate"]
 
 
 def test_engine_live_listens_until_ctrl_c(sd, repeat_model):

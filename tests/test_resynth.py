@@ -272,10 +272,15 @@ def test_chunks_stream_without_a_seam_and_the_same_song_gives_the_same_audio(son
         assert click_score(mono, boundary * song.sample_rate, song.sample_rate)["jump"] <= own.max()
 
 
+def blocks_analysed_at_the_end(song: Waveform, count: int = 1) -> list[np.ndarray]:
+    """The first ``count`` jukebox blocks of ``song`` from a fresh generator that analyses at the first block."""
+    generator = Resynthesizer("jukebox")
+    generator.start(song)
+    return [generator.next_block() for _ in range(count)]
+
+
 def test_a_song_analysed_while_it_plays_goes_on_exactly_as_if_analysed_at_its_end(song, monkeypatch):
-    at_the_end = Resynthesizer("jukebox")
-    at_the_end.start(song)
-    expected = [at_the_end.next_block() for _ in range(2)]
+    expected = blocks_analysed_at_the_end(song, 2)
     ahead = Resynthesizer("jukebox")
     ahead.start(song)
     ahead.anticipate().join()
@@ -293,9 +298,7 @@ def test_a_song_analysed_while_it_plays_goes_on_exactly_as_if_analysed_at_its_en
 
 def test_an_anticipated_analysis_serves_only_its_own_song_and_a_failed_one_is_done_again(song, monkeypatch):
     other = bar_song(20.0, 44100, bpm=100.0, meter=3, seed=1)
-    plain = Resynthesizer("jukebox")
-    plain.start(other)
-    expected = plain.next_block()
+    [expected] = blocks_analysed_at_the_end(other)
     generator = Resynthesizer("jukebox")
     generator.start(song)
     generator.anticipate().join()
@@ -313,9 +316,7 @@ def test_an_anticipated_analysis_serves_only_its_own_song_and_a_failed_one_is_do
 
 def test_a_memory_heard_so_far_is_analysed_ahead_of_its_start_without_touching_the_running_one(song, monkeypatch):
     heard = bar_song(20.0, 48000, bpm=100.0, meter=3, seed=1)
-    plain = Resynthesizer("jukebox")
-    plain.start(heard)
-    expected = plain.next_block()
+    [expected] = blocks_analysed_at_the_end(heard)
     generator = Resynthesizer("jukebox")
     generator.start(song)
     generator.next_block()

@@ -187,21 +187,11 @@ def test_endless_switched_off_during_the_continuation_plays_out_with_a_fade_and_
     assert np.abs(end[-20:]).max() < 0.05 * np.abs(tail[:sounding[-1]]).max()
 
 
-def test_a_playing_song_is_analysed_once_while_it_plays_not_when_its_continuation_is_due(monkeypatch):
-    import threading
+def test_a_playing_song_is_analysed_once_while_it_plays_not_when_its_continuation_is_due(analysis_threads):
     import time
 
-    import engine.resynth as resynth_module
     from tests.conftest import bar_song
 
-    analysed_on = []
-    real = resynth_module.analyse
-
-    def recording(mono):
-        analysed_on.append(threading.current_thread().name)
-        return real(mono)
-
-    monkeypatch.setattr(resynth_module, "analyse", recording)
     song = bar_song(24.0, 22050)
     with Engine(clock="offline", generator="jukebox") as eng:
         eng.play(song, endless=True)
@@ -211,9 +201,9 @@ def test_a_playing_song_is_analysed_once_while_it_plays_not_when_its_continuatio
         status = eng.status()  # the offline clock has not moved: the song has not even begun
         assert status.segmentation.startswith("beats: 120 bpm, 4/4") and status.playhead_s == 0, status
         played = eng.render(35.0)
-        assert analysed_on == ["encore-anticipate"]
+        assert analysis_threads == ["encore-anticipate"]
         eng.seek(3.0)  # the same song again: its analysis is kept
         again = eng.render(32.0)  # to the same 35 s on the timeline
-    assert analysed_on == ["encore-anticipate"]
+    assert analysis_threads == ["encore-anticipate"]
     np.testing.assert_array_equal(again[-10 * 22050:], played[-10 * 22050:])
     assert np.isfinite(played).all() and np.abs(played[-10 * 22050:]).max() > 0.1
