@@ -333,7 +333,10 @@ class Sequencer:
         cfg, a = self.config, self.analysis
         steps = max(1, math.ceil(seconds / self.median_s))
         paths = [_Path(0.0, [], self.run)]
-        for _ in range(steps):
+        # A step per typical segment, and more while the best path is short (its segments ran shorter).
+        for step in range(4 * steps):
+            if step >= steps and self.durations_s[paths[0].steps].sum() >= seconds:
+                break
             contexts = np.stack([context_features(a, np.asarray(self.history + p.steps), context_segments=32,
                                                   context_s=20.0) for p in paths])
             currents = [(p.steps or self.history)[-1] for p in paths]
@@ -554,14 +557,18 @@ class Resynthesizer(Extender):
         self._limiter = Limiter(sample_rate=rate, ceiling_db=self.config.limiter_ceiling_db)
         self._begin(last, song.frames - (song.frames - keep) - self._bounds[last])
 
-    def _next_segment(self) -> int:
+    def _next_segment(self, seconds: float | None = None) -> int:
+        """The next segment to play, planning ``seconds`` more (a block's worth when None) if none is left."""
         if not self._planned:
-            self._planned.extend(self.sequencer.plan(self.scorer.contract.horizon_s))
+            self._planned.extend(self.sequencer.plan(seconds or self.scorer.contract.horizon_s))
         return self._planned.popleft()
 
     def _begin(self, last: int, offset: int) -> None:
         """The first cut: from the song's end (``offset`` frames into segment ``last``) into a chosen segment."""
-        j = self._next_segment()
+        # The first segment plays from ``offset`` on (and its entry lag), and the last one renders only once its
+        # successor is known: planning that much more fills the first block with one search, not two.
+        j = self._next_segment(self.scorer.contract.horizon_s + offset / self._song.sample_rate
+                               + 2.5 * self.sequencer.median_s)  # a usable segment is under 2 medians long
         x = self.overlap_frames
         # The same distance into j as the song's end is into its last segment, so the beat goes on. That may lie
         # past j's end (a tracker's last beat is often missing): rendering then goes on from there.

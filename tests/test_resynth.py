@@ -328,6 +328,27 @@ def test_a_memory_heard_so_far_is_analysed_ahead_of_its_start_without_touching_t
     np.testing.assert_array_equal(generator.next_block(), expected)
 
 
+@pytest.mark.parametrize("memory", [bar_song(40.3, 44100), bar_song(30.0, 22050, bpm=97.0, meter=3),
+                                    pad(30.0, 22050)], ids=["4/4 ending mid-beat", "3/4", "no beat"])
+def test_the_first_block_takes_one_beam_search_and_every_plan_lasts_as_long_as_asked(memory, monkeypatch):
+    searches = []
+    plan = resynth_module.Sequencer.plan
+
+    def counted(sequencer, seconds):
+        steps = plan(sequencer, seconds)
+        searches.append((seconds, float(sequencer.durations_s[steps].sum())))
+        return steps
+
+    monkeypatch.setattr(resynth_module.Sequencer, "plan", counted)
+    generator = Resynthesizer("jukebox")
+    generator.start(memory)
+    generator.next_block()
+    assert len(searches) == 1  # the search was the first block's largest cost after the analysis, twice over
+    for _ in range(3):
+        generator.next_block()
+    assert all(planned >= asked for asked, planned in searches)
+
+
 def test_the_first_block_waits_for_librosas_load_and_does_not_count_it_as_compute(song, monkeypatch):
     import threading
     import time
