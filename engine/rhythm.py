@@ -55,7 +55,8 @@ class RhythmAligner:
         per_s = ANALYSIS_RATE / HOP
         self.window = max(8, round(WINDOW_BEATS * beat_frames))
         #: Only with a beat: onsets and the grid have no phase to keep, and there (few segments, a free pulse)
-        #: a rhythm term only narrowed the choice until the continuation looped.
+        #: a rhythm term only narrowed the choice until the continuation looped. Aligning the entries at onsets
+        #: too gained nothing the dev set shows and cost chroma (README, "Beats across joins").
         self.enabled = onset is not None and analysis.mode == "beats"
         self.max_lag = max(1, min(round(MAX_LAG_SHARE * beat_frames), round(MAX_LAG_S * per_s)))
         envelope = np.zeros(1, np.float64) if onset is None else np.asarray(onset, np.float64)
