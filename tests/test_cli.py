@@ -13,7 +13,7 @@ import soundfile
 from engine.audio import load_audio, save_audio
 from engine.bench import HOG_MARK
 from engine.cli import main, parse_duration
-from tests.conftest import synthetic_song
+from tests.conftest import bar_song, synthetic_song
 from tests.onnx_models import make_model
 
 
@@ -56,6 +56,19 @@ def test_info_prints_the_contract(repeat_model, capsys):
     text = capsys.readouterr().out
     for words in ("sample rate", "8000 Hz", "context", "20 s", "horizon", "10 s", "batch,chunk,sample"):
         assert words in text
+
+
+def test_info_on_a_song_times_its_analysis_apart_from_librosas_load(tmp_path, capsys):
+    """The real-time factor printed is the analysis's alone; librosa's one-time load is its own figure."""
+    song = save_audio(tmp_path / "groove.wav", bar_song(24.0, 44100, bpm=120.0, meter=4))
+    assert main(["info", "--song", str(song)]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"segmentation\s+beats: 1[12]\d bpm, 4/4", text), text
+    found = re.search(r"analysed in\s+([\d.]+) s \(real-time factor ([\d.]+)\), "
+                      r"after librosa's one-time load of ([\d.]+) s", text)
+    assert found, text
+    seconds, factor, _ = (float(g) for g in found.groups())
+    assert factor == pytest.approx(seconds / 24.0, abs=0.0006)
 
 
 @pytest.mark.parametrize("duration", ["10m", "600", "600s", "0:10:00", "10:00"])
