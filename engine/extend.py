@@ -36,6 +36,8 @@ from .seam import DCBlocker, Limiter, crossfade, match_loudness, rms, sanitize
 
 #: Shortest song Encore will try to continue; anything shorter is refused.
 MIN_SONG_S = 0.5
+#: Chunks the recent real-time factor looks back over: a minute of 10 s chunks.
+RECENT_CHUNKS = 6
 
 
 class ShortSongWarning(UserWarning):
@@ -100,8 +102,20 @@ class ExtendStats:
 
     @property
     def real_time_factor(self) -> float:
-        """Compute time per second of audio generated (below 1 is faster than real time)."""
+        """Compute time per second of audio generated (below 1 is faster than real time), over the whole run."""
         return self.compute_seconds / self.seconds_generated if self.seconds_generated else math.nan
+
+    @property
+    def recent_real_time_factor(self) -> float:
+        """The median chunk's compute time per second of its audio, over the last :data:`RECENT_CHUNKS` chunks.
+
+        What a status display shows: over an hour the whole run's :attr:`real_time_factor` hides a slowdown
+        that began a minute ago, and carries the first chunk's analysis for ever. NaN before the first chunk.
+        """
+        if not self.chunks or not self.seconds_generated:
+            return math.nan
+        recent = list(itertools.islice(reversed(self.chunk_seconds), RECENT_CHUNKS))
+        return float(np.median(recent)) / (self.seconds_generated / self.chunks)
 
 
 class Extender:
@@ -308,7 +322,12 @@ class Extender:
             out[:n] = crossfade(self._song_tail[:n], out[:n])
             self._first = False
         out = self._limiter.process(out)
-        self.stats.compute_seconds += time.perf_counter() - started
+        spent = time.perf_counter() - started
+        # This block's resampling and limiting belong to its chunk, in the per-chunk figures too.
+        self.stats.compute_seconds += spent
+        self.stats.chunk_seconds[-1] += spent
+        if self.stats.chunks == 1:
+            self.stats.first_chunk_seconds += spent
         return out
 
     def render(self, song: Waveform, seconds: float, *, only_extension: bool = False,

@@ -33,6 +33,7 @@ GIL. Pause, volume and Endless are single attributes the controller sets and the
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import sys
@@ -140,6 +141,9 @@ class EngineStatus:
     model: str
     real_time_factor: float
     continuations: int = 0
+    #: The last minute's median chunk (``ExtendStats.recent_real_time_factor``); ``real_time_factor`` is the
+    #: whole run's.
+    recent_real_time_factor: float = math.nan
     endless: bool = True
     volume: float = 1.0
     buffering: bool = False
@@ -432,7 +436,8 @@ class Engine:
             state=state, playhead_s=self._playhead / rate, ahead_s=max(0, ring_end - self._playhead) / rate,
             song_s=getattr(self, "_song_frames", 0) / rate, chunks=stats.chunks, late_chunks=self._late_chunks,
             underruns=self._underruns, starved_s=self._starved_frames / rate, model=self.extender.model.name,
-            real_time_factor=stats.real_time_factor, continuations=self.continuations, endless=self._endless,
+            real_time_factor=stats.real_time_factor, recent_real_time_factor=stats.recent_real_time_factor,
+            continuations=self.continuations, endless=self._endless,
             volume=self._volume, buffering=self._holding, generator=self.extender.generator,
             segmentation=self.extender.segmentation,
         )

@@ -285,7 +285,7 @@ class MainWindow(QMainWindow):
         where = "  · buffering" if status.buffering else "  · continuing" if beyond else ""
         self.position_label.setText(f"{clock(position)} / {total}{where}")
         self.play_button.setText("Pause" if status.state in ("playing", "continuing") and not live else "Play")
-        rtf = f"{status.real_time_factor:.4f}" if np.isfinite(status.real_time_factor) else "–"
+        rtf = f"{status.recent_real_time_factor:.4f}" if np.isfinite(status.recent_real_time_factor) else "–"
         segmentation = f"  ·  {status.segmentation.split(' (')[0]}" if status.segmentation else ""
         self.status_label.setText(f"{status.generator} · model {status.model}{segmentation}  ·  {status.ahead_s:.1f} s "
                                   f"ahead  ·  real-time factor {rtf}  ·  {status.underruns} underruns  ·  "

@@ -13,7 +13,7 @@ import soundfile
 import engine
 from engine.audio import Waveform
 from engine.errors import AudioContentError, ConfigError
-from engine.extend import ExtendConfig, Extender, ShortSongWarning
+from engine.extend import ExtendConfig, Extender, ExtendStats, ShortSongWarning
 from engine.seam import click_score
 from tests.conftest import synthetic_song
 from tests.onnx_models import make_model
@@ -174,6 +174,24 @@ def test_statistics_are_kept(repeat_model):
     assert stats.chunks == 4
     assert stats.seconds_generated == pytest.approx(4 * (10.0 - 0.05))
     assert 0 < stats.real_time_factor < 1
+    # Each chunk's figure holds all its work, its resampling to the song's rate included.
+    assert len(stats.chunk_seconds) == 4
+    assert sum(stats.chunk_seconds) == pytest.approx(stats.compute_seconds, rel=1e-9)
+    assert stats.first_chunk_seconds == stats.chunk_seconds[0]
+
+
+def test_the_recent_real_time_factor_is_the_last_minutes_median_chunk():
+    stats = ExtendStats()
+    assert np.isnan(stats.recent_real_time_factor)
+    # A slow first chunk (the analysis) and, an hour later, a minute that runs slow.
+    times = [2.0] + [0.05] * 360 + [0.5, 0.4, 0.6, 0.05, 0.5, 0.45]
+    for seconds in times:
+        stats.chunks += 1
+        stats.seconds_generated += 10.0
+        stats.compute_seconds += seconds
+        stats.chunk_seconds.append(seconds)
+    assert stats.recent_real_time_factor == pytest.approx(0.0475)  # median of the last 6 chunks over 10 s
+    assert stats.real_time_factor == pytest.approx(sum(times) / (10.0 * len(times)))  # 0.0065: hides it
 
 
 def test_writing_a_render_that_is_cancelled_leaves_no_file(repeat_model, tmp_path):

@@ -21,6 +21,7 @@ def test_offline_playback_equals_the_extension(repeat_model, blocksize):
         status = eng.status()
     np.testing.assert_array_equal(played, expected)
     assert status.chunks >= 3 and status.late_chunks == 0 and status.underruns == 0 and status.starved_s == 0
+    assert 0 < status.recent_real_time_factor < 1  # the last minute's chunks: what the player's status bar shows
     assert status.playhead_s == pytest.approx(expected.shape[0] / 44100)
 
 
