@@ -150,3 +150,53 @@ def test_generators_that_draw_at_random_are_scored_over_several_draws(songs_dir,
     assert "averaged over 3 draws" in (tmp_path / "out" / "results.md").read_text()
     with pytest.raises(ConfigError, match="draws must be 1 to 64"):
         ev.evaluate(songs_dir, tmp_path / "out", generators=["loop"], draws=0)
+
+
+def _judged_songs(results, count: int = 24, seed: int = 0) -> dict[str, dict]:
+    """Per-song scores where resynth is closer than loop and jukebox on log-mel in every song, and on chroma
+    its distances are jukebox's own, shuffled: the same median, so a verdict the songs cannot settle."""
+    rng = np.random.default_rng(seed)
+    template = results[2]["songs"]["song0.flac"]
+    chroma = rng.uniform(0.05, 0.3, count)
+    shuffled = rng.permutation(chroma)
+    songs = {}
+    for i in range(count):
+        def row(**scores):
+            return {**template["loop"], **scores}
+
+        songs[f"song{i}.flac"] = {"true": template["true"], "loop": row(logmel_db=6.0, chroma=0.4),
+                                  "jukebox": row(logmel_db=5.0 + rng.uniform(), chroma=float(chroma[i])),
+                                  "resynth": row(logmel_db=3.0 + rng.uniform(), chroma=float(shuffled[i]))}
+    return songs
+
+
+def test_each_verdict_of_the_bar_says_how_firmly_the_songs_hold_it(results):
+    songs = _judged_songs(results)
+    judged = ev.judge(songs, ["resynth", "jukebox", "loop"], results[2]["reference_seams"])
+    criteria = judged["bar"]["resynth"]["criteria"]
+    logmel, chroma = criteria["log-mel beats loop/jukebox"], criteria["chroma beats loop/jukebox"]
+    assert logmel["pass"] is True and logmel["agreement"] == 1.0  # closer in every song: every resampling agrees
+    assert chroma["pass"] is False and 0.2 < chroma["agreement"] < 0.8  # equal medians: a coin flip
+    assert all(0.0 <= c["agreement"] <= 1.0 for c in criteria.values())
+    assert judged["bar"]["resynth"]["resamples"] == ev.BAR_RESAMPLES
+    again = ev.judge(songs, ["resynth", "jukebox", "loop"], results[2]["reference_seams"])
+    assert again["bar"] == judged["bar"], "the resamplings are seeded: the same scores, the same shares"
+
+
+def test_rejudge_summarises_an_evaluation_again_without_running_it(results, tmp_path, capsys):
+    _, _, result = results
+    songs = _judged_songs(results)
+    stored = {**result, "settings": {**result["settings"], "generators": ["resynth", "jukebox", "loop"]},
+              "songs": songs, "summary": {}, "bar": {}, "paired": {}}
+    (tmp_path / "results.json").write_text(json.dumps(ev._jsonable(stored)))
+    assert training_main(["rejudge", str(tmp_path)]) == 0
+    assert "bar for resynth: FAIL" in capsys.readouterr().out
+    rewritten = json.loads((tmp_path / "results.json").read_text())
+    assert rewritten["songs"] == json.loads(json.dumps(ev._jsonable(songs)))
+    assert rewritten["summary"]["resynth"]["chroma"] == pytest.approx(rewritten["summary"]["jukebox"]["chroma"])
+    assert "of song resamplings" in (tmp_path / "results.md").read_text()
+
+    (tmp_path / "results.json").write_text("{}")
+    assert training_main(["rejudge", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not the results of training evaluate" in err

@@ -209,6 +209,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rejudge(args: argparse.Namespace) -> int:
+    from .evaluate import format_table, rejudge
+
+    results = rejudge(args.eval_dir)
+    print(format_table(results))
+    print(f"rewrote {Path(args.eval_dir) / 'results.json'} and results.md")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="training",
                                      description="Train Encore's seed models and export them to ONNX.")
@@ -408,6 +417,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continuations per song for resynth and jukebox, whose variety draws at random: their 10 s "
                         "metrics are averaged over seeds 0..N-1 (default 4)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = commands.add_parser(
+        "rejudge", help="judge an evaluation's results again with this code's bar, running no generator",
+        description="Read EVAL_DIR/results.json (from training evaluate), summarise its per-song scores and judge "
+                    "the bar again with this version's criteria, each with the share of song resamplings that "
+                    "give the same verdict; rewrite results.json and results.md and print the table.")
+    p.add_argument("eval_dir", help="the --out folder of a training evaluate run")
+    p.set_defaults(func=cmd_rejudge)
     return parser
 
 

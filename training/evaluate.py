@@ -15,7 +15,9 @@ song's end) and ``stats`` (``chunk_seconds``, ``seconds_generated``).
 
 Resynth and jukebox draw at random (their variety noise): each song's 10 s measures are averaged over ``draws``
 continuations (seeds 0, 1, ...), and each model generator is also compared with jukebox and loop song by song
-(mean difference and its standard error, :func:`_paired`), so that a gap can be told from noise.
+(mean difference and its standard error, :func:`_paired`), so that a gap can be told from noise. Each verdict of
+the bar also says how firmly it stands: the share of resamplings of the songs (with replacement) in which it
+comes out the same (:func:`_bar_stability`).
 
 Outputs: ``OUT/results.json`` (every metric per song and generator, per-generator summaries and the bar),
 ``OUT/results.md`` (the summary table) and ``OUT/spectrograms/<song>.png``.
@@ -53,6 +55,8 @@ SONG_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".ai
 BAR_FLATNESS_TOLERANCE = 0.1
 BAR_LONGEST_LOOP_S = 30.0
 BAR_REAL_TIME_FACTOR = 0.02
+#: Resamplings of the songs (with replacement) over which each criterion of the bar is judged again.
+BAR_RESAMPLES = 1000
 #: Beat boundaries of each song scored for the music's own seam range.
 REFERENCE_SEAMS_PER_SONG = 16
 
@@ -288,11 +292,7 @@ def evaluate(songs_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     if not per_song:
         raise ConfigError(f"{songs_dir}: no song is {cut_s + horizon_s:g} s or longer")
 
-    rows = [TRUE] + names
-    summary = {name: _summarise(name, per_song) for name in rows}
     music = metrics.seam_summary(reference_seams)
-    bar = {name: _bar(name, summary, music) for name in names if name not in BASELINES}
-    paired = {name: _paired(name, per_song) for name in names if name not in BASELINES}
     results = {
         "settings": {"songs_dir": str(songs_dir), "songs": len(per_song), "generators": names, "cut_s": cut_s,
                      "context_s": context_s, "horizon_s": horizon_s, "repetition_minutes": repetition_minutes,
@@ -300,14 +300,67 @@ def evaluate(songs_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                      "draws": draws,
                      "seconds": round(time.monotonic() - started, 1)},
         "reference_seams": music,
-        "summary": summary,
-        "bar": bar,
-        "paired": paired,
+        **judge(per_song, names, music),
         "songs": per_song,
     }
+    _write_results(out_dir, results)
+    return results
+
+
+def judge(per_song: dict[str, dict], generators: Sequence[str], music: dict) -> dict:
+    """Summaries, the bar (with how firmly each verdict stands) and the paired comparisons, from per-song scores.
+
+    Parameters
+    ----------
+    per_song : dict
+        Song name to generator name to that generator's scores on the song (``results["songs"]``).
+    generators : sequence of str
+        The generators run, in order.
+    music : dict
+        The songs' own beat boundaries scored as joins (:func:`metrics.seam_summary`).
+
+    Returns
+    -------
+    dict
+        ``summary``, ``bar`` and ``paired``, as in ``results.json``.
+    """
+    names = list(generators)
+    summary = {name: _summarise(name, per_song) for name in [TRUE] + names}
+    bar = {}
+    for name in names:
+        if name not in BASELINES:
+            bar[name] = _bar(name, summary, music)
+            _bar_stability(bar[name], name, per_song, music)
+    return {"summary": summary, "bar": bar,
+            "paired": {name: _paired(name, per_song) for name in names if name not in BASELINES}}
+
+
+def rejudge(out_dir: str | os.PathLike) -> dict:
+    """Judge an evaluation again with this code's bar, from its ``results.json``; no generator runs.
+
+    Rewrites ``results.json`` and ``results.md`` in ``out_dir`` (the per-song scores and settings as they were).
+
+    Raises
+    ------
+    ConfigError
+        No readable ``results.json`` from ``training evaluate`` in ``out_dir``.
+    """
+    out_dir = Path(out_dir)
+    path = out_dir / "results.json"
+    try:
+        results = json.loads(path.read_text())
+        per_song, names, music = (results["songs"], results["settings"]["generators"],
+                                  results["reference_seams"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{path}: not the results of training evaluate ({e.__class__.__name__}: {e})") from None
+    results.update(judge(per_song, names, music))
+    _write_results(out_dir, results)
+    return results
+
+
+def _write_results(out_dir: Path, results: dict) -> None:
     (out_dir / "results.json").write_text(json.dumps(_jsonable(results), indent=1) + "\n")
     (out_dir / "results.md").write_text(format_table(results, markdown=True) + "\n")
-    return results
 
 
 def song_files(songs_dir: str | os.PathLike) -> list[Path]:
@@ -544,6 +597,36 @@ def _bar(name: str, summary: dict[str, dict], music: dict) -> dict:
     return {"pass": bool(judged) and all(judged), "criteria": criteria}
 
 
+def _bar_stability(bar: dict, name: str, per_song: dict[str, dict], music: dict, *,
+                   resamples: int = BAR_RESAMPLES, seed: int = 0) -> None:
+    """Add to ``bar`` (from :func:`_bar`) how firmly each verdict stands, as ``agreement`` (0 to 1).
+
+    A few dozen songs are a sample: a median or a share held moves with a song or two, and a criterion whose
+    gap is inside that noise flips with it. Each of ``resamples`` draws as many songs as there are, with
+    replacement, summarises them again and judges the bar again (the music's own seam range stays as
+    measured); ``agreement`` is the share of draws whose verdict is the one reported, for each criterion and
+    for the whole bar. Near 0.5 the songs cannot tell; near 1 the verdict stands.
+    """
+    songs = list(per_song)
+    rows = [TRUE, name] + [r for r in ("loop", "jukebox") if r != name]
+    if len(songs) < 2:
+        return
+    rng = np.random.default_rng(seed)
+    agree = dict.fromkeys(bar["criteria"], 0)
+    whole = 0
+    for _ in range(resamples):
+        drawn = {str(i): per_song[songs[k]] for i, k in enumerate(rng.integers(0, len(songs), len(songs)))}
+        again = _bar(name, {r: _summarise(r, drawn) for r in rows if any(r in row for row in drawn.values())},
+                     music)
+        for label, criterion in again["criteria"].items():
+            agree[label] += criterion["pass"] == bar["criteria"][label]["pass"]
+        whole += again["pass"] == bar["pass"]
+    for label, count in agree.items():
+        bar["criteria"][label]["agreement"] = count / resamples
+    bar["agreement"] = whole / resamples
+    bar["resamples"] = resamples
+
+
 PAIRED_LABELS = {"logmel_db": "log-mel dB", "chroma": "chroma"}
 
 COLUMNS = ("generator", "log-mel dB", "chroma", "jump med/p95", "HF med/p95", "tempo %", "key %", "beat F",
@@ -598,11 +681,18 @@ def format_table(results: dict, *, markdown: bool = False) -> str:
                     "their variety noise (tempo % and key %: share of draws)." if settings.get("draws", 1) > 1
                     else ""))
     for name, bar in results["bar"].items():
+        def agreement(judged: dict) -> str:
+            share = judged.get("agreement")
+            return "" if share is None else f"; the same in {share * 100:.0f} % of song resamplings"
+
         lines.append("")
-        lines.append(f"{'**' if markdown else ''}bar for {name}: {_verdict(bar['pass'])}{'**' if markdown else ''}")
+        lines.append(f"{'**' if markdown else ''}bar for {name}: {_verdict(bar['pass'])}{'**' if markdown else ''}"
+                     + (f" ({agreement(bar)[2:]}, {bar['resamples']} drawn with replacement)"
+                        if "agreement" in bar else ""))
         for label, criterion in bar["criteria"].items():
             lines.append(f"{'- ' if markdown else '  '}{_verdict(criterion['pass'])}  {label}: "
-                         f"{number(criterion['value'], 3)} (target {number(criterion['target'], 3)})")
+                         f"{number(criterion['value'], 3)} (target {number(criterion['target'], 3)})"
+                         + agreement(criterion))
         for rival, by_metric in results.get("paired", {}).get(name, {}).items():
             truth = rival == TRUE
             parts = [f"{f'{key} held' if truth else PAIRED_LABELS[key]} {d['mean_difference']:+.3f} ± "
