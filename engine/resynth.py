@@ -218,7 +218,8 @@ class Sequencer:
     #: chroma +0.010 +- 0.004 and key held -0.06 +- 0.03. Nor (log-mel dB / chroma): a join cost over 4 or 8
     #: segments before both cuts, +0.10 +- 0.08 / +0.004 +- 0.005 and +0.16 +- 0.10 / +0.005 +- 0.004; a beam of
     #: 8 with 8 expansions, +0.10 +- 0.07 / +0.006 +- 0.004; variety 0.3 or 0.7 by default, +0.07 +- 0.06 /
-    #: +0.010 +- 0.006 and +0.11 +- 0.09 / +0.006 +- 0.003.
+    #: +0.010 +- 0.006 and +0.11 +- 0.09 / +0.006 +- 0.003. Nor, that night (README, "Does the continuation sound
+    #: like the song?"): a rhythm-continuity term (tempo held up, chroma and key held down), WEIGHT_LEARNED 1.5 or 2.
     ORIGINAL_ORDER_BONUS = 3.0
     TRANSITION_PENALTY = 4.0
     SEGMENT_PENALTY = 1.0
