@@ -326,11 +326,8 @@ def judge(per_song: dict[str, dict], generators: Sequence[str], music: dict) -> 
     """
     names = list(generators)
     summary = {name: _summarise(name, per_song) for name in [TRUE] + names}
-    bar = {}
-    for name in names:
-        if name not in BASELINES:
-            bar[name] = _bar(name, summary, music)
-            _bar_stability(bar[name], name, per_song, music)
+    bar = {name: _bar(name, summary, music) for name in names if name not in BASELINES}
+    _bar_stability(bar, per_song, music)
     return {"summary": summary, "bar": bar,
             "paired": {name: _paired(name, per_song) for name in names if name not in BASELINES}}
 
@@ -597,34 +594,36 @@ def _bar(name: str, summary: dict[str, dict], music: dict) -> dict:
     return {"pass": bool(judged) and all(judged), "criteria": criteria}
 
 
-def _bar_stability(bar: dict, name: str, per_song: dict[str, dict], music: dict, *,
+def _bar_stability(bars: dict[str, dict], per_song: dict[str, dict], music: dict, *,
                    resamples: int = BAR_RESAMPLES, seed: int = 0) -> None:
-    """Add to ``bar`` (from :func:`_bar`) how firmly each verdict stands, as ``agreement`` (0 to 1).
+    """Add to each bar (from :func:`_bar`, by generator) how firmly each verdict stands, as ``agreement`` (0 to 1).
 
     A few dozen songs are a sample: a median or a share held moves with a song or two, and a criterion whose
     gap is inside that noise flips with it. Each of ``resamples`` draws as many songs as there are, with
-    replacement, summarises them again and judges the bar again (the music's own seam range stays as
+    replacement, summarises them again and judges every bar again (the music's own seam range stays as
     measured); ``agreement`` is the share of draws whose verdict is the one reported, for each criterion and
     for the whole bar. Near 0.5 the songs cannot tell; near 1 the verdict stands.
     """
     songs = list(per_song)
-    rows = [TRUE, name] + [r for r in ("loop", "jukebox") if r != name]
-    if len(songs) < 2:
+    if len(songs) < 2 or not bars:
         return
+    rows = [TRUE] + list(dict.fromkeys([*bars, "loop", "jukebox"]))  # every bar's rivals, summarised once a draw
     rng = np.random.default_rng(seed)
-    agree = dict.fromkeys(bar["criteria"], 0)
-    whole = 0
+    agree = {name: dict.fromkeys(bar["criteria"], 0) for name, bar in bars.items()}
+    whole = dict.fromkeys(bars, 0)
     for _ in range(resamples):
         drawn = {str(i): per_song[songs[k]] for i, k in enumerate(rng.integers(0, len(songs), len(songs)))}
-        again = _bar(name, {r: _summarise(r, drawn) for r in rows if any(r in row for row in drawn.values())},
-                     music)
-        for label, criterion in again["criteria"].items():
-            agree[label] += criterion["pass"] == bar["criteria"][label]["pass"]
-        whole += again["pass"] == bar["pass"]
-    for label, count in agree.items():
-        bar["criteria"][label]["agreement"] = count / resamples
-    bar["agreement"] = whole / resamples
-    bar["resamples"] = resamples
+        summary = {r: _summarise(r, drawn) for r in rows if any(r in row for row in drawn.values())}
+        for name, bar in bars.items():
+            again = _bar(name, summary, music)
+            for label, criterion in again["criteria"].items():
+                agree[name][label] += criterion["pass"] == bar["criteria"][label]["pass"]
+            whole[name] += again["pass"] == bar["pass"]
+    for name, bar in bars.items():
+        for label, count in agree[name].items():
+            bar["criteria"][label]["agreement"] = count / resamples
+        bar["agreement"] = whole[name] / resamples
+        bar["resamples"] = resamples
 
 
 PAIRED_LABELS = {"logmel_db": "log-mel dB", "chroma": "chroma"}
@@ -680,19 +679,18 @@ def format_table(results: dict, *, markdown: bool = False) -> str:
                  + (f" Resynth and jukebox: each song's 10 s measures averaged over {settings['draws']} draws of "
                     "their variety noise (tempo % and key %: share of draws)." if settings.get("draws", 1) > 1
                     else ""))
-    for name, bar in results["bar"].items():
-        def agreement(judged: dict) -> str:
-            share = judged.get("agreement")
-            return "" if share is None else f"; the same in {share * 100:.0f} % of song resamplings"
+    def agreement(judged: dict) -> str:
+        return f"the same in {judged['agreement'] * 100:.0f} % of song resamplings"
 
+    for name, bar in results["bar"].items():
         lines.append("")
         lines.append(f"{'**' if markdown else ''}bar for {name}: {_verdict(bar['pass'])}{'**' if markdown else ''}"
-                     + (f" ({agreement(bar)[2:]}, {bar['resamples']} drawn with replacement)"
-                        if "agreement" in bar else ""))
+                     + (f" ({agreement(bar)}, {bar['resamples']} drawn with replacement)" if "agreement" in bar
+                        else ""))
         for label, criterion in bar["criteria"].items():
             lines.append(f"{'- ' if markdown else '  '}{_verdict(criterion['pass'])}  {label}: "
                          f"{number(criterion['value'], 3)} (target {number(criterion['target'], 3)})"
-                         + agreement(criterion))
+                         + (f"; {agreement(criterion)}" if "agreement" in criterion else ""))
         for rival, by_metric in results.get("paired", {}).get(name, {}).items():
             truth = rival == TRUE
             parts = [f"{f'{key} held' if truth else PAIRED_LABELS[key]} {d['mean_difference']:+.3f} ± "
