@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .continuator import Continuator, default_model_path
+from .cores import pin_process
 
 WARMUP_RUNS = 2
 DEMO_SONG = Path(__file__).resolve().parent.parent / "assets" / "demo" / "demo-song.ogg"
@@ -133,7 +134,7 @@ def _print_generator_rows(repeats: int, song_name: str, song) -> None:
 
     warm_up()  # librosa's one-time import and JIT load is a process's, not a chunk's (engines do it in background)
     cores = sorted(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {cores[0]})
+    pin_process({cores[0]})  # every thread, numpy's and scipy's BLAS threads too
     try:
         print(f"generators on one core, continuing {song_name} ({song.seconds:.0f} s): time per 10 s chunk")
         header = (f"{'first chunk, analysis incl.':>30} {'RTF':>8} {'first, analysed while playing':>31} "
@@ -157,7 +158,7 @@ def _print_generator_rows(repeats: int, song_name: str, song) -> None:
             print(f"{name:<10} {first * 1000:>27.1f} ms {first / horizon:>8.4f} {anticipated * 1000:>28.1f} ms "
                   f"{anticipated / horizon:>8.4f} {following * 1000:>17.1f} ms {following / horizon:>8.4f}")
     finally:
-        os.sched_setaffinity(0, set(cores))
+        pin_process(cores)
 
 
 def _keras_rows(model: Continuator, batch: np.ndarray, repeats: int) -> list[tuple[str, float]]:
@@ -234,15 +235,17 @@ def _hog(core: int) -> subprocess.Popen:
 
 def run_realtime_bench(args: argparse.Namespace) -> int:
     """Real-time figures on one core, with the other core loaded by a busy loop."""
+    from .analysis import warm_up
     from .audio import load_audio
     from .stream import Engine, EngineConfig
 
     song_path = _song_path(args)
+    warm_up()  # loads the thread pools that pin_process then sizes to one core
     cores = sorted(os.sched_getaffinity(0))
     own = {cores[0]}
     hog = _hog(cores[1]) if len(cores) > 1 else None
     try:
-        os.sched_setaffinity(0, own)
+        pin_process(own)
         probe_code = f"import os\nos.sched_setaffinity(0, {own})\n" + _PLAY_PROBE
         first = _run_probe(probe_code, args.model or "-", str(song_path), args.generator or "-")
         if first is None:
@@ -260,7 +263,7 @@ def run_realtime_bench(args: argparse.Namespace) -> int:
         if hog is not None:
             hog.kill()
             hog.wait()  # reaped before we return: no busy loop outlives the bench, not even for a moment
-        os.sched_setaffinity(0, set(cores))
+        pin_process(cores)
 
     # New audio a chunk adds: a seed chunk's last crossfade is held back for the next one; resynth adds whole chunks.
     contract_horizon = eng.extender.model.contract.horizon_s - (
