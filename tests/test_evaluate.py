@@ -200,3 +200,51 @@ def test_rejudge_summarises_an_evaluation_again_without_running_it(results, tmp_
     assert training_main(["rejudge", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not the results of training evaluate" in err
+
+
+def test_the_command_line_gives_its_caller_its_cores_back(songs_dir, tmp_path):
+    cores = ev.os.sched_getaffinity(0)
+    assert training_main(["evaluate", str(songs_dir), "--generators", "silence", "--songs", "1", "--draws", "1",
+                          "--repetition-minutes", "0", "--out", str(tmp_path / "o")]) == 0
+    assert ev.os.sched_getaffinity(0) == cores  # it ran pinned to one core, and let go of it
+
+
+@pytest.mark.skipif(len(ev.os.sched_getaffinity(0)) < 2, reason="needs two cores to run two workers")
+def test_workers_score_every_song_as_one_process_does(songs_dir, results, tmp_path):
+    out, _, alone = results
+    lines: list[str] = []
+    side_by_side = ev.evaluate(songs_dir, tmp_path / "out", generators=["loop", "silence"], repetition_minutes=0.5,
+                               jobs=2, progress=lines.append)
+
+    def scores(result: dict) -> dict:  # every score by its path, but the timings, which no two runs share
+        flat = {}
+
+        def walk(value, path):
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    if key not in ("real_time_factor", "first_chunk_real_time_factor"):
+                        walk(item, f"{path}/{key}")
+            elif isinstance(value, list):
+                for i, item in enumerate(value):
+                    walk(item, f"{path}/{i}")
+            else:
+                flat[path] = value
+
+        walk(ev._jsonable(result["songs"]), "")
+        return flat
+
+    assert list(side_by_side["songs"]) == list(alone["songs"]) == ["song0.flac", "song1.flac"]
+    two, one = scores(side_by_side), scores(alone)
+    assert len(one) > 100 and two.keys() == one.keys()
+    numbers = [path for path, value in one.items() if isinstance(value, float)]
+    assert len(numbers) > 50 and {path: two[path] for path in one if path not in numbers} == {
+        path: one[path] for path in one if path not in numbers}
+    # The same computation; BLAS pools of another size may round the last digits differently.
+    assert [two[path] for path in numbers] == pytest.approx([one[path] for path in numbers], rel=1e-6, abs=1e-9,
+                                                            nan_ok=True)
+    assert side_by_side["reference_seams"] == alone["reference_seams"]
+    assert side_by_side["settings"]["jobs"] == 2 and alone["settings"]["jobs"] == 1
+    assert (tmp_path / "out" / "spectrograms" / "song1.png").stat().st_size > 1000
+    assert sorted(line.split(":")[0] for line in lines) == ["song0.flac"] * 2 + ["song1.flac"] * 2
+    with pytest.raises(ConfigError, match="jobs must be 1 to"):
+        ev.evaluate(songs_dir, tmp_path / "out", generators=["loop"], jobs=len(ev.os.sched_getaffinity(0)) + 1)

@@ -206,7 +206,7 @@ def make_generator(name: str, *, variety: float | None = None, threads: int = 1)
 def evaluate(songs_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
              generators: Sequence[str] = GENERATORS, songs: int = 0, cut_s: float = 30.0, context_s: float = 20.0,
              horizon_s: float = 10.0, repetition_minutes: float = 10.0, repetition_songs: int | None = None,
-             variety: float | None = None, threads: int = 1, seed: int = 0, draws: int = 1,
+             variety: float | None = None, threads: int = 1, seed: int = 0, draws: int = 1, jobs: int = 1,
              progress: Callable[[str], None] | None = None) -> dict:
     """Run every generator on every song, score them, and write the results.
 
@@ -239,8 +239,12 @@ def evaluate(songs_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         noise, seeds ``0 .. draws - 1``); its 10 s metrics are averaged over them (:func:`_mean_of_draws`), so
         that a comparison between two such generators is one of their typical continuations, not of one lucky
         or unlucky draw each. The long extension uses seed 0.
+    jobs : int
+        Worker processes, each pinned to a core of its own (at most the cores this process may use), each
+        scoring whole songs; 1 runs everything in this process. The scores are the same either way (every
+        song keeps its seeds); only the timings differ.
     progress : callable, optional
-        Called with one line per song and generator.
+        Called with one line per song and generator (with workers, a song's lines when it is done).
 
     Returns
     -------
@@ -267,28 +271,28 @@ def evaluate(songs_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         raise ConfigError("songs, repetition minutes and repetition songs must be 0 or more")
     if not 1 <= draws <= 64:
         raise ConfigError(f"draws must be 1 to 64, got {draws}")
+    cores = sorted(os.sched_getaffinity(0))
+    if not 1 <= jobs <= len(cores):
+        raise ConfigError(f"jobs must be 1 to {len(cores)} (the cores this process may use), got {jobs}")
     files = song_files(songs_dir)[:songs or None]
     out_dir = Path(out_dir)
     (out_dir / "spectrograms").mkdir(parents=True, exist_ok=True)
-    made = {name: make_generator(name, variety=variety, threads=threads) for name in names}
-
+    task = _SongTask(out_dir=out_dir, cut_s=cut_s, context_s=context_s, horizon_s=horizon_s,
+                     repetition_minutes=repetition_minutes, repetition_songs=repetition_songs, seed=seed, draws=draws)
+    started = time.monotonic()
+    if jobs == 1:
+        made = {name: make_generator(name, variety=variety, threads=threads) for name in names}
+        done = {index: task.run(index, path, made, say) for index, path in enumerate(files)}
+    else:
+        done = _evaluate_in_workers(files, task, names, variety=variety, threads=threads,
+                                    cores=cores[:jobs], say=say)
+    # In song order, whoever scored them: the music's seam range then reads the same in any run.
     per_song: dict[str, dict] = {}
     reference_seams: list[dict] = []
-    started = time.monotonic()
     for index, path in enumerate(files):
-        song = load_audio(path)
-        if song.seconds < cut_s + horizon_s:
-            say(f"{path.name}: skipped, {song.seconds:.1f} s is under cut + horizon ({cut_s + horizon_s:g} s)")
-            continue
-        long_run = repetition_minutes > 0 and (repetition_songs is None or index < repetition_songs)
-        entry, strips, seams = _evaluate_song(song, made, cut_s=cut_s, context_s=context_s, horizon_s=horizon_s,
-                                              repetition_s=repetition_minutes * 60 if long_run else 0.0,
-                                              seed=seed + index, draws=draws,
-                                              say=lambda line, p=path: say(f"{p.name}: {line}"))
-        per_song[path.name] = entry
-        reference_seams += seams
-        _write_spectrograms(out_dir / "spectrograms" / f"{path.stem}.png", strips, song.sample_rate,
-                            cut_s=context_s, horizon_s=horizon_s, title=path.name)
+        if done.get(index) is not None:
+            per_song[path.name], seams = done[index]
+            reference_seams += seams
     if not per_song:
         raise ConfigError(f"{songs_dir}: no song is {cut_s + horizon_s:g} s or longer")
 
@@ -297,7 +301,7 @@ def evaluate(songs_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         "settings": {"songs_dir": str(songs_dir), "songs": len(per_song), "generators": names, "cut_s": cut_s,
                      "context_s": context_s, "horizon_s": horizon_s, "repetition_minutes": repetition_minutes,
                      "repetition_songs": repetition_songs, "variety": variety, "threads": threads, "seed": seed,
-                     "draws": draws,
+                     "draws": draws, "jobs": jobs,
                      "seconds": round(time.monotonic() - started, 1)},
         "reference_seams": music,
         **judge(per_song, names, music),
@@ -375,6 +379,88 @@ def song_files(songs_dir: str | os.PathLike) -> list[Path]:
     if not files:
         raise ConfigError(f"{folder}: holds no audio files ({', '.join(SONG_SUFFIXES)})")
     return files
+
+
+@dataclass(frozen=True)
+class _SongTask:
+    """What scoring one song of an evaluation needs besides its generators (picklable, for workers)."""
+
+    out_dir: Path
+    cut_s: float
+    context_s: float
+    horizon_s: float
+    repetition_minutes: float
+    repetition_songs: int | None
+    seed: int
+    draws: int
+
+    def run(self, index: int, path: Path, made: dict,
+            say: Callable[[str], None]) -> tuple[dict, list[dict]] | None:
+        """Score the ``index``-th song and write its spectrograms: ``(entry, its seam range)``, or None when
+        the song is too short to be scored."""
+        song = load_audio(path)
+        if song.seconds < self.cut_s + self.horizon_s:
+            say(f"{path.name}: skipped, {song.seconds:.1f} s is under cut + horizon "
+                f"({self.cut_s + self.horizon_s:g} s)")
+            return None
+        long_run = self.repetition_minutes > 0 and (self.repetition_songs is None or index < self.repetition_songs)
+        entry, strips, seams = _evaluate_song(song, made, cut_s=self.cut_s, context_s=self.context_s,
+                                              horizon_s=self.horizon_s,
+                                              repetition_s=self.repetition_minutes * 60 if long_run else 0.0,
+                                              seed=self.seed + index, draws=self.draws,
+                                              say=lambda line: say(f"{path.name}: {line}"))
+        _write_spectrograms(self.out_dir / "spectrograms" / f"{path.stem}.png", strips, song.sample_rate,
+                            cut_s=self.context_s, horizon_s=self.horizon_s, title=path.name)
+        return entry, seams
+
+
+#: A worker process's generators, made once by :func:`_start_worker`.
+_worker_generators: dict = {}
+
+
+def _start_worker(free_cores, names: list[str], variety: float | None, threads: int) -> None:
+    """Initialise a worker of :func:`_evaluate_in_workers`: its own core, librosa loaded, its generators."""
+    from engine.analysis import warm_up
+    from engine.cores import pin_process
+
+    warm_up()  # the one-time load belongs to the process, not to its first song's chunk
+    pin_process({free_cores.get()})  # every thread, numpy's and scipy's BLAS threads too
+    _worker_generators.update({name: make_generator(name, variety=variety, threads=threads) for name in names})
+
+
+def _score_in_worker(task: _SongTask, index: int, path: Path) -> tuple[tuple[dict, list[dict]] | None, list[str]]:
+    lines: list[str] = []
+    return task.run(index, path, _worker_generators, lines.append), lines
+
+
+def _evaluate_in_workers(files: list[Path], task: _SongTask, names: list[str], *, variety: float | None,
+                         threads: int, cores: list[int],
+                         say: Callable[[str], None]) -> dict[int, tuple[dict, list[dict]] | None]:
+    """:meth:`_SongTask.run` for every song, on one worker process per core in ``cores``.
+
+    Workers are spawned (not forked: ONNX Runtime's and OpenMP's threads do not survive a fork) and take songs
+    one at a time, so a slow song holds up one worker only. A song's progress lines come when it is done.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    context = multiprocessing.get_context("spawn")
+    free_cores = context.Queue()
+    for core in cores:
+        free_cores.put(core)
+    done: dict[int, tuple[dict, list[dict]] | None] = {}
+    with ProcessPoolExecutor(max_workers=len(cores), mp_context=context, initializer=_start_worker,
+                             initargs=(free_cores, names, variety, threads)) as pool:
+        futures = {pool.submit(_score_in_worker, task, index, path): index for index, path in enumerate(files)}
+        try:
+            for future in as_completed(futures):
+                done[futures[future]], lines = future.result()
+                for line in lines:
+                    say(line)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return done
 
 
 def _evaluate_song(song: Waveform, made: dict, *, cut_s: float, context_s: float, horizon_s: float,
