@@ -183,6 +183,26 @@ def test_each_verdict_of_the_bar_says_how_firmly_the_songs_hold_it(results):
     assert again["bar"] == judged["bar"], "the resamplings are seeded: the same scores, the same shares"
 
 
+def test_clips_of_one_track_are_resampled_together(results):
+    songs = _judged_songs(results, count=12)
+    # Each song cut twice from its track, as the evaluation set's builder names clips; the copies score alike.
+    twice = {f"pkg--track{i}--{start}.flac": row for i, row in enumerate(songs.values()) for start in (10, 60)}
+    tracks = ev.source_tracks([*twice, "notes.wav"])
+    assert len(tracks) == 13 and tracks["pkg--track3"] == ["pkg--track3--10.flac", "pkg--track3--60.flac"]
+    assert tracks["notes.wav"] == ["notes.wav"]
+
+    def shares(per_song):
+        bar = ev.judge(per_song, ["resynth", "jukebox", "loop"], results[2]["reference_seams"])["bar"]["resynth"]
+        return bar, {label: c["agreement"] for label, c in bar["criteria"].items()}
+
+    grouped, once = shares(twice), shares(songs)
+    assert grouped[0]["resampled_tracks"] == 12 and once[0]["resampled_tracks"] == 12
+    assert grouped[1] == once[1]  # two copies of a track tell no more than one
+    apart = shares({name.replace("--", "-"): row for name, row in twice.items()})
+    assert apart[0]["resampled_tracks"] == 24
+    assert apart[1] != once[1]  # counted as 24 tracks, the same songs look surer than they are
+
+
 def test_rejudge_summarises_an_evaluation_again_without_running_it(results, tmp_path, capsys):
     _, _, result = results
     songs = _judged_songs(results)

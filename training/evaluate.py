@@ -17,7 +17,7 @@ Resynth and jukebox draw at random (their variety noise): each song's 10 s measu
 continuations (seeds 0, 1, ...), and each model generator is also compared with jukebox and loop song by song
 (mean difference and its standard error, :func:`_paired`), so that a gap can be told from noise. Each verdict of
 the bar also says how firmly it stands: the share of resamplings of the songs (with replacement) in which it
-comes out the same (:func:`_bar_stability`).
+comes out the same (:func:`_bar_stability`; clips cut from one track are drawn together).
 
 Outputs: ``OUT/results.json`` (every metric per song and generator, per-generator summaries and the bar),
 ``OUT/results.md`` (the summary table) and ``OUT/spectrograms/<song>.png``.
@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -685,20 +686,22 @@ def _bar_stability(bars: dict[str, dict], per_song: dict[str, dict], music: dict
     """Add to each bar (from :func:`_bar`, by generator) how firmly each verdict stands, as ``agreement`` (0 to 1).
 
     A few dozen songs are a sample: a median or a share held moves with a song or two, and a criterion whose
-    gap is inside that noise flips with it. Each of ``resamples`` draws as many songs as there are, with
-    replacement, summarises them again and judges every bar again (the music's own seam range stays as
+    gap is inside that noise flips with it. Each of ``resamples`` draws as many tracks as there are, with
+    replacement (:func:`source_tracks`: clips cut from one track are drawn together, since they share its
+    sound), summarises their songs again and judges every bar again (the music's own seam range stays as
     measured); ``agreement`` is the share of draws whose verdict is the one reported, for each criterion and
     for the whole bar. Near 0.5 the songs cannot tell; near 1 the verdict stands.
     """
-    songs = list(per_song)
-    if len(songs) < 2 or not bars:
+    tracks = list(source_tracks(per_song).values())
+    if len(tracks) < 2 or not bars:
         return
     rows = [TRUE] + list(dict.fromkeys([*bars, "loop", "jukebox"]))  # every bar's rivals, summarised once a draw
     rng = np.random.default_rng(seed)
     agree = {name: dict.fromkeys(bar["criteria"], 0) for name, bar in bars.items()}
     whole = dict.fromkeys(bars, 0)
     for _ in range(resamples):
-        drawn = {str(i): per_song[songs[k]] for i, k in enumerate(rng.integers(0, len(songs), len(songs)))}
+        drawn = {f"{i}/{song}": per_song[song]
+                 for i, k in enumerate(rng.integers(0, len(tracks), len(tracks))) for song in tracks[k]}
         summary = {r: _summarise(r, drawn) for r in rows if any(r in row for row in drawn.values())}
         for name, bar in bars.items():
             again = _bar(name, summary, music)
@@ -710,6 +713,33 @@ def _bar_stability(bars: dict[str, dict], per_song: dict[str, dict], music: dict
             bar["criteria"][label]["agreement"] = count / resamples
         bar["agreement"] = whole[name] / resamples
         bar["resamples"] = resamples
+        bar["resampled_tracks"] = len(tracks)
+
+
+def source_tracks(songs) -> dict[str, list[str]]:
+    """Songs grouped by the track they were cut from, in first-seen order.
+
+    The evaluation set names a clip ``<package>--<track>--<start s>.<ext>`` (:mod:`training.evalset`); a name
+    of any other form is a track of its own.
+
+    Parameters
+    ----------
+    songs : iterable of str
+        File names.
+
+    Returns
+    -------
+    dict
+        Track name to the file names cut from it.
+    """
+    tracks: dict[str, list[str]] = {}
+    for song in songs:
+        match = _CLIP_NAME.match(song)
+        tracks.setdefault(match.group(1) if match else song, []).append(song)
+    return tracks
+
+
+_CLIP_NAME = re.compile(r"^(.+--.+)--\d+\.[^.]+$")
 
 
 PAIRED_LABELS = {"logmel_db": "log-mel dB", "chroma": "chroma"}
@@ -770,9 +800,11 @@ def format_table(results: dict, *, markdown: bool = False) -> str:
 
     for name, bar in results["bar"].items():
         lines.append("")
+        tracks = bar.get("resampled_tracks", settings["songs"])
+        drawn = ("drawn with replacement" if tracks == settings["songs"]
+                 else f"each drawing {tracks} tracks with replacement, a track's clips together")
         lines.append(f"{'**' if markdown else ''}bar for {name}: {_verdict(bar['pass'])}{'**' if markdown else ''}"
-                     + (f" ({agreement(bar)}, {bar['resamples']} drawn with replacement)" if "agreement" in bar
-                        else ""))
+                     + (f" ({agreement(bar)}, {bar['resamples']} {drawn})" if "agreement" in bar else ""))
         for label, criterion in bar["criteria"].items():
             lines.append(f"{'- ' if markdown else '  '}{_verdict(criterion['pass'])}  {label}: "
                          f"{number(criterion['value'], 3)} (target {number(criterion['target'], 3)})"
