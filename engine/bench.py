@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .continuator import Continuator, default_model_path
-from .cores import pin_process
+from .cores import pinned
 
 WARMUP_RUNS = 2
 DEMO_SONG = Path(__file__).resolve().parent.parent / "assets" / "demo" / "demo-song.ogg"
@@ -133,9 +133,7 @@ def _print_generator_rows(repeats: int, song_name: str, song) -> None:
     from .generators import GENERATORS, open_generator
 
     warm_up()  # librosa's one-time import and JIT load is a process's, not a chunk's (engines do it in background)
-    cores = sorted(os.sched_getaffinity(0))
-    pin_process({cores[0]})  # every thread, numpy's and scipy's BLAS threads too
-    try:
+    with pinned({min(os.sched_getaffinity(0))}):  # every thread, numpy's and scipy's BLAS threads too
         print(f"generators on one core, continuing {song_name} ({song.seconds:.0f} s): time per 10 s chunk")
         header = (f"{'first chunk, analysis incl.':>30} {'RTF':>8} {'first, analysed while playing':>31} "
                   f"{'RTF':>8} {'median next chunks':>20} {'RTF':>8}")
@@ -157,8 +155,6 @@ def _print_generator_rows(repeats: int, song_name: str, song) -> None:
             horizon = generator.model.contract.horizon_s
             print(f"{name:<10} {first * 1000:>27.1f} ms {first / horizon:>8.4f} {anticipated * 1000:>28.1f} ms "
                   f"{anticipated / horizon:>8.4f} {following * 1000:>17.1f} ms {following / horizon:>8.4f}")
-    finally:
-        pin_process(cores)
 
 
 def _keras_rows(model: Continuator, batch: np.ndarray, repeats: int) -> list[tuple[str, float]]:
@@ -245,25 +241,24 @@ def run_realtime_bench(args: argparse.Namespace) -> int:
     own = {cores[0]}
     hog = _hog(cores[1]) if len(cores) > 1 else None
     try:
-        pin_process(own)
-        probe_code = f"import os\nos.sched_setaffinity(0, {own})\n" + _PLAY_PROBE
-        first = _run_probe(probe_code, args.model or "-", str(song_path), args.generator or "-")
-        if first is None:
-            return 1
+        with pinned(own):
+            probe_code = f"import os\nos.sched_setaffinity(0, {own})\n" + _PLAY_PROBE
+            first = _run_probe(probe_code, args.model or "-", str(song_path), args.generator or "-")
+            if first is None:
+                return 1
 
-        config = EngineConfig()
-        hours = args.hours
-        with Engine(config, model=args.model, generator=args.generator, clock="offline") as eng:
-            eng.play(load_audio(song_path), endless=True)
-            for _ in range(round(hours * 60)):
-                eng.render(60.0)
-            chunk_seconds = np.array(eng.extender.stats.chunk_seconds)
-            status = eng.status()
+            config = EngineConfig()
+            hours = args.hours
+            with Engine(config, model=args.model, generator=args.generator, clock="offline") as eng:
+                eng.play(load_audio(song_path), endless=True)
+                for _ in range(round(hours * 60)):
+                    eng.render(60.0)
+                chunk_seconds = np.array(eng.extender.stats.chunk_seconds)
+                status = eng.status()
     finally:
         if hog is not None:
             hog.kill()
             hog.wait()  # reaped before we return: no busy loop outlives the bench, not even for a moment
-        pin_process(cores)
 
     # New audio a chunk adds: a seed chunk's last crossfade is held back for the next one; resynth adds whole chunks.
     contract_horizon = eng.extender.model.contract.horizon_s - (

@@ -13,7 +13,8 @@ as the same chunk on two cores. A machine with one core starts its pools with on
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 
 def pin_process(cores: Iterable[int]) -> None:
@@ -32,16 +33,23 @@ def pin_process(cores: Iterable[int]) -> None:
 
     cores = set(cores)
     threadpool_limits(limits=len(cores))
-    try:
-        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
-    except OSError:  # no /proc: only the calling thread can be reached
-        threads = []
-    for tid in threads:
+    for tid in _thread_ids():
         try:
             os.sched_setaffinity(tid, cores)
         except ProcessLookupError:  # the thread ended meanwhile
             pass
     os.sched_setaffinity(0, cores)  # new threads inherit the affinity of the thread that starts them
+
+
+@contextmanager
+def pinned(cores: Iterable[int]) -> Iterator[None]:
+    """:func:`pin_process` to ``cores`` for the ``with`` block, then back to the cores the process had."""
+    before = os.sched_getaffinity(0)
+    pin_process(cores)
+    try:
+        yield
+    finally:
+        pin_process(before)
 
 
 def process_cores() -> set[int]:
@@ -51,14 +59,18 @@ def process_cores() -> set[int]:
     -------
     set of int
     """
-    try:
-        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
-    except OSError:
-        return set(os.sched_getaffinity(0))
-    cores: set[int] = set()
-    for tid in threads:
+    cores = set(os.sched_getaffinity(0))
+    for tid in _thread_ids():
         try:
             cores |= os.sched_getaffinity(tid)
         except ProcessLookupError:
             pass
     return cores
+
+
+def _thread_ids() -> list[int]:
+    """This process's thread ids; empty without /proc, where only the calling thread can be reached."""
+    try:
+        return [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        return []

@@ -6,6 +6,7 @@ Heavy imports (TensorFlow, Keras, music21) happen inside each command, so ``--he
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -197,21 +198,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, format_table
 
     generators = [name.strip() for name in args.generators.split(",") if name.strip()]
-    from engine.cores import pin_process
+    from engine.cores import pinned
 
-    cores = os.sched_getaffinity(0)
-    try:
-        if args.jobs == 1:
-            # One core, as a listener's machine busy with other things would give: the real-time factors are per
-            # core. With --jobs, evaluate pins each worker to a core of its own instead.
-            warm_up()  # librosa's one-time load belongs to the process, not to the first song's chunk
-            pin_process({min(cores)})  # every thread, numpy's and scipy's BLAS threads too
+    # One core, as a listener's machine busy with other things would give: the real-time factors are per core
+    # (every thread, numpy's and scipy's BLAS threads too). With --jobs, evaluate pins each worker to a core of
+    # its own instead. Afterwards a caller of main() in-process (a test, a script) has its cores back.
+    one_core = args.jobs == 1
+    if one_core:
+        warm_up()  # librosa's one-time load belongs to the process, not to the first song's chunk
+    with pinned({min(os.sched_getaffinity(0))}) if one_core else contextlib.nullcontext():
         results = evaluate(args.songs_dir, args.out, generators=generators, songs=args.songs, cut_s=args.cut_s,
                            repetition_minutes=args.repetition_minutes, repetition_songs=args.repetition_songs,
                            variety=args.variety, threads=args.threads, seed=args.seed, draws=args.draws,
                            jobs=args.jobs, progress=lambda line: print(line, file=sys.stderr, flush=True))
-    finally:
-        pin_process(cores)  # a caller of main() in-process (a test, a script) keeps its cores
     print(format_table(results))
     print(f"wrote {Path(args.out) / 'results.json'}, results.md, spectrograms/")
     return 0
