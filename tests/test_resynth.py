@@ -366,7 +366,10 @@ def test_the_first_block_waits_for_librosas_load_and_does_not_count_it_as_comput
     stats = generator.stats
     assert loaded.is_set() and stats.load_wait_seconds >= 0.3
     assert stats.first_chunk_seconds == pytest.approx(stats.compute_seconds)
-    assert stats.first_chunk_seconds + stats.load_wait_seconds == pytest.approx(wall, abs=0.01)
+    accounted = stats.first_chunk_seconds + stats.load_wait_seconds
+    # Never more than the call took (the wait is not counted twice), and nothing large left out; the slack is for
+    # a loaded machine, well under the 0.5 s wait that double counting would add.
+    assert wall - 0.25 < accounted <= wall + 1e-3
 
 
 @pytest.mark.parametrize(("seconds", "rate", "channels"), [(5.0, 44100, 2), (0.6, 8000, 1), (12.0, 96000, 2)])
