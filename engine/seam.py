@@ -353,7 +353,8 @@ def click_score(signal: np.ndarray, position: int, sample_rate: int, *, window_s
     ConfigError
         A signal that is not mono, a position outside it, or a non-positive rate or window.
     """
-    x = np.asarray(signal, dtype=np.float64)
+    # Only the 220 ms around the join are read, and only they are converted: the signal may be an hour long.
+    x = np.asarray(signal)
     if x.ndim != 1:
         raise ConfigError(f"click_score takes a mono (frames,) signal, got shape {x.shape}")
     if not 1 <= position < x.shape[0]:
@@ -367,18 +368,19 @@ def click_score(signal: np.ndarray, position: int, sample_rate: int, *, window_s
     # jump: step k is x[k] - x[k-1], defined for k in [1, n).
     span = round(0.05 * sample_rate)
     lo, hi = max(1, position - span), min(n, position + span)
-    steps = np.abs(np.diff(x[lo - 1:hi]))  # steps[i] is step k = lo + i
+    near = x[lo - 1:hi].astype(np.float64)
+    steps = np.abs(np.diff(near))  # steps[i] is step k = lo + i
     in_join = slice(max(join_lo, lo) - lo, min(join_hi, hi) - lo)  # never empty: position is inside both
     around = np.concatenate([steps[:in_join.start], steps[in_join.stop:]])
     typical = float(np.median(around)) if around.size else 0.0
-    floor = 1e-12 + 1e-6 * float(np.sqrt(np.mean(x[lo - 1:hi] ** 2)))
+    floor = 1e-12 + 1e-6 * float(np.sqrt(np.mean(near ** 2)))
     jump = float(steps[in_join].max()) / max(typical, floor)
 
     # hf_ratio: filter a neighbourhood with a margin, so the filter's edges stay outside what is measured.
     span, margin, tile = round(0.1 * sample_rate), round(0.01 * sample_rate), max(1, round(0.005 * sample_rate))
     lo, hi = max(0, position - span), min(n, position + span)
     seg_lo, seg_hi = max(0, lo - margin), min(n, hi + margin)
-    segment = x[seg_lo:seg_hi]
+    segment = x[seg_lo:seg_hi].astype(np.float64)
     cutoff = min(CLICK_HF_CUTOFF_HZ, 0.8 * sample_rate / 2)
     sos = sps.butter(4, cutoff, btype="highpass", fs=sample_rate, output="sos")
     if segment.shape[0] > 1:
@@ -393,7 +395,7 @@ def click_score(signal: np.ndarray, position: int, sample_rate: int, *, window_s
     right = right[:right.shape[0] - right.shape[0] % tile]
     tiles = np.concatenate([left, right]).reshape(-1, tile)
     reference = float(tiles.sum(axis=1).mean()) / tile if tiles.shape[0] else 0.0
-    floor = 1e-24 + 1e-8 * float(np.mean(x[lo:hi] ** 2))  # HF 80 dB under the music is nothing
+    floor = 1e-24 + 1e-8 * float(np.mean(segment[lo - seg_lo:hi - seg_lo] ** 2))  # HF 80 dB under the music is nothing
     return {"jump": jump, "hf_ratio": join_power / max(reference, floor)}
 
 

