@@ -55,6 +55,18 @@ def test_the_loop_baseline_is_periodic_from_the_song_end_and_seamless():
     assert quiet.frames == 12 * RATE and not quiet.samples.any() and silence.stats.chunks == 2
 
 
+@pytest.mark.parametrize("name", ["jukebox", "loop"])
+def test_the_long_run_is_downmixed_block_by_block_to_the_same_samples(name):
+    song = synthetic_song(25.0, RATE, seed=4)
+    generator = ev.make_generator(name)
+    whole = generator.extend(song, 35.0).mono()
+    joins = list(generator.joins)
+    by_block = ev._long_mono(generator, song, 35.0)
+    assert by_block.dtype == np.float32
+    np.testing.assert_array_equal(by_block, whole)  # the same draw: the seed restarts with every render
+    assert generator.joins == joins
+
+
 def test_evaluate_writes_results_a_table_and_spectrograms(results):
     out, lines, result = results
     assert json.loads((out / "results.json").read_text())["settings"]["songs"] == 2

@@ -420,10 +420,14 @@ _worker_generators: dict = {}
 
 
 def _start_worker(free_cores, names: list[str], variety: float | None, threads: int) -> None:
-    """Initialise a worker of :func:`_evaluate_in_workers`: its own core, librosa loaded, its generators."""
+    """Initialise a worker of :func:`_evaluate_in_workers`: its own core, librosa loaded, its generators, and
+    freed memory kept for the next song (:mod:`training.allocator`)."""
     from engine.analysis import warm_up
     from engine.cores import pin_process
 
+    from .allocator import keep_freed_memory
+
+    keep_freed_memory()
     warm_up()  # the one-time load belongs to the process, not to its first song's chunk
     pin_process({free_cores.get()})  # every thread, numpy's and scipy's BLAS threads too
     _worker_generators.update({name: make_generator(name, variety=variety, threads=threads) for name in names})
@@ -502,13 +506,12 @@ def _evaluate_song(song: Waveform, made: dict, *, cut_s: float, context_s: float
             generator.resynth = settings
         scores = {**_mean_of_draws(every_draw), **timing}
         if repetition_s > 0:
-            full = generator.extend(memory, repetition_s, only_extension=False)
-            long_mono = full.mono()
+            long_mono = _long_mono(generator, memory, repetition_s)
             long_joins = [cut + int(j) for j in getattr(generator, "joins", [0])]
             scores["repetition"] = metrics.repetition(long_mono[cut:], sample_rate=rate)
             scores["seams_long"] = metrics.seam_scores(long_mono, long_joins, sample_rate=rate)
             scores["real_time_factor"] = _real_time_factor(generator)
-            del full, long_mono
+            del long_mono
         entry[name] = scores
         say(f"{name}: log-mel {scores['logmel_db']:.1f} dB, chroma {scores['chroma']:.2f}, "
             f"tempo {'held' if scores['tempo']['held'] else 'lost'}, key {'held' if scores['key']['held'] else 'lost'}"
@@ -516,6 +519,19 @@ def _evaluate_song(song: Waveform, made: dict, *, cut_s: float, context_s: float
             + f" ({time.monotonic() - started:.1f} s)")
     strips = {"context": before, TRUE: true, **strips}
     return entry, strips, reference
+
+
+def _long_mono(generator, memory: Waveform, seconds: float) -> np.ndarray:
+    """[shape=(frames,), dtype=float32] the memory and ``seconds`` of continuation, downmixed block by block.
+
+    The same samples as ``generator.extend(...).mono()`` without the whole stereo render in memory: on the
+    project's machines, first touching a fresh 10-minute array costs more (in page faults) than computing it.
+    """
+    render = getattr(generator, "render", None)  # the baselines only extend, and cheaply
+    if render is None:
+        return generator.extend(memory, seconds, only_extension=False).mono()
+    return np.concatenate([Waveform(block, memory.sample_rate).mono()
+                           for block in render(memory, seconds, only_extension=False)])
 
 
 def _score(before: np.ndarray, generated: np.ndarray, true: np.ndarray, joined: np.ndarray, joins: list[int],
