@@ -9,7 +9,7 @@ import sys
 # A fresh interpreter, so the allocator's settings cannot leak into the test session. Page faults are counted,
 # not timed: an array made again after one of its size was freed either lands on mapped pages or it does not.
 _PROBE = """
-import json, resource, sys
+import json, resource
 import numpy as np
 from training.allocator import freed_memory_kept
 

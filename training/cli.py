@@ -194,13 +194,12 @@ def cmd_devset(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from engine.analysis import warm_up
+    from engine.cores import pinned
 
     from .allocator import freed_memory_kept
     from .evaluate import evaluate, format_table
 
     generators = [name.strip() for name in args.generators.split(",") if name.strip()]
-    from engine.cores import pinned
-
     # One core, as a listener's machine busy with other things would give: the real-time factors are per core
     # (every thread, numpy's and scipy's BLAS threads too). With --jobs, evaluate pins each worker to a core of
     # its own instead. Afterwards a caller of main() in-process (a test, a script) has its cores back.
