@@ -206,7 +206,7 @@ def cmd_live(args: argparse.Namespace) -> int:
                 for event in _drain(eng.events):
                     if event.kind == "error":
                         raise EncoreError(event.detail)
-                    if event.kind in ("continuing", "listening"):
+                    if event.kind in ("continuing", "listening", "echo"):
                         print(f"{_clock(event.playhead_s)} {event.kind}: {event.detail}", file=sys.stderr)
                 if show:
                     status = eng.status()
@@ -326,8 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "When the performer stops (input below --threshold for --silence seconds, after at least 2 s "
                     "of playing) or Enter is pressed, Encore carries on from what it heard (resynth: "
                     "re-sequencing the heard material itself). When the performer plays again, Encore fades out "
-                    "and listens again. Ctrl-C quits with a summary. Without headphones a microphone hears "
-                    "Encore too and takes it for the performer: use headphones or a line input.",
+                    "and listens again. Ctrl-C quits with a summary. Through speakers a microphone hears Encore "
+                    "too: Encore learns how loud in the first second of each continuation, ignores its own echo "
+                    "and leaves it out of what it continues; the performer is heard over it once 6 dB louder "
+                    "than the echo. Headphones or a line input still hear the performer best.",
         epilog="example: engine live --input 'USB Audio' --monitor",
     )
     p.add_argument("--input", help="input device, by number or by a part of its name (see engine devices)")

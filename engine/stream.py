@@ -15,8 +15,10 @@ These activities share one output ring buffer (``RingBuffer``, absolute frame po
   late chunk. The generator's next chunk is crossfaded in after it. It also ends ``buffering`` once the lead
   is written, and notices a stream that stopped by itself (a lost device).
 - **the live thread** (live input only, in place of the generator): the callback also copies ``indata`` into
-  an input ring; this thread watches the input level, carries on from what was heard when the performer stops,
-  generates while continuing, and asks the callback to fade out when the performer plays again.
+  an input ring, and what Encore itself sent out into a ring of its own, frame for frame; this thread watches the
+  input level, carries on from what was heard when the performer stops, generates while continuing, and asks
+  the callback to fade out when the performer plays again, not when the input is only Encore heard back
+  through speakers (:mod:`engine.echo`).
 - **the controller** (:class:`Engine`'s public methods: the CLI, the desktop player) starts, pauses, seeks,
   stops and observes; observers poll :meth:`Engine.status` and read :attr:`Engine.events`, and may read the
   continuation written ahead (:meth:`Engine.continuation_since`) to draw it.
@@ -46,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .audio import Waveform, resample
+from .echo import LEVEL_WINDOW_S, MAX_ECHO_DELAY_S, EchoGate, output_envelope, performer_spans, splice
 from .errors import ConfigError, EncoreError
 from .extend import ExtendConfig
 from .generators import open_generator
@@ -56,6 +59,8 @@ from .seam import crossfade, rms
 #: continuation would continue is analysed in the background (playing again before the rest of the silence
 #: only wastes that analysis).
 ANTICIPATE_AFTER = 0.3
+#: Crossfade where the live memory skips a stretch in which Encore sounded (engine.echo), in seconds.
+SPLICE_FADE_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -446,7 +451,10 @@ class Engine:
         """Listen to the input; when the performer stops (or :meth:`carry_on` is called) continue what was heard.
 
         The last ``context_s`` of input are always in a ring buffer. When the performer plays again, Encore
-        fades out and listens again. Runs until :meth:`stop`. Only the ``device`` clock can listen.
+        fades out and listens again. Through speakers the input hears Encore too: the first second of each
+        continuation learns how loud (an ``echo`` event says it), the echo is not taken for the performer,
+        and what Encore continues leaves out the stretches where it sounded (:mod:`engine.echo`). Runs until
+        :meth:`stop`. Only the ``device`` clock can listen.
 
         Raises
         ------
@@ -467,6 +475,12 @@ class Engine:
         # The input ring is the live memory: what was heard so far, up to what the generator reads (5 min at most).
         memory_s = min(self.extender.memory_s + 4.0, 300.0)
         self._input = RingBuffer(round(memory_s * rate), self._in_channels)
+        # What Encore itself sent out, frame for frame with the input (both are written by the same callback),
+        # so the live thread can tell the performer from Encore heard back through speakers (engine.echo).
+        self._played = RingBuffer(rate, 1)  # 1 s: the 0.35 s read stays clear of the callback's next writes
+        self._played_silence = np.zeros(max(self.config.blocksize, 8192), np.float32)
+        self._echo = EchoGate(rate, floor=10 ** (self._live.threshold_db / 20))
+        self._sounded: list[list[int]] = []  # [begin, end) input frames where Encore sounded; end -1 while it does
         self._prepare_output(out_channels)
         fade = round(self._live.fade_s * rate)
         self._fade = np.cos(np.linspace(0, np.pi / 2, fade, dtype=np.float32))[:, None] ** 2
@@ -586,6 +600,13 @@ class Engine:
         else:
             outdata.fill(0)
         self._apply_volume(outdata, frames, self._volume)
+        # Only Encore's own continuation counts as what the room may echo (the monitored input is the performer).
+        if state in ("continuing", "fading"):
+            self._played.write(outdata[:, 0])
+        elif frames <= self._played_silence.shape[0]:
+            self._played.write(self._played_silence[:frames])
+        else:
+            self._played.write(np.zeros(frames, np.float32))
 
     def _apply_volume(self, outdata, frames: int, target: float) -> None:
         """Scale by ``target`` in place, ramping linearly across the block when it changed (no zipper click)."""
@@ -606,16 +627,21 @@ class Engine:
     # --- the live thread: listens, decides, and generates while continuing ------------------------------------
     def _listen(self) -> None:
         rate, live = self.sample_rate, self._live
-        window, threshold = round(0.05 * rate), 10 ** (live.threshold_db / 20)
+        window, threshold = round(LEVEL_WINDOW_S * rate), 10 ** (live.threshold_db / 20)
         heard_from = last_loud = None
         loud_since = None
+        echo_reported = False
         try:
             while not self._stop.wait(0.02):
                 end = self._input.end
                 if end < window:
                     continue
-                loud = rms(self._input.latest(window)) > threshold
+                loud = self._performer_heard(end, window, threshold)
+                if not echo_reported and self._echo.coupling is not None:
+                    echo_reported = True
+                    self._emit("echo", self._echo.describe())
                 if self._state == "listening":
+                    self._close_sounded(end)
                     if loud:
                         last_loud = end
                         heard_from = end - window if heard_from is None else max(heard_from, self._input.start)
@@ -643,13 +669,46 @@ class Engine:
         except Exception as e:  # noqa: BLE001 - whatever it is, playback stops cleanly and the controller hears
             self._fail("live input", e)
 
+    def _performer_heard(self, end: int, window: int, threshold: float) -> bool:
+        """Whether the input's last ``window`` frames (ending at input frame ``end``) are the performer playing:
+        above the threshold, and louder than Encore's own output heard back through the room explains."""
+        level = rms(self._input.latest(window))
+        if level <= threshold and not self._echo.learning:
+            return False
+        # The played ring may be a callback block behind the input, which the envelope's maximum over 0.3 s of
+        # delays absorbs. While learning, quiet input is a level pair too (headphones: the room returns nothing).
+        span = round((LEVEL_WINDOW_S + MAX_ECHO_DELAY_S) * self.sample_rate)
+        played = self._played.latest(min(span, len(self._played)))
+        performer = self._echo.is_performer(end, level, output_envelope(played, self.sample_rate))
+        return level > threshold and performer
+
+    def _close_sounded(self, end: int) -> None:
+        """Encore is silent again (listening): its last sounding stretch ends, with its echo, after input frame
+        ``end``; stretches older than the input ring are forgotten."""
+        if self._sounded and self._sounded[-1][1] < 0:
+            self._sounded[-1][1] = end + round(MAX_ECHO_DELAY_S * self.sample_rate)
+            self._sounded = [span for span in self._sounded if span[1] > self._input.start]
+
     def _heard(self, heard_until: int) -> Waveform:
         """What a continuation from ``heard_until`` (an absolute input frame) continues: the memory's worth of
-        input before it (the same object for the same frame, so an analysis made ahead of it is found)."""
+        input before it (the same object for the same frame, so an analysis made ahead of it is found).
+
+        Where the room returns Encore's output to the input (speakers: :class:`~engine.echo.EchoGate`), the
+        stretches where Encore sounded are left out, so a continuation never re-synthesises Encore's own echo.
+        """
         if self._anticipated_heard is not None and self._anticipated_heard[0] == heard_until:
             return self._anticipated_heard[1]
-        frames = min(heard_until - self._input.start, round(self.extender.memory_s * self.sample_rate))
-        return Waveform(self._input.read(heard_until - frames, heard_until), self.sample_rate)
+        frames = round(self.extender.memory_s * self.sample_rate)
+        coupling = self._echo.coupling
+        if coupling is not None and coupling < self._echo.floor:
+            sounded = []  # headphones or a line input: Encore is never in the input
+        else:
+            sounded = [(begin, end if end >= 0 else heard_until) for begin, end in self._sounded]
+        spans = performer_spans(self._input.start, heard_until, sounded, frames)
+        if not spans:
+            return Waveform(self._input.read(heard_until, heard_until), self.sample_rate)
+        pieces = [self._input.read(begin, end) for begin, end in spans]
+        return Waveform(splice(pieces, round(SPLICE_FADE_S * self.sample_rate)), self.sample_rate)
 
     def _anticipate_heard(self, heard_until: int) -> None:
         """The performer has gone quiet: analyse what a continuation would continue now, in the background,
@@ -681,6 +740,8 @@ class Engine:
             self._seams.append(self._ring.end)
             self._append(self._upmix(first), join=False)
             self._state = "continuing"
+            self._sounded.append([self._input.end, -1])
+            self._echo.start_learning(self._input.end)
         self.continuations += 1
         self._emit("continuing", f"continuing {frames / self.sample_rate:.1f} s of what was heard")
 

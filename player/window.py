@@ -197,7 +197,8 @@ class MainWindow(QMainWindow):
         buttons = QHBoxLayout()
         self.live_button = QPushButton("Listen")
         self.live_button.setCheckable(True)
-        self.live_button.setToolTip("Listen; when you stop playing, Encore carries on (headphones avoid feedback)")
+        self.live_button.setToolTip("Listen; when you stop playing, Encore carries on (through speakers it ignores "
+                                    "its own echo; headphones hear you best)")
         self.live_button.toggled.connect(self._live_toggled)
         self.carry_on_button = QPushButton("Carry on now")
         self.carry_on_button.clicked.connect(self.session.carry_on)

@@ -251,6 +251,83 @@ def test_live_input_is_continued_when_the_performer_stops_and_yields_when_they_p
     assert min(level[16:18]) > 0.02, level[14:20]      # 8 to 9 s: Encore carries on
 
 
+@pytest.mark.filterwarnings("ignore::engine.extend.ShortSongWarning")
+@pytest.mark.parametrize("coupling", [0.3, 0.0], ids=["speakers", "headphones"])
+def test_live_input_through_speakers_ignores_encores_echo_and_keeps_it_out_of_memory(sd, repeat_model, coupling):
+    """A room between Encore's output and its input: Encore's output comes back ``coupling`` times as loud and
+    30 ms late, mixed with a performer who plays 5 s, rests, and plays again from 15 to 20 s."""
+    from engine.stream import LiveConfig
+
+    phrase = synthetic_song(5.0, JACK_RATE).samples
+    delay = round(0.03 * JACK_RATE)
+    room_state = {"frame": 0, "delayed": np.zeros((delay, 2), np.float32)}
+
+    def room(indata, outdata, frames, time_info, status):
+        frame = room_state["frame"]
+        outdata.fill(0)
+        for start, loudness in ((0, 1.0), (15 * JACK_RATE, 1.5)):  # closer to the microphone the second time
+            offset = frame - start
+            if -frames < offset < phrase.shape[0]:
+                into, take = max(0, -offset), max(0, offset)
+                chunk = phrase[take:take + frames - into]
+                outdata[into:into + chunk.shape[0]] = loudness * chunk
+        delayed = np.concatenate([room_state["delayed"], indata])
+        outdata += coupling * delayed[:frames]
+        room_state["delayed"] = delayed[frames:]
+        room_state["frame"] = frame + frames
+
+    eng = Engine(model=repeat_model, device=jack_device(sd, "output"))
+    before = set(jack_ports())
+    eng.live(LiveConfig(silence_s=1.5), input_device=jack_device(sd, "input"))
+    engine_inputs, engine_outputs = new_ports(before, ":in"), new_ports(before, ":out")
+    for port in jack_ports():
+        if port.startswith("system:capture"):
+            for ours in engine_inputs:
+                subprocess.run(["jack_disconnect", port, ours], timeout=10)
+    before = set(jack_ports())
+    stream = sd.Stream(samplerate=JACK_RATE, channels=2, dtype="float32", callback=room,
+                       device=(jack_device(sd, "input"), jack_device(sd, "output")))
+    stream.start()
+    for source, destination in zip(engine_outputs, new_ports(before, ":in"), strict=True):
+        connect(source, destination)
+    for source, destination in zip(new_ports(before, ":out"), engine_inputs, strict=True):
+        connect(source, destination)
+    started = time.monotonic()
+    events = []
+
+    def wait_until(seconds: float) -> str:
+        time.sleep(max(0.0, started + seconds - time.monotonic()))
+        events.extend(eng.events.get_nowait() for _ in range(eng.events.qsize()))
+        return eng.status().state
+
+    state_while_encore_plays = wait_until(13.0)
+    state_when_the_performer_is_back = wait_until(17.0)
+    deadline = time.monotonic() + 20.0
+    while [e.kind for e in events].count("continuing") < 2 and time.monotonic() < deadline:
+        wait_until(time.monotonic() - started + 0.1)
+    stream.stop()
+    stream.close()
+    eng.stop()
+    events = [e for e in events if e.kind != "chunk"]
+    kinds = [e.kind for e in events]
+    details = {e.kind: e.detail for e in events}
+    # Encore hears itself and keeps going (before engine.echo it faded out within a second, taking its echo
+    # for the performer), yet yields to the performer, and continues again when they stop.
+    assert state_while_encore_plays == "continuing", events
+    assert state_when_the_performer_is_back in ("fading", "listening"), events
+    assert kinds == ["continuing", "echo", "listening", "continuing"], events
+    if coupling:
+        assert re.search(r"hears Encore (8|9|10|11|12) dB down", details["echo"]), details["echo"]  # 10.5 dB
+    else:
+        assert "does not hear Encore" in details["echo"], details["echo"]
+    # What the second continuation continues, beyond what the first did: with headphones, all of the 15 s
+    # between the two phrases' ends; through speakers, only the 1.5 s of rest before Encore began and the
+    # 16-20 s after its fade (0.2 s to notice the performer, 0.5 s of fade) and its echo (0.3 s allowed).
+    first, second = (float(re.search(r"continuing ([0-9.]+) s of what was heard", e.detail).group(1))
+                     for e in events if e.kind == "continuing")
+    assert (4.5 < second - first < 6.5) if coupling else (14.5 < second - first < 15.5), events
+
+
 def test_live_input_is_analysed_while_the_performer_is_quiet_not_when_encore_carries_on(sd, analysis_threads):
     """The resynth family's analysis of what was heard runs during the silence before Encore carries on."""
     from engine.stream import LiveConfig

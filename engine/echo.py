@@ -1,0 +1,216 @@
+"""Live mode through speakers: telling the performer from Encore's own echo, and keeping the echo out of memory.
+
+With speakers and a microphone in one room, the microphone hears Encore's continuation as well as the
+performer. Taken for the performer, that echo made Encore fade out within half a second of beginning and,
+heard as music, it would be re-synthesised from: audio that was itself rendered, the compounding the resynth
+generator exists to avoid. Two measures, neither of which subtracts anything from the signal:
+
+- **A level gate** (:class:`EchoGate`): in the first second of each continuation (the performer has just
+  stopped) the gate learns how loud the room returns Encore's output at the input (the *coupling*: input level
+  over the output's recent level envelope). From then on the input counts as the performer only when it is
+  :data:`ECHO_MARGIN` times louder than that echo would be. With headphones or a line input the coupling is
+  about 0 and the gate passes everything, as before.
+- **A memory without Encore** (:func:`performer_spans`): what a continuation continues is the input heard while
+  Encore was silent; the stretches where it sounded, and :data:`MAX_ECHO_DELAY_S` after, are left out
+  (unless the coupling learned says the input cannot hear Encore: then nothing is).
+
+Levels are RMS over :data:`LEVEL_WINDOW_S`, the live thread's window. The output side is the highest such
+level within the last ``LEVEL_WINDOW_S + MAX_ECHO_DELAY_S`` (:func:`output_envelope`), so the echo's delay
+need not be known.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Longest delay from Encore's output to its input that is allowed for, in seconds: the device's output and
+#: input latency plus the room's path (a few ms per metre). Bluetooth speakers can exceed it.
+MAX_ECHO_DELAY_S = 0.3
+#: Level window, in seconds (the live thread's).
+LEVEL_WINDOW_S = 0.05
+#: Step between the output windows the envelope takes its maximum over, in seconds.
+ENVELOPE_HOP_S = 0.01
+#: How long the coupling is learned at the start of each continuation, in seconds of input.
+LEARN_S = 1.0
+#: Fewest level pairs (one per live-thread poll with Encore audible) a coupling is learned from.
+MIN_LEARNING_PAIRS = 10
+#: The coupling is this percentile of the learned input/output level ratios: an echo's ratio is at most the
+#: coupling (the envelope is the output's loudest recent window), so a high percentile finds it while one
+#: stray sound in the learning second does not set it.
+COUPLING_PERCENTILE = 90.0
+#: The performer plays only when the input is this many times (6 dB) louder than the echo expected.
+ECHO_MARGIN = 2.0
+
+
+def output_envelope(played: np.ndarray, sample_rate: int) -> float:
+    """The highest level of Encore's recent output, over windows at every delay the echo may have.
+
+    Parameters
+    ----------
+    played : numpy.ndarray
+        [shape=(frames,), dtype=float32] what Encore sent to the output, mono, newest last; the last
+        ``(LEVEL_WINDOW_S + MAX_ECHO_DELAY_S) * sample_rate`` frames are read.
+    sample_rate : int
+        In Hz.
+
+    Returns
+    -------
+    float
+        RMS of the loudest :data:`LEVEL_WINDOW_S` window, windows every :data:`ENVELOPE_HOP_S` (0.0 if shorter
+        than one window).
+    """
+    window = max(1, round(LEVEL_WINDOW_S * sample_rate))
+    hop = max(1, round(ENVELOPE_HOP_S * sample_rate))
+    span = window + round(MAX_ECHO_DELAY_S * sample_rate)
+    x = np.asarray(played[-span:], dtype=np.float64)
+    if x.shape[0] < window:
+        return 0.0
+    energy = np.concatenate(([0.0], np.cumsum(x * x)))
+    ends = np.arange(x.shape[0], window - 1, -hop)  # windows that end at the newest frame, then every hop back
+    return float(np.sqrt(max(0.0, float(np.max(energy[ends] - energy[ends - window])) / window)))
+
+
+class EchoGate:
+    """Decides whether a loud input is the performer or Encore heard back through the room.
+
+    Parameters
+    ----------
+    sample_rate : int
+        Of the input, in Hz.
+    floor : float
+        Output level (RMS, linear) under which Encore counts as silent: its echo cannot reach the input
+        threshold then, so the input is the performer's. The live threshold.
+
+    Attributes
+    ----------
+    coupling : float or None
+        Learned input level per unit of output level (0.3: the room returns Encore 10 dB down); None until the
+        first continuation's learning second is over.
+    """
+
+    def __init__(self, sample_rate: int, floor: float):
+        self.sample_rate = sample_rate
+        self.floor = float(floor)
+        self.coupling: float | None = None
+        self._learning_from: int | None = None
+        self._ratios: list[float] = []
+
+    @property
+    def learning(self) -> bool:
+        """Whether the coupling is being learned now."""
+        return self._learning_from is not None
+
+    def start_learning(self, frame: int) -> None:
+        """Encore starts to sound at input frame ``frame``: learn the room's coupling over the next
+        :data:`LEARN_S` (the previous coupling, if any, decides meanwhile)."""
+        self._learning_from = frame
+        self._ratios = []
+
+    def is_performer(self, frame: int, input_level: float, output_level: float) -> bool:
+        """Whether the input's level is more than Encore's echo can explain (and learn from it while learning).
+
+        Parameters
+        ----------
+        frame : int
+            Input frame the levels end at (absolute).
+        input_level : float
+            RMS of the last :data:`LEVEL_WINDOW_S` of input.
+        output_level : float
+            :func:`output_envelope` of Encore's output up to the same moment.
+
+        Returns
+        -------
+        bool
+            True when Encore is silent (``output_level`` under the floor), or the input is louder than
+            :data:`ECHO_MARGIN` times the echo expected. While the first coupling is being learned: False
+            (the performer has just stopped; playing again within that second is heard after it).
+        """
+        if output_level <= self.floor:
+            return True
+        if self._learning_from is not None:
+            self._ratios.append(input_level / output_level)
+            if (frame - self._learning_from >= LEARN_S * self.sample_rate
+                    and len(self._ratios) >= MIN_LEARNING_PAIRS):
+                self.coupling = float(np.percentile(self._ratios, COUPLING_PERCENTILE))
+                self._learning_from = None
+            elif self.coupling is None:
+                return False
+        return input_level > ECHO_MARGIN * self.coupling * output_level
+
+    def describe(self) -> str:
+        """One line for the engine's ``echo`` event: how loud the room returns Encore."""
+        if self.coupling is None:
+            return "not measured yet"
+        if self.coupling < self.floor:
+            return "the input does not hear Encore (headphones or a line input)"
+        return f"the input hears Encore {-20 * np.log10(self.coupling):.0f} dB down (speakers), and ignores it"
+
+
+def performer_spans(start: int, stop: int, sounded: list[tuple[int, int]], frames: int) -> list[tuple[int, int]]:
+    """Where the newest ``frames`` of input in ``[start, stop)`` are, leaving out the stretches Encore sounded.
+
+    Parameters
+    ----------
+    start, stop : int
+        Absolute input frames: the oldest held and one past the newest wanted.
+    sounded : list of (int, int)
+        ``[begin, end)`` absolute input frames where Encore sounded (its echo's delay included), any order;
+        ``end`` may be past ``stop``.
+    frames : int
+        How many frames are wanted at most.
+
+    Returns
+    -------
+    list of (int, int)
+        ``[begin, end)`` spans, oldest first, disjoint and non-empty, totalling ``min(frames, what is left)``.
+    """
+    spans: list[tuple[int, int]] = []
+    cursor, wanted = stop, frames
+    for begin, end in sorted(sounded, reverse=True) + [(start - 1, start)]:
+        if wanted <= 0 or cursor <= start:
+            break
+        end = min(end, cursor)
+        if end <= begin:
+            continue  # wholly after the cursor (or empty)
+        lo = max(end, start, cursor - wanted)
+        if lo < cursor:
+            spans.append((lo, cursor))
+            wanted -= cursor - lo
+        cursor = min(cursor, begin)
+    return spans[::-1]
+
+
+def splice(pieces: list[np.ndarray], fade: int) -> np.ndarray:
+    """Join pieces of input end to end, each join an equal-power crossfade of ``fade`` frames (so a cut-out
+    stretch leaves no click in the memory); a join where either side is shorter than the fade has none.
+
+    Parameters
+    ----------
+    pieces : list of numpy.ndarray
+        [shape=(frames,) or (frames, channels), dtype=float32] each, oldest first, at least one.
+    fade : int
+        Crossfade length in frames.
+
+    Returns
+    -------
+    numpy.ndarray
+        [shape=(sum of frames - fade per crossfaded join, ...), dtype=float32]; the one piece itself when
+        there is only one.
+    """
+    from .seam import crossfade
+
+    if len(pieces) == 1:
+        return np.asarray(pieces[0], dtype=np.float32)
+    # One output array, each piece copied in once: a 5-minute memory cut in many places stays one copy.
+    overlaps = [fade if min(before.shape[0], after.shape[0]) >= fade > 0 else 0
+                for before, after in zip(pieces[:-1], pieces[1:], strict=True)]
+    total = sum(piece.shape[0] for piece in pieces) - sum(overlaps)
+    joined = np.empty((total, *pieces[0].shape[1:]), np.float32)
+    at = 0
+    for index, piece in enumerate(pieces):
+        overlap = overlaps[index - 1] if index else 0
+        if overlap:
+            joined[at - overlap:at] = crossfade(joined[at - overlap:at], piece[:overlap], correlation=0.0)
+        joined[at:at + piece.shape[0] - overlap] = piece[overlap:]
+        at += piece.shape[0] - overlap
+    return joined

@@ -1,0 +1,167 @@
+"""Live mode through speakers: the echo gate and the memory that leaves Encore out (engine.echo)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.echo import (
+    ECHO_MARGIN,
+    LEARN_S,
+    LEVEL_WINDOW_S,
+    MAX_ECHO_DELAY_S,
+    EchoGate,
+    output_envelope,
+    performer_spans,
+    splice,
+)
+from engine.seam import click_score, rms
+
+RATE = 48000
+WINDOW = round(LEVEL_WINDOW_S * RATE)
+POLL = round(0.02 * RATE)  # the live thread's poll
+
+
+def music(seconds: float, seed: int) -> np.ndarray:
+    """A mono test signal whose level swells and dips by 20 dB every second, as music's does."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * RATE)) / RATE
+    envelope = 0.05 + 0.45 * (0.5 + 0.5 * np.sin(2 * np.pi * 1.0 * t)) ** 4
+    return (envelope * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def room(output: np.ndarray, coupling: float, delay_s: float, performer: np.ndarray | None = None) -> np.ndarray:
+    """What the microphone hears: the output ``delay_s`` late and ``coupling`` times as loud, plus the performer."""
+    delay = round(delay_s * RATE)
+    heard = np.zeros_like(output)
+    heard[delay:] = coupling * output[:output.shape[0] - delay]
+    if performer is not None:
+        heard += performer
+    return heard
+
+
+def decisions(gate: EchoGate, output: np.ndarray, heard: np.ndarray, *, learn_from: int = 0) -> np.ndarray:
+    """The gate's verdict at every poll of the live thread, as the engine asks it."""
+    gate.start_learning(learn_from)
+    verdicts = []
+    span = WINDOW + round(MAX_ECHO_DELAY_S * RATE)
+    for end in range(learn_from + span, output.shape[0], POLL):
+        level = rms(heard[end - WINDOW:end])
+        verdicts.append(gate.is_performer(end, level, output_envelope(output[:end], RATE)))
+    return np.array(verdicts)
+
+
+def test_output_envelope_finds_the_loudest_window_within_the_echo_delay():
+    quiet_then_burst = np.full(RATE, 0.01, np.float32)
+    burst_at = RATE - round(0.2 * RATE)  # 0.2 s before the end: within the delays allowed for
+    quiet_then_burst[burst_at:burst_at + WINDOW] = 0.5
+    assert output_envelope(quiet_then_burst, RATE) == pytest.approx(0.5, rel=1e-6)
+    old_burst = np.full(RATE, 0.01, np.float32)
+    old_burst[:WINDOW] = 0.5  # a second ago: any echo of it has arrived long since
+    assert output_envelope(old_burst, RATE) == pytest.approx(0.01, rel=1e-6)
+    assert output_envelope(np.zeros(WINDOW - 1, np.float32), RATE) == 0.0
+
+
+@pytest.mark.parametrize("coupling, delay_s", [(0.3, 0.03), (1.0, 0.12), (0.05, 0.25)])
+def test_the_gate_learns_the_rooms_coupling_and_ignores_the_echo(coupling, delay_s):
+    output = music(6.0, seed=1)
+    gate = EchoGate(RATE, floor=0.01)
+    verdicts = decisions(gate, output, room(output, coupling, delay_s))
+    assert not gate.learning
+    # The envelope is the loudest recent window, so the echo's ratio is at most the coupling.
+    assert 0.5 * coupling <= gate.coupling <= 1.05 * coupling
+    assert not verdicts.any()  # while learning, and after it: Encore heard back is never the performer
+
+
+def test_the_performer_is_heard_over_the_echo_once_louder_than_the_margin():
+    output = music(8.0, seed=2)
+    performer = np.zeros_like(output)
+    starts = round(4.0 * RATE)
+    performer[starts:] = 0.6 * np.random.default_rng(3).standard_normal(output.shape[0] - starts)
+    gate = EchoGate(RATE, floor=0.01)
+    verdicts = decisions(gate, output, room(output, 0.3, 0.03, performer))
+    first_poll = WINDOW + round(MAX_ECHO_DELAY_S * RATE)
+    at = (np.arange(verdicts.shape[0]) * POLL + first_poll) / RATE
+    assert not verdicts[at < 4.0].any()
+    assert verdicts[at > 4.0 + LEVEL_WINDOW_S].mean() > 0.95  # the performer, 0.6 RMS, over an echo of <= 0.15
+
+
+def test_with_headphones_the_gate_learns_no_coupling_and_passes_the_performer():
+    output = music(4.0, seed=4)
+    noise_floor = np.random.default_rng(5).standard_normal(output.shape[0]).astype(np.float32) * 1e-4
+    gate = EchoGate(RATE, floor=0.01)
+    decisions(gate, output, noise_floor)
+    assert gate.coupling < gate.floor and "does not hear Encore" in gate.describe()
+    # A quiet performer, 0.02 RMS against Encore's 0.1-0.5 in the headphones, plays again: heard at once.
+    assert gate.is_performer(10 * RATE, 0.02, 0.5)
+
+
+def test_until_the_first_coupling_is_learned_a_loud_input_over_encore_waits():
+    gate = EchoGate(RATE, floor=0.01)
+    gate.start_learning(0)
+    assert not gate.is_performer(WINDOW, 0.5, 0.2)  # it may be the room: the first second learns
+    assert gate.is_performer(WINDOW, 0.5, 0.005)    # Encore near silent: the input is the performer
+    assert "not measured" in gate.describe()
+
+
+def test_a_learned_coupling_decides_while_the_next_one_is_learned():
+    gate = EchoGate(RATE, floor=0.01)
+    gate.coupling = 0.1
+    gate.start_learning(0)
+    assert gate.learning
+    assert gate.is_performer(WINDOW, 0.5, 0.5)  # 0.5 > ECHO_MARGIN * 0.1 * 0.5
+    assert not gate.is_performer(2 * WINDOW, ECHO_MARGIN * 0.1 * 0.5 * 0.9, 0.5)
+    for poll in range(60):  # a second and more of pure echo at 0.1 relearns it
+        gate.is_performer(poll * POLL, 0.1 * 0.4, 0.4)
+    assert not gate.learning and gate.coupling == pytest.approx(0.1)
+    assert "20 dB down" in gate.describe()
+
+
+def test_learning_needs_a_second_of_input_and_enough_level_pairs():
+    gate = EchoGate(RATE, floor=0.01)
+    gate.start_learning(0)
+    for poll in range(5):
+        gate.is_performer(round(2 * LEARN_S * RATE) + poll, 0.03, 0.1)  # late enough, but only 5 pairs
+    assert gate.learning and gate.coupling is None
+
+
+@pytest.mark.parametrize("sounded, frames, expected", [
+    ([], 1000, [(0, 1000)]),                                    # nothing to leave out
+    ([], 300, [(700, 1000)]),                                   # the newest frames wanted
+    ([(400, 600)], 1000, [(0, 400), (600, 1000)]),              # Encore's stretch left out
+    ([(400, 600)], 500, [(300, 400), (600, 1000)]),             # ... and the rest reaches further back
+    ([(600, 400 + 2000)], 1000, [(0, 600)]),                    # a stretch still open past the end
+    ([(100, 200), (150, 500), (800, 900)], 1000, [(0, 100), (500, 800), (900, 1000)]),  # overlapping
+    ([(-500, 300)], 1000, [(300, 1000)]),                       # older than the ring
+    ([(0, 1000)], 1000, []),                                    # Encore all along
+])
+def test_performer_spans_leave_out_where_encore_sounded(sounded, frames, expected):
+    assert performer_spans(0, 1000, sounded, frames) == expected
+
+
+def test_splice_joins_the_pieces_without_a_click():
+    t = np.arange(RATE) / RATE
+    tone = (0.5 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    fade = round(0.01 * RATE)
+    # Cut a stretch out of the middle: the two sides are out of phase, a bare join would click.
+    joined = splice([tone[:20000], tone[31111:]], fade)
+    assert joined.shape == (20000 + (RATE - 31111) - fade,)
+    bare = np.concatenate([tone[:20000], tone[31111:]])
+    assert click_score(joined, 20000 - fade // 2, RATE)["jump"] < 0.5 * click_score(bare, 20000, RATE)["jump"]
+    assert splice([tone[:100], tone[:10]], fade).shape == (110,)  # too short to fade: joined as is
+    stereo = np.stack([tone, tone], axis=1)
+    assert splice([stereo[:1000], stereo[2000:4000]], fade).shape == (3000 - fade, 2)
+
+
+def test_splice_of_many_pieces_is_one_copy_with_every_join_faded():
+    t = np.arange(3 * RATE) / RATE
+    tone = (0.5 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    fade = round(0.01 * RATE)
+    cuts = [(0, 7000), (9001, 9700), (12345, 40000), (41000, 41100), (50017, 3 * RATE)]  # 700 and 100 frames too
+    pieces = [tone[a:b] for a, b in cuts]
+    joined = splice(pieces, fade)
+    faded_joins = 2  # into and out of the 700 frames; the 100-frame piece is too short to fade either way
+    assert joined.shape == (sum(b - a for a, b in cuts) - faded_joins * fade,)
+    assert np.isfinite(joined).all() and np.abs(joined).max() <= 0.5 * 1.42  # equal power at worst sqrt(2)
+    assert joined[:7000 - fade].tobytes() == tone[:7000 - fade].tobytes()  # untouched outside the fades
+    assert splice([tone[:500]], fade) is not None and splice([tone[:500]], fade).shape == (500,)
