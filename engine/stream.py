@@ -154,6 +154,9 @@ class EngineStatus:
     buffering: bool = False
     generator: str = ""
     segmentation: str = ""
+    #: Live input: how far below Encore's output the input hears Encore (speakers), in dB; inf when it does not
+    #: (headphones, a line input); nan until a continuation's first second has measured it, or not live.
+    echo_db: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -444,8 +447,15 @@ class Engine:
             real_time_factor=stats.real_time_factor, recent_real_time_factor=stats.recent_real_time_factor,
             continuations=self.continuations, endless=self._endless,
             volume=self._volume, buffering=self._holding, generator=self.extender.generator,
-            segmentation=self.extender.segmentation,
+            segmentation=self.extender.segmentation, echo_db=self._echo_db(),
         )
+
+    def _echo_db(self) -> float:
+        """:attr:`EngineStatus.echo_db` from the live echo gate."""
+        gate = getattr(self, "_echo", None)
+        if gate is None or gate.coupling is None or self._state not in LIVE_STATES:
+            return math.nan
+        return math.inf if gate.coupling < gate.floor else -20 * math.log10(gate.coupling)
 
     def live(self, live_config: LiveConfig | None = None, *, input_device=None) -> None:
         """Listen to the input; when the performer stops (or :meth:`carry_on` is called) continue what was heard.

@@ -293,7 +293,9 @@ class MainWindow(QMainWindow):
                                   f"{status.late_chunks} late chunks  ·  {status.state}")
         level = self.session.input_level_db()
         self.level_meter.setValue(int(max(METER_FLOOR_DB, level)) if np.isfinite(level) else METER_FLOOR_DB)
-        self.level_meter.setFormat("input %v dBFS" if live else "input: not listening")
+        echo = ("" if not live or np.isnan(status.echo_db) else "  ·  no echo of Encore" if np.isinf(status.echo_db)
+                else f"  ·  Encore's echo {status.echo_db:.0f} dB down, ignored")
+        self.level_meter.setFormat(f"input %v dBFS{echo}" if live else "input: not listening")
         self.live_state.setText(status.state if live else "")
         if self.live_button.isChecked() and not live:  # an error or a stop ended listening
             self.live_button.blockSignals(True)

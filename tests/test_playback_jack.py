@@ -301,6 +301,7 @@ def test_live_input_through_speakers_ignores_encores_echo_and_keeps_it_out_of_me
         return eng.status().state
 
     state_while_encore_plays = wait_until(13.0)
+    echo_db = eng.status().echo_db
     state_when_the_performer_is_back = wait_until(17.0)
     deadline = time.monotonic() + 20.0
     while [e.kind for e in events].count("continuing") < 2 and time.monotonic() < deadline:
@@ -318,8 +319,10 @@ def test_live_input_through_speakers_ignores_encores_echo_and_keeps_it_out_of_me
     assert kinds == ["continuing", "echo", "listening", "continuing"], events
     if coupling:
         assert re.search(r"hears Encore (8|9|10|11|12) dB down", details["echo"]), details["echo"]  # 10.5 dB
+        assert 8.0 < echo_db < 12.5
     else:
         assert "does not hear Encore" in details["echo"], details["echo"]
+        assert echo_db == np.inf
     # What the second continuation continues, beyond what the first did: with headphones, all of the 15 s
     # between the two phrases' ends; through speakers, only the 1.5 s of rest before Encore began and the
     # 16-20 s after its fade (0.2 s to notice the performer, 0.5 s of fade) and its echo (0.3 s allowed).

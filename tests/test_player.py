@@ -311,6 +311,8 @@ def test_live_mode_meters_the_input_and_carries_on_when_the_performer_stops(qtbo
         qtbot.waitUntil(lambda: window.live_state.text() == "continuing", timeout=12000)
         x, _ = window.waveform.continuation_curve.getData()
         assert x is not None and x.size  # what Encore plays is drawn
+        # Its first second tells whether the input hears Encore: this performer is wired in alone, so not.
+        qtbot.waitUntil(lambda: "no echo of Encore" in window.level_meter.format(), timeout=5000)
     finally:
         player.stop()
         player.close()

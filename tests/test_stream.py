@@ -201,6 +201,7 @@ def test_a_playing_song_is_analysed_once_while_it_plays_not_when_its_continuatio
             time.sleep(0.05)
         status = eng.status()  # the offline clock has not moved: the song has not even begun
         assert status.segmentation.startswith("beats: 120 bpm, 4/4") and status.playhead_s == 0, status
+        assert np.isnan(status.echo_db)  # a song that plays: no live input, no echo to measure
         played = eng.render(35.0)
         assert analysis_threads == ["encore-anticipate"]
         eng.seek(3.0)  # the same song again: its analysis is kept
