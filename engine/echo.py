@@ -15,7 +15,7 @@ generator exists to avoid. Two measures, neither of which subtracts anything fro
   (unless the coupling learned says the input cannot hear Encore: then nothing is).
 
 Levels are RMS over :data:`LEVEL_WINDOW_S`, the live thread's window. The output side is the highest such
-level within the last ``LEVEL_WINDOW_S + MAX_ECHO_DELAY_S`` (:func:`output_envelope`), so the echo's delay
+level within the last :data:`ENVELOPE_SPAN_S` (:func:`output_envelope`), so the echo's delay
 need not be known.
 """
 
@@ -28,6 +28,8 @@ import numpy as np
 MAX_ECHO_DELAY_S = 0.3
 #: Level window, in seconds (the live thread's).
 LEVEL_WINDOW_S = 0.05
+#: How much of Encore's recent output the envelope reads, in seconds: a level window at every delay allowed.
+ENVELOPE_SPAN_S = LEVEL_WINDOW_S + MAX_ECHO_DELAY_S
 #: Step between the output windows the envelope takes its maximum over, in seconds.
 ENVELOPE_HOP_S = 0.01
 #: How long the coupling is learned at the start of each continuation, in seconds of input.
@@ -49,7 +51,7 @@ def output_envelope(played: np.ndarray, sample_rate: int) -> float:
     ----------
     played : numpy.ndarray
         [shape=(frames,), dtype=float32] what Encore sent to the output, mono, newest last; the last
-        ``(LEVEL_WINDOW_S + MAX_ECHO_DELAY_S) * sample_rate`` frames are read.
+        ``ENVELOPE_SPAN_S * sample_rate`` frames are read.
     sample_rate : int
         In Hz.
 
@@ -61,8 +63,7 @@ def output_envelope(played: np.ndarray, sample_rate: int) -> float:
     """
     window = max(1, round(LEVEL_WINDOW_S * sample_rate))
     hop = max(1, round(ENVELOPE_HOP_S * sample_rate))
-    span = window + round(MAX_ECHO_DELAY_S * sample_rate)
-    x = np.asarray(played[-span:], dtype=np.float64)
+    x = np.asarray(played[-round(ENVELOPE_SPAN_S * sample_rate):], dtype=np.float64)
     if x.shape[0] < window:
         return 0.0
     energy = np.concatenate(([0.0], np.cumsum(x * x)))
@@ -137,13 +138,22 @@ class EchoGate:
                 return False
         return input_level > ECHO_MARGIN * self.coupling * output_level
 
+    @property
+    def echo_db(self) -> float:
+        """How far below Encore's output the input hears it, in dB: inf when its echo can never reach the live
+        threshold (headphones, a line input: the coupling is under the floor), nan before it is measured."""
+        if self.coupling is None:
+            return float("nan")
+        return float("inf") if self.coupling < self.floor else float(-20 * np.log10(self.coupling))
+
     def describe(self) -> str:
         """One line for the engine's ``echo`` event: how loud the room returns Encore."""
-        if self.coupling is None:
+        echo_db = self.echo_db
+        if np.isnan(echo_db):
             return "not measured yet"
-        if self.coupling < self.floor:
+        if np.isinf(echo_db):
             return "the input does not hear Encore (headphones or a line input)"
-        return f"the input hears Encore {-20 * np.log10(self.coupling):.0f} dB down (speakers), and ignores it"
+        return f"the input hears Encore {echo_db:.0f} dB down (speakers), and ignores it"
 
 
 def performer_spans(start: int, stop: int, sounded: list[tuple[int, int]], frames: int) -> list[tuple[int, int]]:

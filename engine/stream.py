@@ -48,7 +48,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from .audio import Waveform, resample
-from .echo import LEVEL_WINDOW_S, MAX_ECHO_DELAY_S, EchoGate, output_envelope, performer_spans, splice
+from .echo import (
+    ENVELOPE_SPAN_S,
+    LEVEL_WINDOW_S,
+    MAX_ECHO_DELAY_S,
+    EchoGate,
+    output_envelope,
+    performer_spans,
+    splice,
+)
 from .errors import ConfigError, EncoreError
 from .extend import ExtendConfig
 from .generators import open_generator
@@ -453,9 +461,7 @@ class Engine:
     def _echo_db(self) -> float:
         """:attr:`EngineStatus.echo_db` from the live echo gate."""
         gate = getattr(self, "_echo", None)
-        if gate is None or gate.coupling is None or self._state not in LIVE_STATES:
-            return math.nan
-        return math.inf if gate.coupling < gate.floor else -20 * math.log10(gate.coupling)
+        return gate.echo_db if gate is not None and self._state in LIVE_STATES else math.nan
 
     def live(self, live_config: LiveConfig | None = None, *, input_device=None) -> None:
         """Listen to the input; when the performer stops (or :meth:`carry_on` is called) continue what was heard.
@@ -520,7 +526,7 @@ class Engine:
 
     def input_level_db(self) -> float:
         """Input level of the last 50 ms, in dBFS (for meters)."""
-        window = round(0.05 * self.sample_rate)
+        window = round(LEVEL_WINDOW_S * self.sample_rate)
         if not hasattr(self, "_input") or self._input.end < window:
             return -np.inf
         level = rms(self._input.latest(window))
@@ -687,8 +693,7 @@ class Engine:
             return False
         # The played ring may be a callback block behind the input, which the envelope's maximum over 0.3 s of
         # delays absorbs. While learning, quiet input is a level pair too (headphones: the room returns nothing).
-        span = round((LEVEL_WINDOW_S + MAX_ECHO_DELAY_S) * self.sample_rate)
-        played = self._played.latest(min(span, len(self._played)))
+        played = self._played.latest(min(round(ENVELOPE_SPAN_S * self.sample_rate), len(self._played)))
         performer = self._echo.is_performer(end, level, output_envelope(played, self.sample_rate))
         return level > threshold and performer
 
@@ -709,8 +714,7 @@ class Engine:
         if self._anticipated_heard is not None and self._anticipated_heard[0] == heard_until:
             return self._anticipated_heard[1]
         frames = round(self.extender.memory_s * self.sample_rate)
-        coupling = self._echo.coupling
-        if coupling is not None and coupling < self._echo.floor:
+        if self._echo.echo_db == math.inf:
             sounded = []  # headphones or a line input: Encore is never in the input
         else:
             sounded = [(begin, end if end >= 0 else heard_until) for begin, end in self._sounded]

@@ -53,6 +53,14 @@ def connect(source: str, destination: str) -> None:
     subprocess.run(["jack_connect", source, destination], check=True, timeout=10)
 
 
+def disconnect_capture(inputs: list[str]) -> None:
+    """Unplug the dummy driver's capture ports from ``inputs``, so they hear only what a test wires to them."""
+    for port in jack_ports():
+        if port.startswith("system:capture"):
+            for ours in inputs:
+                subprocess.run(["jack_disconnect", port, ours], timeout=10)
+
+
 def new_ports(before: set[str], kind: str, count: int = 2) -> list[str]:
     """Ports of ``kind`` that appeared since ``before``; JACK registers them shortly after a stream starts."""
     deadline = time.monotonic() + 5

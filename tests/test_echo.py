@@ -92,6 +92,7 @@ def test_with_headphones_the_gate_learns_no_coupling_and_passes_the_performer():
     gate = EchoGate(RATE, floor=0.01)
     decisions(gate, output, noise_floor)
     assert gate.coupling < gate.floor and "does not hear Encore" in gate.describe()
+    assert gate.echo_db == np.inf
     # A quiet performer, 0.02 RMS against Encore's 0.1-0.5 in the headphones, plays again: heard at once.
     assert gate.is_performer(10 * RATE, 0.02, 0.5)
 
@@ -102,6 +103,7 @@ def test_until_the_first_coupling_is_learned_a_loud_input_over_encore_waits():
     assert not gate.is_performer(WINDOW, 0.5, 0.2)  # it may be the room: the first second learns
     assert gate.is_performer(WINDOW, 0.5, 0.005)    # Encore near silent: the input is the performer
     assert "not measured" in gate.describe()
+    assert np.isnan(gate.echo_db)
 
 
 def test_a_learned_coupling_decides_while_the_next_one_is_learned():
@@ -115,6 +117,7 @@ def test_a_learned_coupling_decides_while_the_next_one_is_learned():
         gate.is_performer(poll * POLL, 0.1 * 0.4, 0.4)
     assert not gate.learning and gate.coupling == pytest.approx(0.1)
     assert "20 dB down" in gate.describe()
+    assert gate.echo_db == pytest.approx(20.0)
 
 
 def test_learning_needs_a_second_of_input_and_enough_level_pairs():

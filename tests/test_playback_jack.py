@@ -13,7 +13,7 @@ import pytest
 from engine.continuator import Continuator
 from engine.stream import Engine, EngineConfig
 from tests.conftest import synthetic_song
-from tests.jack_server import JACK_RATE, connect, jack_device, jack_ports, new_ports
+from tests.jack_server import JACK_RATE, connect, disconnect_capture, jack_device, jack_ports, new_ports
 from tests.onnx_models import make_model
 
 
@@ -64,10 +64,7 @@ def perform_into(sd, engine_inputs: list[str], performer):
     before = set(jack_ports())
     player = sd.OutputStream(samplerate=JACK_RATE, channels=2, dtype="float32", device=jack_device(sd, "output"),
                              callback=performer)
-    for port in jack_ports():
-        if port.startswith("system:capture"):
-            for ours in engine_inputs:
-                subprocess.run(["jack_disconnect", port, ours], timeout=10)
+    disconnect_capture(engine_inputs)
     player.start()
     for source, destination in zip(new_ports(before, ":out"), engine_inputs, strict=True):
         connect(source, destination)
@@ -280,10 +277,7 @@ def test_live_input_through_speakers_ignores_encores_echo_and_keeps_it_out_of_me
     before = set(jack_ports())
     eng.live(LiveConfig(silence_s=1.5), input_device=jack_device(sd, "input"))
     engine_inputs, engine_outputs = new_ports(before, ":in"), new_ports(before, ":out")
-    for port in jack_ports():
-        if port.startswith("system:capture"):
-            for ours in engine_inputs:
-                subprocess.run(["jack_disconnect", port, ours], timeout=10)
+    disconnect_capture(engine_inputs)
     before = set(jack_ports())
     stream = sd.Stream(samplerate=JACK_RATE, channels=2, dtype="float32", callback=room,
                        device=(jack_device(sd, "input"), jack_device(sd, "output")))

@@ -23,7 +23,7 @@ from engine.audio import save_audio
 from player import MainWindow, PlayerSession, peak_envelope
 from player.window import DEMO_SONG
 from tests.conftest import bar_song, synthetic_song
-from tests.jack_server import JACK_RATE, connect, jack_device, jack_ports, new_ports
+from tests.jack_server import JACK_RATE, connect, disconnect_capture, jack_device, jack_ports, new_ports
 from tests.onnx_models import make_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::engine.extend.ShortSongWarning")
@@ -295,11 +295,7 @@ def test_live_mode_meters_the_input_and_carries_on_when_the_performer_stops(qtbo
     assert window.live_button.isChecked()
     qtbot.waitUntil(lambda: window.live_state.text() == "listening")
     engine_inputs = new_ports(before, ":in")
-    for port in jack_ports():  # Encore hears the performer alone, not the dummy capture
-        if port.startswith("system:capture"):
-            for ours in engine_inputs:
-                import subprocess
-                subprocess.run(["jack_disconnect", port, ours], timeout=10)
+    disconnect_capture(engine_inputs)  # Encore hears the performer alone, not the dummy capture
     before = set(jack_ports())
     player = sd.OutputStream(samplerate=JACK_RATE, channels=2, dtype="float32", device=jack_device(sd, "output"),
                              callback=performer)
