@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import soundfile
 
-from engine.errors import ConfigError
+from engine.analysis import ANALYSIS_RATE, HARMONY, TIMBRE, analyse
+from engine.audio import Waveform
+from engine.errors import ConfigError, EncoreError
 from engine.seam import click_score
-from tests.conftest import synthetic_song
+from tests.conftest import bar_song, synthetic_song
 from training import evaluate as ev
 from training.cli import main as training_main
 
@@ -31,7 +33,7 @@ def songs_dir(tmp_path_factory):
 def results(songs_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
     lines: list[str] = []
-    return out, lines, ev.evaluate(songs_dir, out, generators=["loop", "silence"], repetition_minutes=0.5,
+    return out, lines, ev.evaluate(songs_dir, out, generators=["loop", "match", "silence"], repetition_minutes=0.5,
                                    progress=lines.append)
 
 
@@ -55,6 +57,96 @@ def test_the_loop_baseline_is_periodic_from_the_song_end_and_seamless():
     assert quiet.frames == 12 * RATE and not quiet.samples.any() and silence.stats.chunks == 2
 
 
+def _bar_memory(cut_s: float = 31.13) -> tuple[Waveform, Waveform]:
+    """A 45 s bar song (chords C, Am, F, G, 2 s a bar: the progression repeats every 8 s) and its first
+    ``cut_s`` as the memory, cut 0.13 s into a beat."""
+    song = bar_song(45.0, RATE, seed=2)
+    return song, Waveform(song.samples[:round(cut_s * RATE)], RATE)
+
+
+def test_match_goes_on_from_the_beat_whose_last_8_beats_best_match_the_memory_end():
+    song, memory = _bar_memory()
+    match = ev.MatchGenerator()
+    continuation = match.extend(memory, 10.0, only_extension=True)
+    found = match.match(memory)
+    assert continuation.frames == 10 * RATE and continuation.channels == 2 and continuation.sample_rate == RATE
+    assert np.isfinite(continuation.samples).all() and found.mode == "beats" and match.segmentation == "beats"
+    # Its first second after the cut is the song's own audio from the matched point on.
+    np.testing.assert_array_equal(continuation.samples[:RATE], memory.samples[found.start:found.start + RATE])
+
+    # The matched point, found again by brute force from the same analysis: the earlier beat at the memory
+    # end's bar phase, outside the last 8 beats, whose 8 beats before it are nearest (harmony weighted 2).
+    analysis = analyse(memory.mono())  # already at the analysis rate
+    assert memory.sample_rate == ANALYSIS_RATE
+    last = analysis.segments - 1
+    look = np.concatenate([analysis.features[:, TIMBRE], 2.0 * analysis.features[:, HARMONY]], axis=1)
+    candidates = [j for j in range(8, last - 8) if analysis.phase[j] == analysis.phase[last]]
+    best = min(candidates, key=lambda j: float(np.linalg.norm(look[j - 8:j] - look[last - 8:last])))
+    assert found.segment == best and found.beats == 8 and found.segment <= last - 9
+    offset = memory.frames - int(analysis.bounds[last])
+    assert found.start == int(analysis.bounds[best]) + offset and found.period == memory.frames - found.start
+    # And it is the point musicians would pick: a whole number of the song's 8 s progressions back (to within
+    # the beat tracker's few frames), where the loop of the last 10 s lands 2 s off the chords.
+    back = found.period / RATE
+    assert back >= 8.0 - 0.1 and abs(back - 8.0 * round(back / 8.0)) < 0.1
+    true = song.mono()[memory.frames:memory.frames + 10 * RATE]
+    loop = ev.LoopGenerator().extend(memory, 10.0, only_extension=True)
+    assert (ev.metrics.logmel_distance(continuation.mono(), true, sample_rate=RATE)
+            < 0.5 * ev.metrics.logmel_distance(loop.mono(), true, sample_rate=RATE))
+
+
+def test_match_jumps_back_only_when_its_run_reaches_the_memory_end():
+    _, memory = _bar_memory()
+    match = ev.MatchGenerator()
+    long = match.extend(memory, 40.0, only_extension=True)
+    found, fade = match.match(memory), round(0.05 * RATE)
+    cycle = found.period
+    # The run plays the song in order up to the crossfade before the memory's end, then the same again.
+    np.testing.assert_array_equal(long.samples[:cycle - fade], memory.samples[found.start:memory.frames - fade])
+    np.testing.assert_array_equal(long.samples[cycle:], long.samples[:-cycle])
+    repeats = -(-(40 * RATE) // cycle)
+    assert match.joins == [0] + [k * cycle + cycle - fade + fade // 2 for k in range(repeats)
+                                 if k * cycle + cycle - fade + fade // 2 < 40 * RATE]
+    assert len(match.joins) == 1 + 40 * RATE // cycle and match.stats.chunks == repeats
+    whole = match.extend(memory, 40.0)
+    assert whole.frames == memory.frames + 40 * RATE
+    np.testing.assert_array_equal(whole.samples[memory.frames:], long.samples)
+    mono = whole.mono()
+    for join in match.joins:
+        assert click_score(mono, memory.frames + join, RATE)["jump"] < 10.0  # a click scores in the hundreds
+    # The analysis is the first chunk's cost and is kept for the same memory; a new one is analysed afresh.
+    assert match.stats.first_chunk_seconds >= match.stats.chunk_seconds[0]
+    assert ev.make_generator("match").match(Waveform(memory.samples[:-RATE].copy(), RATE)).start != found.start
+
+
+def test_match_works_at_onsets_or_grid_cells_without_a_beat(rng):
+    # A slowly swelling chord with no attack: no steady beat, so no bar phase to keep.
+    t = np.arange(30 * RATE) / RATE
+    pad = sum(np.sin(2 * np.pi * f * t + p) for f, p in zip((220.0, 277.18, 329.63), (0.0, 1.0, 2.0), strict=True))
+    swell = 0.6 + 0.4 * np.sin(2 * np.pi * t / 7.0) * np.sin(2 * np.pi * t / 3.0)
+    mono = (0.2 * pad * swell + 1e-3 * rng.standard_normal(t.size)).astype(np.float32)
+    memory = Waveform(np.stack([mono, 0.8 * mono], axis=1), RATE)
+    match = ev.MatchGenerator()
+    continuation = match.extend(memory, 12.0, only_extension=True)
+    found = match.match(memory)
+    assert found.mode in ("onsets", "grid") and found.beats == 8
+    assert continuation.frames == 12 * RATE and continuation.channels == 2 and np.isfinite(continuation.samples).all()
+    np.testing.assert_array_equal(continuation.samples[:RATE], memory.samples[found.start:found.start + RATE])
+    assert match.joins[0] == 0 and all(j == found.period - round(0.05 * RATE) + round(0.05 * RATE) // 2
+                                       for j in match.joins[1:2])
+
+
+def test_match_takes_what_a_short_memory_has_and_refuses_less_than_the_analysis_needs():
+    # A second of silence: a grid of 8 cells, 3 compared on each side of the jump.
+    short, memory = ev.MatchGenerator(), Waveform(np.zeros((RATE, 2), np.float32), RATE)
+    quiet = short.extend(memory, 5.0, only_extension=True)
+    assert quiet.frames == 5 * RATE and not quiet.samples.any() and short.match(memory).beats == 3
+    with pytest.raises(EncoreError, match="too short"):
+        ev.MatchGenerator().extend(Waveform(np.zeros((RATE // 3, 2), np.float32), RATE), 5.0)
+    with pytest.raises(ConfigError, match="beats >= 1"):
+        ev.MatchGenerator(beats=0)
+
+
 @pytest.mark.parametrize("name", ["jukebox", "loop"])
 def test_the_long_run_is_downmixed_block_by_block_to_the_same_samples(name):
     song = synthetic_song(25.0, RATE, seed=4)
@@ -74,23 +166,25 @@ def test_evaluate_writes_results_a_table_and_spectrograms(results):
     assert (out / "spectrograms" / "song1.png").is_file()
     table = (out / "results.md").read_text()
     assert table.startswith("| generator |") and "| loop |" in table and "| silence |" in table
+    assert "| match |" in table and table.startswith("| generator | log-mel dB | harmony |")
     assert any(line.startswith("song0.flac: loop:") for line in lines)
 
     summary = result["summary"]
-    assert list(summary) == ["true", "loop", "silence"]
-    assert summary["true"]["logmel_db"] == 0.0 and summary["true"]["chroma"] == pytest.approx(0.0, abs=1e-9)
+    assert list(summary) == ["true", "loop", "match", "silence"]
+    assert summary["true"]["logmel_db"] == 0.0 and summary["true"]["harmony"] == 0.0
     loop, silence = summary["loop"], summary["silence"]
     assert silence["logmel_db"] > loop["logmel_db"] + 10
-    assert silence["chroma"] > loop["chroma"]
+    assert silence["harmony"] == 1.0 > 0.5 > loop["harmony"]
+    assert summary["match"]["harmony"] < 0.5 and summary["match"]["logmel_db"] < silence["logmel_db"] - 10
     # 30 s of loop repeat with a period of 9.95 s: the last 20 s copy the first 10.
     assert loop["longest_loop_s"] == pytest.approx(30.0 - 9.95, abs=0.2)
     assert silence["longest_loop_s"] == 0.0
     assert loop["tempo_held"] == 1.0 and silence["tempo_held"] == 0.0
     # A join into silence is a click; the loop's crossfades are not.
     assert silence["seams"]["jump_median"] > 50 > loop["seams"]["jump_p95"]
-    assert result["bar"] == {}  # only model generators are held to the bar
+    assert result["bar"] == {} and result["missing"] == []  # only model generators are held to the bar
     song = result["songs"]["song0.flac"]["loop"]
-    assert {"logmel_db", "chroma", "seams", "tempo", "key", "beat", "loudness_step_lu", "flatness_ratio",
+    assert {"logmel_db", "harmony", "seams", "tempo", "key", "beat", "loudness_step_lu", "flatness_ratio",
             "real_time_factor", "repetition", "seams_long"} <= set(song)
 
 
@@ -110,23 +204,55 @@ def test_the_command_line_reports_a_bad_generator_on_one_line(songs_dir, tmp_pat
     assert code == 2 and len(err.splitlines()) == 1 and "unknown generator 'tape'" in err
 
 
+def _paired_songs(gaps, rival: str = "match", key: str = "logmel_db") -> dict[str, dict]:
+    """Per-song rows of resynth and a rival whose ``key`` differs by ``gaps`` (resynth minus rival), song by song."""
+    return {f"song{i}.flac": {"resynth": {key: 4.0 + gap}, rival: {key: 4.0}} for i, gap in enumerate(gaps)}
+
+
+def test_paired_words_are_judged_against_two_standard_errors():
+    def words(gaps, key="logmel_db"):
+        d = ev._paired("resynth", _paired_songs(gaps, key=key), distances=(key,), truth=False)["match"][key]
+        return d["better"], d["not_worse"]
+
+    spread = np.array([-0.1, 0.1, -0.1, 0.1, 0.0, 0.0])  # standard error 0.037
+    assert words(spread - 0.2) == (True, True)  # 5.5 standard errors closer
+    assert words(spread - 0.03) == (False, True)  # closer, by under one standard error: neither better nor worse
+    assert words(spread + 0.03) == (False, True)  # further, by under one: still within the noise
+    assert words(spread + 0.2) == (False, False)  # 5.5 standard errors further: worse
+    d = ev._paired("resynth", _paired_songs(spread - 0.03), distances=("logmel_db",), truth=False)
+    assert d["match"]["logmel_db"]["songs_better"] == 4 and d["match"]["logmel_db"]["songs"] == 6
+    one = ev._paired("resynth", _paired_songs([-1.0]), distances=("logmel_db",), truth=False)["match"]["logmel_db"]
+    assert one["better"] is None and one["not_worse"] is None  # one song: no standard error, no verdict
+    # An evaluation from before a score has none of it: nothing to compare, nothing left in.
+    assert ev._paired("resynth", _paired_songs(spread, key="chroma"), truth=False) == {}
+
+
 def test_the_bar_judges_each_criterion():
     def row(**overrides):
-        base = {"logmel_db": 5.0, "chroma": 0.2, "seams": {"jump_p95": 3.0, "hf_ratio_p95": 2.0},
+        base = {"logmel_db": 5.0, "harmony": 0.2, "seams": {"jump_p95": 3.0, "hf_ratio_p95": 2.0},
                 "tempo_held": 0.9, "key_held": 0.9, "flatness_ratio": 1.05, "longest_loop_s": 12.0,
                 "real_time_factor": 0.01, "first_chunk_real_time_factor": 0.015}
         return {**base, **overrides}
 
-    summary = {"true": row(tempo_held=0.8, key_held=0.95), "loop": row(logmel_db=6.0, chroma=0.3),
-               "resynth": row()}
-    bar = ev._bar("resynth", summary, {"jump_p95": 4.0, "hf_ratio_p95": 3.0})
+    music = {"jump_p95": 4.0, "hf_ratio_p95": 3.0}
+    summary = {"true": row(tempo_held=0.8, key_held=0.95), "loop": row(logmel_db=6.0, harmony=0.3),
+               "match": row(), "resynth": row()}
+    spread = np.array([-0.1, 0.1, -0.1, 0.1, 0.0, 0.0])
+    within, worse = (ev._paired("resynth", _paired_songs(spread + gap)) for gap in (0.03, 0.2))
+    bar = ev._bar("resynth", summary, music, within)
     verdicts = {label: c["pass"] for label, c in bar["criteria"].items()}
     assert verdicts["key held as often as the true continuation"] is False and bar["pass"] is False
     assert sum(v is True for v in verdicts.values()) == len(verdicts) - 1
-    assert ev._bar("resynth", {**summary, "true": row(key_held=0.5)}, {"jump_p95": 4.0, "hf_ratio_p95": 3.0})["pass"]
-    slow_start = ev._bar("resynth", {**summary, "true": row(key_held=0.5),
-                                     "resynth": row(first_chunk_real_time_factor=0.05)}, {"jump_p95": 4.0,
-                                                                                          "hf_ratio_p95": 3.0})
+    against_match = next(label for label in verdicts if label.startswith("log-mel not worse than match"))
+    assert bar["criteria"][against_match]["value"] == pytest.approx(0.03)
+    good = {**summary, "true": row(key_held=0.5)}
+    assert ev._bar("resynth", good, music, within)["pass"]
+    assert ev._bar("resynth", good, music, worse)["criteria"][against_match]["pass"] is False
+    # Without match's scores the criterion cannot be judged (and keeps its label, for the resamplings).
+    assert ev._bar("resynth", good, music)["criteria"][against_match]["pass"] is None
+    jukebox = ev._bar("jukebox", {**good, "jukebox": row()}, music, within)
+    assert against_match not in jukebox["criteria"]  # the default generator's criterion
+    slow_start = ev._bar("resynth", {**good, "resynth": row(first_chunk_real_time_factor=0.05)}, music, within)
     assert not slow_start["pass"], "the first chunk, analysis included, is held to the real-time bar too"
 
 
@@ -153,6 +279,7 @@ def test_generators_that_draw_at_random_are_scored_over_several_draws(songs_dir,
     paired = result["paired"]["jukebox"]["loop"]["logmel_db"]
     loop = result["songs"]["song0.flac"]["loop"]["logmel_db"]
     assert paired["songs"] == 1 and paired["mean_difference"] == pytest.approx(row["logmel_db"] - loop)
+    assert "harmony" in result["paired"]["jukebox"]["loop"]
     # Held shares are compared with the truth's own, song by song: a tracker's flips are noise on both sides.
     truth = result["songs"]["song0.flac"]["true"]
     for key in ("tempo", "key"):
@@ -165,20 +292,20 @@ def test_generators_that_draw_at_random_are_scored_over_several_draws(songs_dir,
 
 
 def _judged_songs(results, count: int = 24, seed: int = 0) -> dict[str, dict]:
-    """Per-song scores where resynth is closer than loop and jukebox on log-mel in every song, and on chroma
+    """Per-song scores where resynth is closer than loop and jukebox on log-mel in every song, and on harmony
     its distances are jukebox's own, shuffled: the same median, so a verdict the songs cannot settle."""
     rng = np.random.default_rng(seed)
     template = results[2]["songs"]["song0.flac"]
-    chroma = rng.uniform(0.05, 0.3, count)
-    shuffled = rng.permutation(chroma)
+    harmony = rng.uniform(0.05, 0.3, count)
+    shuffled = rng.permutation(harmony)
     songs = {}
     for i in range(count):
         def row(**scores):
             return {**template["loop"], **scores}
 
-        songs[f"song{i}.flac"] = {"true": template["true"], "loop": row(logmel_db=6.0, chroma=0.4),
-                                  "jukebox": row(logmel_db=5.0 + rng.uniform(), chroma=float(chroma[i])),
-                                  "resynth": row(logmel_db=3.0 + rng.uniform(), chroma=float(shuffled[i]))}
+        songs[f"song{i}.flac"] = {"true": template["true"], "loop": row(logmel_db=6.0, harmony=0.4),
+                                  "jukebox": row(logmel_db=5.0 + rng.uniform(), harmony=float(harmony[i])),
+                                  "resynth": row(logmel_db=3.0 + rng.uniform(), harmony=float(shuffled[i]))}
     return songs
 
 
@@ -186,9 +313,9 @@ def test_each_verdict_of_the_bar_says_how_firmly_the_songs_hold_it(results):
     songs = _judged_songs(results)
     judged = ev.judge(songs, ["resynth", "jukebox", "loop"], results[2]["reference_seams"])
     criteria = judged["bar"]["resynth"]["criteria"]
-    logmel, chroma = criteria["log-mel beats loop/jukebox"], criteria["chroma beats loop/jukebox"]
+    logmel, harmony = criteria["log-mel beats loop/jukebox"], criteria["harmony beats loop/jukebox"]
     assert logmel["pass"] is True and logmel["agreement"] == 1.0  # closer in every song: every resampling agrees
-    assert chroma["pass"] is False and 0.2 < chroma["agreement"] < 0.8  # equal medians: a coin flip
+    assert harmony["pass"] is False and 0.2 < harmony["agreement"] < 0.8  # equal medians: a coin flip
     assert all(0.0 <= c["agreement"] <= 1.0 for c in criteria.values())
     assert judged["bar"]["resynth"]["resamples"] == ev.BAR_RESAMPLES
     again = ev.judge(songs, ["resynth", "jukebox", "loop"], results[2]["reference_seams"])
@@ -225,8 +352,21 @@ def test_rejudge_summarises_an_evaluation_again_without_running_it(results, tmp_
     assert "bar for resynth: FAIL" in capsys.readouterr().out
     rewritten = json.loads((tmp_path / "results.json").read_text())
     assert rewritten["songs"] == json.loads(json.dumps(ev._jsonable(songs)))
-    assert rewritten["summary"]["resynth"]["chroma"] == pytest.approx(rewritten["summary"]["jukebox"]["chroma"])
-    assert "of song resamplings" in (tmp_path / "results.md").read_text()
+    assert rewritten["summary"]["resynth"]["harmony"] == pytest.approx(rewritten["summary"]["jukebox"]["harmony"])
+    assert "of song resamplings" in (tmp_path / "results.md").read_text() and rewritten["missing"] == []
+
+    # Results scored before the harmony criterion hold "chroma": judged again, harmony is reported missing.
+    old = {song: {name: {("chroma" if key == "harmony" else key): value for key, value in row.items()}
+                  for name, row in rows.items()} for song, rows in songs.items()}
+    (tmp_path / "results.json").write_text(json.dumps(ev._jsonable({**stored, "songs": old})))
+    assert training_main(["rejudge", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Not in these per-song scores, so not judged: harmony" in out
+    rewritten = json.loads((tmp_path / "results.json").read_text())
+    assert rewritten["missing"] == ["harmony"] and rewritten["summary"]["resynth"]["harmony"] is None
+    assert rewritten["bar"]["resynth"]["criteria"]["harmony beats loop/jukebox"]["pass"] is None
+    assert rewritten["bar"]["resynth"]["criteria"]["log-mel beats loop/jukebox"]["pass"] is True
+    assert list(rewritten["paired"]["resynth"]["jukebox"]) == ["logmel_db"]
 
     (tmp_path / "results.json").write_text("{}")
     assert training_main(["rejudge", str(tmp_path)]) == 2
@@ -245,8 +385,8 @@ def test_the_command_line_gives_its_caller_its_cores_back(songs_dir, tmp_path):
 def test_workers_score_every_song_as_one_process_does(songs_dir, results, tmp_path):
     out, _, alone = results
     lines: list[str] = []
-    side_by_side = ev.evaluate(songs_dir, tmp_path / "out", generators=["loop", "silence"], repetition_minutes=0.5,
-                               jobs=2, progress=lines.append)
+    side_by_side = ev.evaluate(songs_dir, tmp_path / "out", generators=["loop", "match", "silence"],
+                               repetition_minutes=0.5, jobs=2, progress=lines.append)
 
     def scores(result: dict) -> dict:  # every score by its path, but the timings, which no two runs share
         flat = {}
@@ -277,6 +417,6 @@ def test_workers_score_every_song_as_one_process_does(songs_dir, results, tmp_pa
     assert side_by_side["reference_seams"] == alone["reference_seams"]
     assert side_by_side["settings"]["jobs"] == 2 and alone["settings"]["jobs"] == 1
     assert (tmp_path / "out" / "spectrograms" / "song1.png").stat().st_size > 1000
-    assert sorted(line.split(":")[0] for line in lines) == ["song0.flac"] * 2 + ["song1.flac"] * 2
+    assert sorted(line.split(":")[0] for line in lines) == ["song0.flac"] * 3 + ["song1.flac"] * 3
     with pytest.raises(ConfigError, match="jobs must be 1 to"):
         ev.evaluate(songs_dir, tmp_path / "out", generators=["loop"], jobs=len(ev.os.sched_getaffinity(0)) + 1)

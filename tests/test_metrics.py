@@ -7,9 +7,11 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.signal
 
 from engine.errors import ConfigError
 from engine.seam import equal_power_ramps
+from tests.conftest import bar_song
 from training import metrics
 
 RATE = 22050
@@ -50,11 +52,44 @@ def test_logmel_distance_is_zero_for_the_same_audio_and_large_against_silence(co
     assert same_style < 3.0 < 15.0 < min(noise, silent)
 
 
-def test_chroma_distance_tells_a_transposition(continuation):
-    assert metrics.chroma_distance(continuation, continuation, sample_rate=RATE) == pytest.approx(0.0, abs=1e-9)
-    assert metrics.chroma_distance(beat_chord(10.0, seed=3), continuation, sample_rate=RATE) < 0.05
-    assert metrics.chroma_distance(beat_chord(10.0, chord=F_SHARP_MAJOR), continuation, sample_rate=RATE) > 0.3
-    assert metrics.chroma_distance(np.zeros_like(continuation), continuation, sample_rate=RATE) == 1.0
+def test_harmony_distance_tells_a_transposition(continuation):
+    assert metrics.harmony_distance(continuation, continuation, sample_rate=RATE) == 0.0
+    assert metrics.harmony_distance(beat_chord(10.0, seed=3), continuation, sample_rate=RATE) < 0.05
+    # C major against F# major share no pitch class: each one's strong classes are the other's weak ones.
+    assert metrics.harmony_distance(beat_chord(10.0, chord=F_SHARP_MAJOR), continuation, sample_rate=RATE) > 1.2
+    # A fifth away (G major) shares G: nearer than the tritone, still far from the same key.
+    g_major = tuple(f * 2 ** (7 / 12) for f in C_MAJOR)
+    assert 0.5 < metrics.harmony_distance(beat_chord(10.0, chord=g_major), continuation, sample_rate=RATE) < 1.2
+    assert metrics.harmony_distance(np.zeros_like(continuation), continuation, sample_rate=RATE) == 1.0
+    # Read at one rate whatever the file's: the same chord at 44.1 and at 8 kHz reads as at 22.05 kHz.
+    for rate in (44100, 8000):
+        assert metrics.harmony_distance(beat_chord(10.0, seed=3, rate=rate), beat_chord(10.0, seed=2, rate=rate),
+                                        sample_rate=rate) < 0.05
+
+
+@pytest.mark.parametrize("rate", [22050, 44100])
+def test_harmony_ranks_silence_noise_and_a_faint_hiss_below_a_loop_of_the_song(rate, rng):
+    """The criterion's reason to exist: degenerate output must not pass for harmony. The cosine of mean chroma it
+    replaced ranked the seed model's faint hiss best of all generators, since a flat profile is near anything."""
+    song = bar_song(40.0, rate, channels=1).samples[:, 0]  # C, A minor, F, G, a bar of 2 s each
+    true, loop = song[30 * rate:], song[20 * rate:30 * rate]
+    level = float(np.sqrt(np.mean(true ** 2)))
+    noise = rng.standard_normal(true.size)
+    low = scipy.signal.butter(4, 2000.0, fs=rate, output="sos")
+    hiss = scipy.signal.sosfilt(low, noise)
+    degenerate = {
+        "silence": np.zeros_like(true),
+        "white noise": level * noise,
+        "a hiss 30 dB down": level * 10 ** (-30 / 20) * hiss / np.sqrt(np.mean(hiss ** 2)),
+        "noise faintly under nothing": 1e-4 * rng.standard_normal(true.size),
+    }
+    assert metrics.harmony_distance(true, true, sample_rate=rate) == 0.0
+    looped = metrics.harmony_distance(loop, true, sample_rate=rate)
+    assert looped < 0.3  # the same four chords, one bar out of step
+    for name, audio in degenerate.items():
+        distance = metrics.harmony_distance(audio.astype(np.float32), true, sample_rate=rate)
+        assert looped < 0.8 < distance < 1.2, f"{name}: {distance:.3f} against the loop's {looped:.3f}"
+    assert metrics.harmony_distance(np.full_like(true, np.nan), true, sample_rate=rate) == 1.0  # read as silence
 
 
 def test_spectral_flatness_ratio(continuation, rng):

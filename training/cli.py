@@ -401,16 +401,17 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="score the generators against the real continuation of songs",
         description="For each song in SONGS_DIR (sorted; the evaluation set from training evalset), cut at "
                     "--cut-s, let each generator continue the first part for 10 s and compare with the song's "
-                    "real next 10 s: log-mel and chroma distance, click scores of the joins against the "
+                    "real next 10 s: log-mel and harmony (key profile) distance, click scores of the joins against the "
                     "music's own beat boundaries, tempo and key held, beat continuity (F-measure), loudness "
                     "step at the cut, spectral flatness, real-time factor; then a --repetition-minutes "
                     "extension scored for exact loops. The real continuation is scored as the row 'true'. "
                     "Writes OUT/results.json, OUT/results.md and OUT/spectrograms/<song>.png, prints the table "
                     "and, for each model generator, PASS/FAIL on the bar. Progress goes to stderr.")
     p.add_argument("songs_dir", help="folder of songs (not searched recursively)")
-    p.add_argument("--generators", default="seed,resynth,jukebox,loop,silence",
+    p.add_argument("--generators", default="seed,resynth,jukebox,loop,match,silence",
                    help="comma-separated: seed, resynth, jukebox (the engine's), loop (the last 10 s repeated "
-                        "with crossfades), silence (default all)")
+                        "with crossfades), match (one jump back to the beat whose last 8 beats best match the "
+                        "song's last 8, that stretch repeated), silence (default all)")
     p.add_argument("--out", default="evaluation", help="output folder (default ./evaluation)")
     p.add_argument("--songs", type=int, default=0, help="most songs to use, 0 for all (default)")
     p.add_argument("--cut-s", type=float, default=30.0,
@@ -434,7 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
         "rejudge", help="judge an evaluation's results again with this code's bar, running no generator",
         description="Read EVAL_DIR/results.json (from training evaluate), summarise its per-song scores and judge "
                     "the bar again with this version's criteria, each with the share of song resamplings that "
-                    "give the same verdict; rewrite results.json and results.md and print the table.")
+                    "give the same verdict; rewrite results.json and results.md and print the table. Nothing is "
+                    "scored again: a criterion newer than the run (harmony, in runs scored with chroma) is "
+                    "reported missing and not judged.")
     p.add_argument("eval_dir", help="the --out folder of a training evaluate run")
     p.set_defaults(func=cmd_rejudge)
     return parser
