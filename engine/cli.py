@@ -89,7 +89,8 @@ def cmd_extend(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the notes are printed once, below, on their own lines
         try:
-            written = extender.write(song, output, args.duration, only_extension=args.only_extension, progress=bar)
+            written = extender.write(song, output, args.duration, only_extension=args.only_extension, progress=bar,
+                                     ending=not args.no_ending)
         finally:
             bar.close()
     stats = extender.stats
@@ -100,8 +101,13 @@ def cmd_extend(args: argparse.Namespace) -> int:
     if stats.load_wait_seconds >= 0.05:
         print(f"note: the first chunk waited {stats.load_wait_seconds:.1f} s for librosa's one-time load "
               "(not in the real-time factor)", file=sys.stderr)
-    print(f"{extender.generator} generator, model {extender.model.name}, generated {args.duration:.1f} s in "
-          f"{stats.chunks} chunks, real-time factor {stats.real_time_factor:.4f}, "
+    # What follows the song's end (the song is written up to its last crossfade, and the continuation from it).
+    continued = written if args.only_extension else written - song.seconds
+    if not args.no_ending and extender.ends_on_phrases:
+        print(f"note: the continuation ends on the song's own ending after {continued:.1f} s, at the phrase line "
+              f"nearest {args.duration:.1f} s (--no-ending stops at exactly the duration)", file=sys.stderr)
+    print(f"{extender.generator} generator, model {extender.model.name}, generated {continued:.1f} s "
+          f"in {stats.chunks} chunks, real-time factor {stats.real_time_factor:.4f}, "
           f"wrote {output} ({written:.1f} s, {song.sample_rate} Hz, {song.channels} ch)")
     return 0
 
@@ -123,6 +129,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.song:
         from .analysis import ANALYSIS_RATE, analyse, warm_up
         from .audio import load_audio, to_model_input
+        from .structure import find_structure
 
         song = load_audio(args.song)
         # librosa's one-time load (seconds in a fresh process) is not the analysis: time the two apart, or the
@@ -131,9 +138,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         warm_up()
         loaded = time.perf_counter()
         analysis = analyse(to_model_input(song, ANALYSIS_RATE))
+        structure = find_structure(analysis)
         analysed = time.perf_counter() - loaded
         print(f"{args.song} ({song.seconds:.1f} s)")
         print(f"  {'segmentation':<13} {analysis.describe()}")
+        print(f"  {'structure':<13} {structure.describe()}, bars of {structure.bar_seconds:.2f} s")
         print(f"  {'analysed in':<13} {analysed:.2f} s (real-time factor {analysed / song.seconds:.4f}), "
               f"after librosa's one-time load of {loaded - started:.2f} s")
     return 0
@@ -148,6 +157,8 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_play(args: argparse.Namespace) -> int:
+    import threading
+
     from .audio import load_audio
     from .stream import Engine, EngineConfig
 
@@ -159,6 +170,16 @@ def cmd_play(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore")
         try:
             eng.play(song, endless=args.endless)
+            if args.endless:
+                def enter_key():
+                    for _ in sys.stdin:  # Enter: end the song on its own ending
+                        eng.end_song()
+                        print("\nending: the song's own ending follows at the next phrase line", file=sys.stderr)
+
+                threading.Thread(target=enter_key, name="encore-enter-key", daemon=True).start()
+                if sys.stdin.isatty():
+                    print("endless: press Enter to end the song on its own ending, Ctrl-C to stop now",
+                          file=sys.stderr)
             while True:
                 status = eng.status()
                 if status.state == "error":
@@ -288,6 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="length of the continuation: 600, 90s, 10m, 1h30m or 1:30 (default 1m)")
     add_generator_arguments(p)
     p.add_argument("--only-extension", action="store_true", help="write only what follows the song's end")
+    p.add_argument("--no-ending", action="store_true",
+                   help="stop at exactly --duration, mid-music; by default the continuation ends on the song's own "
+                        "ending (its last phrases) at the phrase line nearest the duration (the seed model, which "
+                        "knows no phrases, fades out over its last 3 s)")
     p.add_argument("--crossfade", type=float, default=0.05, metavar="SECONDS",
                    help="equal-power crossfade at the song's end, and between seed chunks (default 0.05)")
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1: fastest here)")
@@ -307,13 +332,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser(
         "play", help="play a song through the sound card, and with --endless carry on after it",
         description="Play SONG on the output device. With --endless, when the song ends its continuation "
-                    "follows without a gap, generated ahead of the playhead, until Ctrl-C, which stops cleanly "
-                    "and prints minutes played, chunks generated, late chunks and underruns. The stream runs at "
-                    "the device's rate; the song is converted once, at the start.",
+                    "follows without a gap, generated ahead of the playhead, until Enter, which plays on to the "
+                    "song's own ending from the next phrase line after what is generated ahead and finishes "
+                    "there, or Ctrl-C, which stops at once. Either way it prints minutes played, chunks "
+                    "generated, late chunks and underruns. The stream runs at the device's rate; the song is "
+                    "converted once, at the start.",
         epilog="example: engine play song.ogg --endless",
     )
     p.add_argument("song", help="audio file: wav, flac, ogg or mp3")
-    p.add_argument("--endless", action="store_true", help="carry on after the song ends, until Ctrl-C")
+    p.add_argument("--endless", action="store_true",
+                   help="carry on after the song ends, until Enter (end on the song's own ending) or Ctrl-C")
     add_generator_arguments(p)
     p.add_argument("--output", help="output device, by number or by a part of its name (see engine devices)")
     p.add_argument("--lead", type=float, default=10.0, metavar="SECONDS",

@@ -38,6 +38,8 @@ from .seam import DCBlocker, Limiter, crossfade, match_loudness, rms, sanitize
 MIN_SONG_S = 0.5
 #: Chunks the recent real-time factor looks back over: a minute of 10 s chunks.
 RECENT_CHUNKS = 6
+#: Where a generator knows no phrases (the seed model), an ending is a fade over the last this many seconds.
+ENDING_FADE_S = 3.0
 
 
 class ShortSongWarning(UserWarning):
@@ -162,6 +164,11 @@ class Extender:
     segmentation = ""
     #: Whether :meth:`anticipate` does anything (the seed model's first block has nothing to do ahead).
     anticipates = False
+    #: Whether it can end on the song's own ending (resynth can; the seed model knows no phrases, so an
+    #: ending asked of it is a fade over :data:`ENDING_FADE_S` at exactly the length asked).
+    ends_on_phrases = False
+    #: The seed model never reaches an ending of its own: :meth:`next_block` always has more.
+    finished = False
 
     @property
     def memory_s(self) -> float:
@@ -331,7 +338,7 @@ class Extender:
         return out
 
     def render(self, song: Waveform, seconds: float, *, only_extension: bool = False,
-               progress: Callable[[float, float], None] | None = None) -> Iterator[np.ndarray]:
+               progress: Callable[[float, float], None] | None = None, ending: bool = False) -> Iterator[np.ndarray]:
         """Yield the song and ``seconds`` of continuation block by block, so hours fit in little memory.
 
         Parameters are those of :meth:`extend`.
@@ -340,28 +347,41 @@ class Extender:
         ------
         numpy.ndarray
             [shape=(frames, channels), dtype=float32] at the song's rate: first the song up to the crossfade
-            (unless ``only_extension``), then the continuation, trimmed to exactly ``seconds``.
+            (unless ``only_extension``), then the continuation, trimmed to exactly ``seconds`` (or, with
+            ``ending``, to the end of the song's own ending).
         """
         if not seconds > 0:
             raise ConfigError(f"the continuation must be longer than 0 s, got {seconds}")
         self.start(song)
+        phrases = ending and self.ends_on_phrases
+        if phrases:
+            self.end_at(seconds)
         rate, overlap = song.sample_rate, self.overlap_frames
-        remaining = round(seconds * rate) + overlap  # frames of continuation still owed, crossfade included
+        owed = round(seconds * rate) + overlap  # frames of continuation asked for, the crossfade included
+        # An ending lands on the phrase line nearest ``seconds``; this far past it is a bug, not music.
+        remaining = owed + round(max(120.0, seconds) * rate) if phrases else owed
+        fade = round(ENDING_FADE_S * rate) if ending and not phrases else 0
         skip = overlap if only_extension else 0      # the crossfade belongs to the song's end
+        done = -overlap  # frames of continuation rendered, after the song's end
         if not only_extension:
             yield song.samples[:-overlap]
-        while remaining > 0:
+        while remaining > 0 and not self.finished:
             block = self.next_block()[:remaining]
             remaining -= block.shape[0]
+            done += block.shape[0]
+            if fade and remaining < fade:  # the seed model's ending: a raised-cosine fade to silence
+                to_end = remaining + block.shape[0] - np.arange(block.shape[0])
+                gain = 0.5 * (1.0 - np.cos(np.pi * np.clip(to_end / fade, 0.0, 1.0)))
+                block = block * gain.astype(np.float32)[:, None]
             if skip:
                 block, skip = block[skip:], max(0, skip - block.shape[0])
             if progress is not None:
-                progress(max(0.0, seconds - remaining / rate), seconds)
+                progress(min(seconds, max(0.0, done / rate)), seconds)
             if block.shape[0]:
                 yield block
 
     def extend(self, song: Waveform, seconds: float, *, only_extension: bool = False,
-               progress: Callable[[float, float], None] | None = None) -> Waveform:
+               progress: Callable[[float, float], None] | None = None, ending: bool = False) -> Waveform:
         """The song followed by ``seconds`` of continuation (or the continuation alone).
 
         Parameters
@@ -374,6 +394,11 @@ class Extender:
             Return only what follows the song's end.
         progress : callable, optional
             Called as ``progress(seconds_done, seconds_total)`` after every chunk.
+        ending : bool
+            End on the song's own ending (resynth and jukebox: its last phrases, from the phrase line that
+            brings the end nearest ``seconds``, so the continuation may be up to half a phrase longer or
+            shorter); the seed model fades out over the last :data:`ENDING_FADE_S` instead. Without it the
+            continuation stops at exactly ``seconds``, mid-music.
 
         Returns
         -------
@@ -381,12 +406,12 @@ class Extender:
             At the song's rate and channel count; never NaN, never above the limiter's ceiling in the
             continuation. For long renders, :meth:`render` yields the same audio block by block.
         """
-        blocks = list(self.render(song, seconds, only_extension=only_extension, progress=progress))
+        blocks = list(self.render(song, seconds, only_extension=only_extension, progress=progress, ending=ending))
         return Waveform(np.concatenate(blocks), song.sample_rate)
 
     def write(self, song: Waveform, path, seconds: float, *, only_extension: bool = False,
               progress: Callable[[float, float], None] | None = None,
-              cancelled: Callable[[], bool] | None = None) -> float:
+              cancelled: Callable[[], bool] | None = None, ending: bool = False) -> float:
         """Render the song and ``seconds`` of continuation into a wav or flac file, block by block.
 
         Nothing is written until the first chunk exists, so a refused song leaves no file behind; a render
@@ -399,7 +424,7 @@ class Extender:
             Ending in ``.wav`` or ``.flac``; written at the song's rate and channel count, 16 bit.
         seconds : float
             Length of the continuation in seconds.
-        only_extension, progress
+        only_extension, progress, ending
             As in :meth:`extend`.
         cancelled : callable, optional
             Asked before every block; returning True stops the render.
@@ -415,7 +440,7 @@ class Extender:
             The destination cannot be written.
         """
         path = Path(path)
-        blocks = self.render(song, seconds, only_extension=only_extension, progress=progress)
+        blocks = self.render(song, seconds, only_extension=only_extension, progress=progress, ending=ending)
         first = next(blocks)
         frames = 0
         try:

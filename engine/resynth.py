@@ -5,14 +5,12 @@ Three stages run for every 10 s chunk, all on the caller's thread (the engine's 
 1. **Analysis** (once per memory, :mod:`engine.analysis`): the memory (the whole song played so far, or the
    live input heard so far, up to ``memory_s``) is cut into beats (onsets or a fixed grid when there is no
    steady beat), with a bar phase and a feature vector per segment.
-2. **Sequencing** (:class:`Sequencer`): a beam search chooses the next segments one at a time. Each step's
-   score adds the learned scorer's log-probability that candidate ``j`` comes next given the last 20 s played
-   (:class:`~engine.scorer.SegmentScorer`; the ``jukebox`` baseline leaves it out), a join cost (how much the
-   cut's neighbourhoods differ in timbre and harmony, and whether their waveforms line up), a bonus for going
-   on in the original order that shrinks with ``variety``, seeded noise that grows with it, and penalties for
-   transitions and segments used recently and for stuttering back a few beats. Candidates keep the bar phase
-   (a jump lands on the same beat of the bar), and the shortlist's threshold adapts to each song (a
-   percentile of its own join costs, never fewer than ``min_candidates``), so every song gets jumps.
+2. **Sequencing** (:class:`~engine.sequencer.Sequencer`): runs of whole bars in the song's own order, jumps
+   from a bar line to a bar line that prefer phrase lines (4, 8, 16 bars) found from the song's own
+   self-similarity (:mod:`engine.structure`); the first jump goes where the song's last bars are best matched.
+   Each jump's entry adds the learned scorer's log-probability (:class:`~engine.scorer.SegmentScorer`; the
+   ``jukebox`` baseline leaves it out) to the transition cost, the line's level, recency and seeded noise that
+   grows with ``variety``. On request it plays into the song's own ending and stops there.
 3. **Rendering** (:class:`Resynthesizer`): always from the original samples at the song's rate and channels,
    never from rendered audio, so artefacts cannot compound over hours. Cuts sit at segment boundaries, a jump's
    entry moved by up to a fifth of a beat so its onsets continue the rhythm being left (a beat tracker's
@@ -25,10 +23,8 @@ Deterministic: the same song, settings and seed give the same continuation (the 
 
 from __future__ import annotations
 
-import math
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,12 +32,9 @@ import numpy as np
 from .analysis import (
     ANALYSIS_RATE,
     FEATURE_SPEC,
-    HARMONY,
-    TIMBRE,
     Analysis,
     analyse,
     candidate_rows,
-    context_features,
     wait_for_warm_up,
     warm_up_in_background,
 )
@@ -49,8 +42,9 @@ from .audio import Waveform, check_not_silent, resample
 from .contract import ModelContract
 from .errors import AudioContentError, ConfigError
 from .extend import MIN_SONG_S, ExtendConfig, Extender, ExtendStats
-from .rhythm import RhythmAligner
 from .seam import Limiter, equal_power_ramps
+from .sequencer import END, Sequencer
+from .structure import Structure, find_structure
 
 
 @dataclass(frozen=True)
@@ -60,22 +54,19 @@ class ResynthConfig:
     Parameters
     ----------
     variety : float
-        0 stays close to the song's own order (long runs, the best-fitting jumps); 1 wanders (short runs,
-        more random choices among good candidates).
+        0 plays long runs, mostly in the song's own order (32 bars between jumps, at 8-bar lines); 0.5 runs of
+        about 8 bars between phrase lines; 1 short runs of about 2 bars, still whole bars.
     crossfade_s : float
         Equal-power crossfade at every cut, 20-40 ms.
-    beam_width, expansions : int
-        Beam search: paths kept, and candidates tried from each path per step.
-    min_candidates : int
-        Fewest candidates a step considers, whatever the threshold says.
     candidate_percentile : float
-        The join-cost threshold of the shortlist: this percentile of the song's own join costs (0-100).
+        How good a jump must be before a run leaves at a phrase line: this percentile of the song's own
+        transition costs into phrase starts (0-100); each run that waits past its length asks less.
     max_gain_db : float
         Clamp of the loudness-matching gain at a jump, both ways, in dB.
     snap_s : float
         How far a cut may move to reach a rising zero crossing.
     recency_s : float
-        Time over which a transition or a segment that was used counts against using it again.
+        Time over which a bar that was heard counts against entering it again.
     memory_s : float
         The memory's length: the last ``memory_s`` of a song or of live input are analysed.
     seed : int
@@ -84,10 +75,7 @@ class ResynthConfig:
 
     variety: float = 0.5
     crossfade_s: float = 0.03
-    beam_width: int = 4
-    expansions: int = 4
-    min_candidates: int = 8
-    candidate_percentile: float = 15.0
+    candidate_percentile: float = 25.0
     max_gain_db: float = 6.0
     snap_s: float = 0.002
     recency_s: float = 180.0
@@ -99,23 +87,14 @@ class ResynthConfig:
             raise ConfigError(f"variety must be 0 to 1, got {self.variety}")
         if not 0.02 <= self.crossfade_s <= 0.04:
             raise ConfigError(f"resynth crossfade must be 20 to 40 ms, got {self.crossfade_s * 1000:g} ms")
-        if self.beam_width < 1 or self.expansions < 1 or self.min_candidates < 1:
-            raise ConfigError("beam width, expansions and min candidates must be at least 1")
         if not 0 < self.candidate_percentile <= 100:
             raise ConfigError(f"candidate percentile must be in (0, 100], got {self.candidate_percentile}")
         if not 0 <= self.max_gain_db <= 20:
             raise ConfigError(f"max gain must be 0 to 20 dB, got {self.max_gain_db}")
         if not 10.0 <= self.memory_s <= 3600.0:
             raise ConfigError(f"memory must be 10 s to 1 h, got {self.memory_s} s")
-
-    @property
-    def max_run_s(self) -> float:
-        """Longest stretch played in the original order before a jump is due: 20 s at variety 0, 4 s at 1.
-
-        Kept under 30 s so that no stretch of the memory repeats verbatim for longer when a short memory is
-        extended for a long time.
-        """
-        return 20.0 - 16.0 * self.variety
+        if not self.recency_s > 0:
+            raise ConfigError(f"recency must be positive, got {self.recency_s} s")
 
 
 # === Scorers ==============================================================================================
@@ -164,245 +143,6 @@ class LearnedScorer:
         return logits - peak - np.log(np.exp(logits - peak).sum(axis=1, keepdims=True) + 1e-300)
 
 
-# === Sequencing ===========================================================================================
-
-@dataclass
-class _Path:
-    score: float
-    steps: list[int]
-    run: int  # segments played in the original order since the last jump
-
-
-class Sequencer:
-    """Chooses which segment of the memory plays next, by beam search over learned and join scores.
-
-    Parameters
-    ----------
-    analysis : Analysis
-    mono : numpy.ndarray
-        [shape=(frames,), dtype=float32] the memory at :data:`ANALYSIS_RATE` (for the waveform join cost).
-        Each cut's entry lag reads ``analysis.onset`` (:class:`~engine.rhythm.RhythmAligner`).
-    scorer : SimilarityScorer or LearnedScorer
-    config : ResynthConfig
-    history : numpy.ndarray
-        [shape=(played,), dtype=int] the segments heard so far in order (the song's own order at the start).
-    """
-
-    #: Weights of the score terms (log-probability units). The join cost is normalised by its median.
-    #: The learned term's weight was chosen on a dev set of 60 clips of 40 s from the corpus's validation songs
-    #: (never the evaluation set), 4 draws each, song by song against jukebox (log-mel dB / chroma, mean
-    #: difference +- standard error): the shipped scorer (stand-in target, a lookahead of 16, harmony weighted 2)
-    #: -0.21 +- 0.11 / +0.000 +- 0.004 at 0.5 and -0.18 +- 0.15 / -0.004 +- 0.005 at 1.0, whose medians were
-    #: both nearer the truth than jukebox's (5.57 against 5.99 dB, 0.221 against 0.228). The previous scorer,
-    #: trained on the true next segment with no lookahead, only broke ties at 0.1 (README, "The resynth scorer").
-    WEIGHT_LEARNED = 1.0
-    WEIGHT_JOIN = 1.5
-    WEIGHT_WAVEFORM = 0.5
-    #: Not kept: the aligner's rhythm cost (how unlike the onset patterns of the bars before the two cuts are,
-    #: once aligned) as a term of the score. On the dev set (``training devset``, 2 draws, song by song against
-    #: no alignment; tempo held / beat F / log-mel dB) weight 8 gave +0.05 +- 0.04 / +0.05 +- 0.03 /
-    #: +0.06 +- 0.08, but on the evaluation set it held tempo less often (76 % of draws against 78 %), lost the
-    #: median log-mel lead over jukebox, and ranking a few well-aligned cuts first made ten minutes loop for up to
-    #: 29 s (dev: 25 s against 21 s; time in 10 s+ repeats 10 % against 4 %). Aligning the entries alone was
-    #: +0.03 +- 0.04 / +0.04 +- 0.03 / +0.02 +- 0.04 on the dev set and changes no choice but the waveform term's.
-    #: The noise is drawn for every candidate, so at variety 0.5 the best of a dozen noisy jumps usually beats the
-    #: one way of going on in order: about 5 joins per 10 s (README, "How often it jumps"). Not kept: raising
-    #: the in-order bonus by ``variety * NOISE * log(jumps on offer)`` halved the joins, and on the dev set
-    #: (2 draws, song by song against this; log-mel dB / chroma / tempo held / beat F) moved nothing it can
-    #: resolve: -0.03 +- 0.08 / +0.005 +- 0.005 / +0.02 +- 0.03 / -0.04 +- 0.03. Not kept either (2026-12-01, the
-    #: same dev runs; chroma / tempo held / key held / beat F): a tempo-continuity term (jumps into runs whose mean
-    #: beat over 8 differs from the last 8 played, up to 4 in 3 % steps) at weight 1, +0.001 +- 0.003 /
-    #: +0.02 +- 0.02 / -0.04 +- 0.02 / +0.01 +- 0.02; ``candidate_percentile`` 10, +0.003 +- 0.002 /
-    #: +0.07 +- 0.02 / +0.00 +- 0.03 / -0.03 +- 0.01; a key-continuity term (10 times the cosine distance of the
-    #: mean chroma of the 8 segments from a candidate on to that of the last 20 s played) at weight 1,
-    #: chroma +0.010 +- 0.004 and key held -0.06 +- 0.03. Nor (log-mel dB / chroma): a join cost over 4 or 8
-    #: segments before both cuts, +0.10 +- 0.08 / +0.004 +- 0.005 and +0.16 +- 0.10 / +0.005 +- 0.004; a beam of
-    #: 8 with 8 expansions, +0.10 +- 0.07 / +0.006 +- 0.004; variety 0.3 or 0.7 by default, +0.07 +- 0.06 /
-    #: +0.010 +- 0.006 and +0.11 +- 0.09 / +0.006 +- 0.003. Nor, that night (README, "Does the continuation sound
-    #: like the song?"): a rhythm-continuity term (tempo held up, chroma and key held down), WEIGHT_LEARNED 1.5 or 2.
-    ORIGINAL_ORDER_BONUS = 3.0
-    TRANSITION_PENALTY = 4.0
-    SEGMENT_PENALTY = 1.0
-    STUTTER_PENALTY = 4.0
-    NOISE = 1.5
-
-    def __init__(self, analysis: Analysis, mono: np.ndarray, scorer, config: ResynthConfig, history: np.ndarray):
-        self.analysis, self.scorer, self.config = analysis, scorer, config
-        n = analysis.segments
-        durations = analysis.durations
-        median = float(np.median(durations))
-        # A candidate is a whole segment of ordinary length that has a predecessor (the join cost reads it).
-        self.usable = np.zeros(n, bool)
-        self.usable[1:n - 1] = (durations[1:n - 1] > 0.5 * median) & (durations[1:n - 1] < 2.0 * median)
-        if not self.usable.any():
-            self.usable[:n - 1] = True
-        look = np.concatenate([analysis.features[:, TIMBRE], analysis.features[:, HARMONY] * 2.0], axis=1)
-        squared = (look ** 2).sum(axis=1)
-        distance = np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2.0 * look @ look.T, 0.0))
-        # join[i, j]: cutting from the end of i to the start of j compares what surrounds both cuts: i with
-        # j's predecessor, and i's successor with j. Going on in order (j = i + 1) costs nothing.
-        join = distance[:, np.maximum(np.arange(n) - 1, 0)].copy()
-        join[:n - 1] = 0.5 * (join[:n - 1] + distance[1:, :])
-        join[np.arange(n - 1), np.arange(1, n)] = 0.0
-        candidates = join[:, self.usable]
-        positive = candidates[candidates > 0]
-        self.join = join / (float(np.median(positive)) if positive.size else 1.0)
-        self.threshold = float(np.percentile(self.join[:, self.usable], config.candidate_percentile))
-        self.aligner = RhythmAligner(analysis)
-        self._mono = mono
-        self._cut_rows: dict[tuple[int, bool], np.ndarray] = {}
-        self.durations_s = durations / analysis.sample_rate
-        self.median_s = float(median) / analysis.sample_rate  # a typical segment, in seconds
-        self.rng = np.random.default_rng(config.seed)
-        self.history = list(int(k) for k in history)
-        self.now_s = 0.0
-        self.transition_used: dict[tuple[int, int], float] = {}
-        self.segment_used = np.full(n, -np.inf)
-        self.run = 0
-        self.jumps = 0
-        self._committed = 0  # segments chosen so far: the first cut leaves the memory at its very end
-        self.candidates_seen: deque[int] = deque(maxlen=4096)
-        scorer.prepare(analysis)
-
-    def cuts(self, current: int, candidates: np.ndarray, *,
-             at_memory_end: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """How a cut from the end of ``current`` into each candidate goes (computed once per pair, then cached).
-
-        Parameters
-        ----------
-        current : int
-            The segment being left.
-        candidates : numpy.ndarray
-            [shape=(M,), dtype=int] the segments it could jump into.
-        at_memory_end : bool
-            The first cut of a continuation: it leaves the memory at its very end, which lies
-            ``frames - bounds[current + 1]`` samples into segment ``current + 1``, and enters every candidate
-            that far into it.
-
-        Returns
-        -------
-        lags : numpy.ndarray
-            [shape=(M,), dtype=float64] samples (at :data:`ANALYSIS_RATE`) to add to each candidate's entry so
-            its onsets continue the rhythm being left (:class:`~engine.rhythm.RhythmAligner`).
-        waveform : numpy.ndarray
-            [shape=(M,)] 0 to 1: 1 - correlation, halved, of the 10 ms the original plays after the cut with
-            the 10 ms after each entry (0.5 at the memory's end, where nothing follows).
-        """
-        key = (current, at_memory_end)
-        row = self._cut_rows.get(key)
-        if row is None:  # rows hold every segment; only the pairs a search asked about are filled in
-            if len(self._cut_rows) >= 1024:  # a long memory and an endless run: keep the recent rows only
-                for stale in list(self._cut_rows)[:512]:
-                    del self._cut_rows[stale]
-            row = self._cut_rows[key] = np.full((2, self.analysis.segments), np.nan)
-        candidates = np.asarray(candidates, np.int64)
-        todo = np.unique(candidates[np.isnan(row[0, candidates])])
-        if todo.size:
-            row[:, todo] = self._measure_cuts(current, todo, at_memory_end)
-        return row[0, candidates], row[1, candidates]
-
-    def _measure_cuts(self, current: int, candidates: np.ndarray, at_memory_end: bool) -> np.ndarray:
-        """[shape=(2, M)] lags and waveform costs of :meth:`cuts`, measured."""
-        bounds, mono = self.analysis.bounds, self._mono
-        source = int(self.analysis.frames if at_memory_end else bounds[current + 1])
-        entries = bounds[candidates] + (source - int(bounds[current + 1]) if at_memory_end else 0)
-        lags, _ = self.aligner.align(source, entries)
-        width = round(0.01 * ANALYSIS_RATE)
-
-        def starts_of(positions: np.ndarray) -> np.ndarray:  # the unit-norm 10 ms that start at each position
-            positions = np.clip(np.rint(positions).astype(np.int64), 0, max(0, mono.shape[0] - width))
-            windows = mono[positions[:, None] + np.arange(width)[None, :]].astype(np.float64)
-            windows -= windows.mean(axis=1, keepdims=True)
-            return windows / np.maximum(np.linalg.norm(windows, axis=1, keepdims=True), 1e-9)
-
-        if source + width <= mono.shape[0]:
-            waveform = 0.5 * (1.0 - starts_of(entries + lags) @ starts_of(np.array([source]))[0])
-        else:
-            waveform = np.full(candidates.shape[0], 0.5)
-        measured = np.stack([lags, waveform])
-        if not at_memory_end:
-            measured[:, candidates == current + 1] = 0.0  # going on in order is no cut at all
-        return measured
-
-    def allowed_after(self, current: int) -> np.ndarray:
-        """[shape=(segments,), dtype=bool] candidates that keep the bar phase after ``current``."""
-        a = self.analysis
-        allowed = self.usable & (a.phase == (a.phase[current] + 1) % a.meter)
-        if not allowed.any():
-            allowed = self.usable.copy()
-        return allowed
-
-    def plan(self, seconds: float) -> list[int]:
-        """Choose segments that play for at least ``seconds``, commit them, and return them in order."""
-        cfg, a = self.config, self.analysis
-        steps = max(1, math.ceil(seconds / self.median_s))
-        paths = [_Path(0.0, [], self.run)]
-        # A step per typical segment, and more while the best path is short (its segments ran shorter).
-        for step in range(4 * steps):
-            if step >= steps and self.durations_s[paths[0].steps].sum() >= seconds:
-                break
-            contexts = np.stack([context_features(a, np.asarray(self.history + p.steps), context_segments=32,
-                                                  context_s=20.0) for p in paths])
-            currents = [(p.steps or self.history)[-1] for p in paths]
-            allowed = np.stack([self.allowed_after(c) for c in currents])
-            learned = self.scorer.log_probabilities(contexts, allowed)
-            children = []
-            for b, path in enumerate(paths):
-                children += self._expand(path, currents[b], allowed[b], learned[b])
-            children.sort(key=lambda p: -p.score)
-            paths = children[:cfg.beam_width]
-        best = paths[0]
-        for j in best.steps:
-            self._commit(j)
-        return best.steps
-
-    def _expand(self, path: _Path, current: int, allowed: np.ndarray, learned: np.ndarray) -> list[_Path]:
-        cfg = self.config
-        candidates = np.flatnonzero(allowed)
-        join = self.join[current, candidates]
-        # The adaptive threshold: this song's own percentile, and never fewer than min_candidates.
-        keep = join <= self.threshold
-        if keep.sum() < cfg.min_candidates:
-            keep[np.argsort(join)[:cfg.min_candidates]] = True
-        candidates, join = candidates[keep], join[keep]
-        self.candidates_seen.append(int(candidates.size))
-        when = self.now_s + sum(self.durations_s[k] for k in path.steps)
-        natural = candidates == current + 1
-        _, waveform = self.cuts(current, candidates, at_memory_end=not path.steps and not self._committed)
-        score = (self.WEIGHT_LEARNED * learned[candidates] - self.WEIGHT_JOIN * join
-                 - self.WEIGHT_WAVEFORM * waveform * ~natural)
-        in_order_allowed = path.run * self.median_s < cfg.max_run_s
-        score += np.where(natural, (1.0 - cfg.variety) * self.ORIGINAL_ORDER_BONUS if in_order_allowed
-                          else -self.ORIGINAL_ORDER_BONUS, 0.0)
-        ages = when - np.array([self.transition_used.get((current, int(j)), -np.inf) for j in candidates])
-        score -= self.TRANSITION_PENALTY * np.exp(-ages / cfg.recency_s) * ~natural
-        score -= self.SEGMENT_PENALTY * np.exp(-(when - self.segment_used[candidates]) / cfg.recency_s)
-        # A stutter: jumping back into what was just heard (the last two bars, or about 4 s without a beat).
-        span = max(2 * self.analysis.meter, 8)
-        recent = set((self.history + path.steps)[-span:])
-        stutter = np.array([(int(j) in recent or 0 <= current - j < span) and j != current + 1 for j in candidates])
-        score -= self.STUTTER_PENALTY * stutter
-        score += cfg.variety * self.NOISE * self.rng.gumbel(size=candidates.size)
-        best = np.argsort(-score)[:cfg.expansions]
-        return [_Path(path.score + float(score[k]), path.steps + [int(candidates[k])],
-                      path.run + 1 if natural[k] else 0) for k in best]
-
-    def _commit(self, j: int) -> None:
-        current = self.history[-1]
-        if j == current + 1:
-            self.run += 1
-        else:
-            self.run = 0
-            self.jumps += 1
-            self.transition_used[(current, j)] = self.now_s
-        self.segment_used[j] = self.now_s
-        self.history.append(j)
-        self._committed += 1
-        if len(self.history) > 4096:  # the context reads 32; an endless run must not grow
-            del self.history[:-1024]
-        self.now_s += float(self.durations_s[j])
-
-
 # === Rendering ============================================================================================
 
 class Resynthesizer(Extender):
@@ -428,8 +168,14 @@ class Resynthesizer(Extender):
     ----------
     joins : list of int
         Frames of the continuation (at the song's rate, 0 = the song's end) where a cut's crossfade is centred.
+    entries : list of int
+        The segment of the memory each join enters, one per join.
     analysis : Analysis or None
         The memory's segmentation, once the first block was asked for.
+    structure : Structure or None
+        Its bars and phrases, from the same moment.
+    sequencer : Sequencer
+        What chose the segments (its ``history``, ``jumps``), from the first block on.
     """
 
     def __init__(self, model=None, config: ExtendConfig | None = None, *, resynth: ResynthConfig | None = None,
@@ -449,19 +195,50 @@ class Resynthesizer(Extender):
         self._song: Waveform | None = None
         self._memory_key: tuple | None = None
         self.analysis: Analysis | None = None
+        self.structure: Structure | None = None
         self.joins: list[int] = []
+        self.entries: list[int] = []
+        self._ending: tuple[str, float] | None = None  # end() or end_at(), until the sequencer exists
         self._anticipated: _Anticipation | None = None  # what anticipate() started
         warm_up_in_background()  # librosa's first calls cost seconds: pay them before the song ends
 
     anticipates = True
+    #: It can end on the song's own ending (:meth:`end`, :meth:`end_at`).
+    ends_on_phrases = True
 
     def reset(self) -> None:
         """Forget the song, its analysis and every piece of rendering state."""
         self._song = None
         self._memory_key = None
         self.analysis = None
+        self.structure = None
         self.stats = ExtendStats()
         self.joins = []
+        self.entries = []
+        self._ending = None
+        self._finished = False
+        self._pending_frames = 0
+
+    def end(self) -> None:
+        """Play on into the song's own ending from the next phrase line after what was rendered, then stop:
+        the block that holds the ending's last frame is shorter than the others, and :attr:`finished` is
+        True after it."""
+        self._ending = ("now", 0.0)
+        if getattr(self, "_started", False):
+            self.sequencer.end()
+
+    def end_at(self, seconds: float) -> None:
+        """End on the song's own ending, at the phrase line that brings the continuation's end nearest
+        ``seconds`` (of continuation, counted from the song's end); otherwise as :meth:`end`."""
+        self._ending = ("at", float(seconds))
+        if getattr(self, "_started", False):
+            self.sequencer.end_at(seconds)
+
+    @property
+    def finished(self) -> bool:
+        """The continuation has reached the end of the song's own ending and every frame of it was returned:
+        :meth:`next_block` has no more."""
+        return self._finished and not self._pending_frames
 
     @property
     def memory_s(self) -> float:
@@ -472,10 +249,11 @@ class Resynthesizer(Extender):
     def segmentation(self) -> str:
         """How the memory was cut (``engine info`` and the status say it): known once the song's analysis done
         ahead (:meth:`anticipate`) is ready, else at the first block; "" before."""
-        analysis, anticipated = self.analysis, self._anticipated
-        if analysis is None and anticipated is not None and anticipated.key[0] == self._memory_key:
-            analysis = anticipated.result[2] if anticipated.result is not None else None
-        return analysis.describe() if analysis is not None else ""
+        memory = _Memory(None, None, self.analysis, self.structure) if self.analysis is not None else None
+        anticipated = self._anticipated
+        if memory is None and anticipated is not None and anticipated.key[0] == self._memory_key:
+            memory = anticipated.result
+        return memory.describe() if memory is not None and memory.structure is not None else ""
 
     def start(self, song: Waveform) -> None:
         """Take ``song`` as the memory; the continuation follows its end. The analysis runs at the first block.
@@ -489,9 +267,11 @@ class Resynthesizer(Extender):
             raise AudioContentError(f"the song is {song.seconds:.2f} s long; Encore needs at least {MIN_SONG_S} s")
         check_not_silent(song.samples, "the song")
         key = _key_of(song)
-        analysis = self.analysis if key == self._memory_key else None  # a seek restarts the same song
+        # A seek restarts the same song: its analysis stands.
+        kept = (self.analysis, self.structure) if key == self._memory_key else (None, None)
         self.reset()
-        self._memory_key, self.analysis, self._song = key, analysis, song
+        self._memory_key, self._song = key, song
+        self.analysis, self.structure = kept
         self._started = False
 
     def anticipate(self, song: Waveform | None = None) -> threading.Thread | None:
@@ -541,7 +321,8 @@ class Resynthesizer(Extender):
             anticipated.thread.join()
             done = anticipated.result
         # A seek keeps the analysis and makes the mono copies again (cheap next to it).
-        self._mono_material, mono, self.analysis = done or _analyse_memory(song, keep, analysis=self.analysis)
+        memory = done or _analyse_memory(song, keep, analysis=self.analysis, structure=self.structure)
+        self._mono_material, self.analysis, self.structure = memory.mono_material, memory.analysis, memory.structure
         a = self.analysis
         if a.mode != "beats":
             self.stats.notes.append(f"no steady beat: segmenting at {a.mode} ({a.describe()})")
@@ -550,29 +331,25 @@ class Resynthesizer(Extender):
         self._bounds[-1] = self._material.shape[0]
         self._reference_db, self._ahead_db = _levels(a, self.config.loudness_reference_s)
         last = a.segments - 1  # the segment the memory ends in: the first step replaces it
-        self.sequencer = Sequencer(a, mono, self.scorer, cfg, np.arange(last))
+        offset = int(song.frames - (song.frames - keep) - self._bounds[last])
+        self.sequencer = Sequencer(a, memory.mono, self.scorer, cfg, np.arange(last), structure=self.structure,
+                                   entry_offset_s=offset / rate)
+        if self._ending is not None:
+            kind, seconds = self._ending
+            self.sequencer.end() if kind == "now" else self.sequencer.end_at(seconds)
         self._crossfade = max(2, round(cfg.crossfade_s * rate)) // 2 * 2
         self._snap = round(cfg.snap_s * rate)
-        self._planned: deque[int] = deque()
         self._pending: list[np.ndarray] = []
         self._pending_frames = 0
         self._emitted = 0
         self._gain_db = 0.0
+        self._fade: list[int] | None = None  # the ending's last bar fading out: [frames in all, frames done]
         self._limiter = Limiter(sample_rate=rate, ceiling_db=self.config.limiter_ceiling_db)
-        self._begin(last, song.frames - (song.frames - keep) - self._bounds[last])
-
-    def _next_segment(self, seconds: float | None = None) -> int:
-        """The next segment to play, planning ``seconds`` more (a block's worth when None) if none is left."""
-        if not self._planned:
-            self._planned.extend(self.sequencer.plan(seconds or self.scorer.contract.horizon_s))
-        return self._planned.popleft()
+        self._begin(last, offset)
 
     def _begin(self, last: int, offset: int) -> None:
         """The first cut: from the song's end (``offset`` frames into segment ``last``) into a chosen segment."""
-        # The first segment plays from ``offset`` on (and its entry lag), and the last one renders only once its
-        # successor is known: planning that much more fills the first block with one search, not two.
-        j = self._next_segment(self.scorer.contract.horizon_s + offset / self._song.sample_rate
-                               + 2.5 * self.sequencer.median_s)  # a usable segment is under 2 medians long
+        j = self.sequencer.next_segment()
         x = self.overlap_frames
         # The same distance into j as the song's end is into its last segment, so the beat goes on. That may lie
         # past j's end (a tracker's last beat is often missing): rendering then goes on from there.
@@ -584,6 +361,7 @@ class Resynthesizer(Extender):
         incoming = self._material[q - x:q] * self._gain_factor
         self._push(tail * fade_out[:, None] + incoming * fade_in[:, None])
         self.joins.append(0)
+        self.entries.append(j)
         self._pos, self._segment = q, j
 
     def _entry_lag(self, current: int, j: int, *, at_memory_end: bool = False) -> int:
@@ -603,8 +381,20 @@ class Resynthesizer(Extender):
         return float(np.clip(self._reference_db - self._ahead_db[j], -limit, limit))
 
     def _push(self, audio: np.ndarray) -> None:
-        self._pending.append(audio.astype(np.float32, copy=False))
+        audio = audio.astype(np.float32, copy=False)
+        if self._fade is not None:  # a raised-cosine fade to silence at the ending's last bar line
+            total, done = self._fade
+            ramp = 0.5 * (1.0 + np.cos(np.pi * np.minimum(np.arange(done, done + audio.shape[0]) / total, 1.0)))
+            audio = audio * ramp.astype(np.float32)[:, None]
+            self._fade[1] += audio.shape[0]
+        self._pending.append(audio)
         self._pending_frames += audio.shape[0]
+
+    def _start_fade(self, segment: int) -> None:
+        """Fade out from here to the end of the whole bar that ``segment`` starts (the ending's last)."""
+        if self._fade is None:
+            bar_end = self.structure.bar_starts[self.structure.bars]
+            self._fade = [max(1, int(self._bounds[bar_end] - self._bounds[segment])), 0]
 
     def _snap_to_rising_zero(self, position: int) -> int:
         """The rising zero crossing nearest ``position`` within ``snap_s`` (``position`` when none)."""
@@ -615,11 +405,17 @@ class Resynthesizer(Extender):
 
     def _render_segment(self) -> None:
         """Play on to the end of the current segment and into the next one the sequencer chose."""
-        j, current, material = self._next_segment(), self._segment, self._material
+        current, material = self._segment, self._material
+        fade_at = self.sequencer.fade_segment
+        if current == fade_at:
+            self._start_fade(current)
+        j = self.sequencer.next_segment()
         end = int(self._bounds[current + 1])
-        if j == current + 1:
+        if j == END or j == current + 1:
             self._push(material[self._pos:end] * self._gain_factor)
             self._pos, self._segment = max(self._pos, end), j
+            if j == END:
+                self._finish()
             return
         h = self._crossfade // 2
         # Leave at the segment's end, or, where the first cut entered past it, from here with a whole crossfade.
@@ -639,8 +435,21 @@ class Resynthesizer(Extender):
         fade_in, fade_out = equal_power_ramps(frames)
         # In frames of the continuation, 0 at the song's end (the first block starts ``overlap`` before it).
         self.joins.append(self._emitted + self._pending_frames + frames // 2 - self.overlap_frames)
+        self.entries.append(j)
+        if j == fade_at:
+            self._start_fade(j)
         self._push(outgoing * before_gain * fade_out[:, None] + incoming * self._gain_factor * fade_in[:, None])
         self._pos, self._segment = q + h, j
+
+    def _finish(self) -> None:
+        """The ending's last frame is pending: a song that dies away ends as it does (a 10 ms ramp guards against
+        a click in what is left of its decay); a faded last bar has already reached silence."""
+        self._finished = True
+        if self._fade is None and self._pending_frames:
+            last = self._pending[-1]
+            ramp = min(last.shape[0], round(0.01 * self._song.sample_rate))
+            if ramp:
+                last[-ramp:] *= np.linspace(1.0, 0.0, ramp, dtype=np.float32)[:, None]
 
     def next_block(self) -> np.ndarray:
         """Render the next ``horizon_s`` of continuation.
@@ -649,7 +458,8 @@ class Resynthesizer(Extender):
         -------
         numpy.ndarray
             [shape=(frames, channels), dtype=float32] at the song's rate; the first block begins with the
-            crossfade over the song's last :attr:`overlap_frames` frames.
+            crossfade over the song's last :attr:`overlap_frames` frames. After :meth:`end` or :meth:`end_at`,
+            the block that holds the ending's last frame is shorter, and every block after it is empty.
         """
         if self._song is None:
             raise ConfigError("call start(song) first")
@@ -662,27 +472,46 @@ class Resynthesizer(Extender):
             self._prepare()
             self._started = True
         frames = round(self.scorer.contract.horizon_s * self._song.sample_rate)
-        while self._pending_frames < frames:
+        while self._pending_frames < frames and not self._finished:
             self._render_segment()
+        if not self._pending:
+            return np.zeros((0, self._song.channels), np.float32)
         joined = np.concatenate(self._pending)
         block, rest = joined[:frames], joined[frames:]
         self._pending, self._pending_frames = ([rest], rest.shape[0]) if rest.shape[0] else ([], 0)
-        self._emitted += frames
+        self._emitted += block.shape[0]
         block = self._limiter.process(block)
         finished = time.perf_counter()
         self.stats.chunks += 1
         self.stats.compute_seconds += finished - started
         self.stats.chunk_seconds.append(finished - started)
-        self.stats.seconds_generated += frames / self._song.sample_rate
+        self.stats.seconds_generated += block.shape[0] / self._song.sample_rate
         if self.stats.chunks == 1:
             self.stats.first_chunk_seconds = finished - started
         if len(self.joins) > 100_000:  # an endless run must not grow without bound
             del self.joins[:50_000]
+            del self.entries[:50_000]
         return block
 
     def next_model_block(self) -> np.ndarray:
         """Not used by resynth (it has no model-rate stream); :meth:`next_block` is the only source."""
         raise ConfigError("the resynth generator renders at the song's rate: use next_block()")
+
+
+@dataclass(frozen=True)
+class _Memory:
+    """A memory ready to continue: in mono at the song's rate and at :data:`ANALYSIS_RATE`, its analysis and its
+    bars and phrases."""
+
+    mono_material: np.ndarray | None
+    mono: np.ndarray | None
+    analysis: Analysis
+    structure: Structure | None
+
+    def describe(self) -> str:
+        """The segmentation line: ``beats: 96 bpm, 2/4, ...; 36 bars, 9 phrases of 4 bars, 2 sections``."""
+        described = self.analysis.describe()
+        return f"{described}; {self.structure.describe()}" if self.structure is not None else described
 
 
 @dataclass
@@ -692,7 +521,7 @@ class _Anticipation:
 
     key: tuple  # (_key_of(song), frames of memory)
     song: Waveform  # held, so that no other array can take its id while the key is kept
-    result: tuple[np.ndarray, np.ndarray, Analysis] | None = None  # _analyse_memory's, once it is done
+    result: _Memory | None = None  # _analyse_memory's, once it is done
 
     def __post_init__(self) -> None:
         self.thread = threading.Thread(target=self._analyse, name="encore-anticipate", daemon=True)
@@ -711,15 +540,16 @@ def _key_of(song: Waveform) -> tuple[int, int, int]:
     return id(song.samples), song.frames, song.sample_rate
 
 
-def _analyse_memory(song: Waveform, keep: int, *,
-                    analysis: Analysis | None = None) -> tuple[np.ndarray, np.ndarray, Analysis]:
-    """The memory (``song``'s last ``keep`` frames) in mono at the song's rate and at :data:`ANALYSIS_RATE`,
-    and its analysis (``analysis`` when given, else computed)."""
+def _analyse_memory(song: Waveform, keep: int, *, analysis: Analysis | None = None,
+                    structure: Structure | None = None) -> _Memory:
+    """The memory (``song``'s last ``keep`` frames) in mono at the song's rate and at :data:`ANALYSIS_RATE`, its
+    analysis and its structure (``analysis`` and ``structure`` when given, else computed)."""
     material = song.samples[song.frames - keep:]
     # A matrix-vector product: ndarray.mean(axis=1) over (frames, 2) is strided and ten times slower.
     mono_material = material @ np.full(song.channels, 1.0 / song.channels, np.float32)
     mono = resample(mono_material, song.sample_rate, ANALYSIS_RATE)
-    return mono_material, mono, analysis if analysis is not None else analyse(mono)
+    analysis = analysis if analysis is not None else analyse(mono)
+    return _Memory(mono_material, mono, analysis, structure if structure is not None else find_structure(analysis))
 
 
 def _levels(analysis: Analysis, reference_s: float, ahead_s: float = 4.0) -> tuple[float, np.ndarray]:

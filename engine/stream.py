@@ -165,6 +165,8 @@ class EngineStatus:
     #: Live input: how far below Encore's output the input hears Encore (speakers), in dB; inf when it does not
     #: (headphones, a line input); nan until a continuation's first second has measured it, or not live.
     echo_db: float = math.nan
+    #: :meth:`Engine.end_song` was asked: the song is heading for its own ending.
+    ending: bool = False
 
 
 @dataclass(frozen=True)
@@ -183,8 +185,9 @@ class AudioDevice:
 
 @dataclass(frozen=True)
 class EngineEvent:
-    """Something observers may react to: ``chunk``, ``song_end``, ``late``, ``finished``, ``error``, and in live
-    mode ``continuing`` (the performer stopped; Encore carries on) and ``listening`` (the performer is back)."""
+    """Something observers may react to: ``chunk``, ``song_end``, ``late``, ``ending`` (the song's own ending is
+    on its way), ``finished``, ``error``, and in live mode ``continuing`` (the performer stopped; Encore carries
+    on) and ``listening`` (the performer is back)."""
 
     kind: str
     playhead_s: float
@@ -337,7 +340,25 @@ class Engine:
         """
         if endless and self._cannot_extend is not None and self._state == "playing":
             raise EncoreError(f"this song cannot be continued: {self._cannot_extend}")
+        if endless and not self._song_written:
+            self._ending = False  # an end_song() before the song's end meant this switch; it is undone with it
         self._endless = bool(endless)
+        self._wake.set()
+
+    def end_song(self) -> None:
+        """End the endless song gracefully, on its own ending.
+
+        During the continuation, the generator plays on from what is already written ahead (up to ``lead_s``
+        and a chunk) to its next phrase line, then into the song's own ending (its last phrases), and playback
+        finishes there (event ``finished``). The seed model knows no phrases: what is written ahead plays out
+        and fades, as with Endless off. Before the song's end, the song simply ends at its end. A seek
+        afterwards plays on endlessly again.
+        """
+        if self._state != "playing" or self._ending:
+            return
+        self._ending = True
+        if not self._song_written or not self.extender.ends_on_phrases:
+            self.set_endless(False)
         self._wake.set()
 
     def set_volume(self, gain: float) -> None:
@@ -456,6 +477,7 @@ class Engine:
             continuations=self.continuations, endless=self._endless,
             volume=self._volume, buffering=self._holding, generator=self.extender.generator,
             segmentation=self.extender.segmentation, echo_db=self._echo_db(),
+            ending=self._ending,
         )
 
     def _echo_db(self) -> float:
@@ -788,22 +810,31 @@ class Engine:
             self._emit("song_end", f"continuation follows at {self._continuation_from / self.sample_rate:.2f} s")
             self._seams.append(self._continuation_from)
             position, first = self._continuation_from, True  # timeline frame where the next block begins
+            told_to_end = False
             while not self._stop.is_set():
                 if not self._endless and not self._wait_for_endless_or_end():
                     return  # switched off, and played out; switched on again in time goes on below
+                if self._ending and not told_to_end:  # the generator is this thread's alone: it is told here
+                    self.extender.end()
+                    told_to_end = True
+                    self._emit("ending", f"the song's own ending follows what is written up to "
+                                         f"{self._ring.end / self.sample_rate:.1f} s")
                 if self._ring.end - self._playhead >= self._lead_frames:
                     self._wake.wait(0.01)
                     self._wake.clear()
                     continue
                 block = self.extender.next_block()
+                begins = position - self._continuation_from  # the block's first frame, in generator frames
                 skip, position = max(0, start - position), position + block.shape[0]
-                if skip >= block.shape[0]:
-                    continue  # regenerating up to a seek position inside the continuation
-                while self._room() < block.shape[0] - skip and not self._stop.is_set():
-                    self._wake.wait(0.01)
-                    self._wake.clear()
-                self._write_generated(block[skip:], after_song=first)
-                first = False
+                if skip < block.shape[0]:  # else regenerating up to a seek position inside the continuation
+                    while self._room() < block.shape[0] - skip and not self._stop.is_set():
+                        self._wake.wait(0.01)
+                        self._wake.clear()
+                    self._write_generated(block[skip:], after_song=first, begins=begins + skip)
+                    first = False
+                if self.extender.finished:
+                    self._play_out()
+                    return
         except Exception as e:  # noqa: BLE001 - whatever it is, playback stops cleanly and the controller hears
             self._fail("generator", e)
 
@@ -838,21 +869,44 @@ class Engine:
             self._state = "finished"
             self._emit("finished")
 
-    def _write_generated(self, block: np.ndarray, *, after_song: bool = False) -> None:
+    def _write_generated(self, block: np.ndarray, *, after_song: bool = False, begins: int | None = None) -> None:
         """Append a generated chunk (crossfaded in if the guard wrote a repeat before it) and announce it.
 
         With ``after_song`` the block is the continuation's first: it begins with its own crossfade over the song's
-        last frames, so the song's held-back tail is dropped instead of written.
+        last frames, so the song's held-back tail is dropped instead of written. ``begins`` is where the block
+        starts in the generator's own frames (0 at the continuation's first): the generator's joins inside it
+        are marked as seams where they are written (a resynth chunk boundary is no join; its cuts are). Without
+        it (live input), each chunk boundary is marked.
         """
         with self._write_lock:
             if self._state in ("playing", "continuing"):  # not after a fade-out or a stop
+                at = self._ring.end + (0 if self._pending is None else self._pending.shape[0])
                 if after_song:
                     self._pending = None
+                    at = self._ring.end
+                if begins is None:
+                    if not after_song:
+                        self._seams.append(at)
                 else:
-                    self._seams.append(self._ring.end + (0 if self._pending is None else self._pending.shape[0]))
+                    self._mark_joins(at, begins, block.shape[0])
                 self._append(block, join=self._after_filler)
                 self._after_filler = False
         self._emit("chunk", f"{self.extender.stats.chunks}")
+
+    def _mark_joins(self, at: int, begins: int, frames: int) -> None:
+        """Seams at the generator's joins that fall in the block written at timeline frame ``at``, which holds
+        its frames ``begins`` to ``begins + frames`` (the song's end is already marked)."""
+        joins = self.extender.joins
+        overlap = self._overlap  # a join is counted from the song's end; the first block starts this before it
+        k = len(joins)
+        while k > 0 and joins[k - 1] + overlap >= begins:
+            k -= 1
+        for join in joins[k:]:
+            inside = join + overlap - begins
+            if inside >= frames:
+                break
+            if join > 0:
+                self._seams.append(at + inside)
 
     def _fail(self, what: str, error: Exception) -> None:
         """Stop generating and tell the controller: a user's error in its words, a bug with its type."""
@@ -1013,6 +1067,7 @@ class Engine:
         self._holding = False
         self._start_position = 0
         self._seams: deque[int] = deque(maxlen=100_000)
+        self._ending = False  # end_song() was asked
 
 
 LIVE_STATES = ("listening", "continuing", "fading")

@@ -171,6 +171,11 @@ class PlayerSession(QObject):
             self.endless = bool(endless)
         self.endlessChanged.emit(self.endless)
 
+    def end_song(self) -> None:
+        """Play on to the song's own ending from the next phrase line, then stop (the engine's ``end_song``)."""
+        self._engine.end_song()
+        self._poll()
+
     def set_volume(self, gain: float) -> None:
         """Output gain, 0 to 1."""
         self.volume = float(np.clip(gain, 0.0, 1.0))

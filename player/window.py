@@ -6,6 +6,7 @@ Errors arrive as non-modal messages in a banner and the status bar, never as dia
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -140,12 +141,16 @@ class MainWindow(QMainWindow):
         self.endless_check.setChecked(True)
         self.endless_check.setToolTip("When the song ends, its continuation plays on")
         self.endless_check.toggled.connect(self.session.set_endless)
+        self.end_button = QPushButton("End the song")
+        self.end_button.setToolTip("Play on to the song's own ending from the next phrase line, then stop")
+        self.end_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.end_button.clicked.connect(self.session.end_song)
         self.volume_slider = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=100, value=100)
         self.volume_slider.setMaximumWidth(160)
         self.volume_slider.valueChanged.connect(lambda v: self.session.set_volume((v / 100) ** 2))  # loudness-like
         legend = QLabel(f"<span style='color:rgb{SONG_COLOUR}'>■</span> song &nbsp; "
                         f"<span style='color:rgb{CONTINUATION_COLOUR}'>■</span> continuation")
-        for widget in (self.play_button, self.stop_button, self.position_label, self.endless_check):
+        for widget in (self.play_button, self.stop_button, self.position_label, self.endless_check, self.end_button):
             row.addWidget(widget)
         row.addStretch(1)
         row.addWidget(legend)
@@ -283,11 +288,14 @@ class MainWindow(QMainWindow):
         song = self.session.song
         total = clock(song.seconds) if song is not None else "0:00"
         beyond = song is not None and playing and not live and position > status.song_s > 0
-        where = "  · buffering" if status.buffering else "  · continuing" if beyond else ""
+        where = ("  · buffering" if status.buffering else "  · ending" if status.ending and playing
+                 else "  · continuing" if beyond else "")
         self.position_label.setText(f"{clock(position)} / {total}{where}")
+        self.end_button.setEnabled(status.state == "playing" and status.endless and not status.ending)
         self.play_button.setText("Pause" if status.state in ("playing", "continuing") and not live else "Play")
         rtf = f"{status.recent_real_time_factor:.4f}" if np.isfinite(status.recent_real_time_factor) else "–"
-        segmentation = f"  ·  {status.segmentation.split(' (')[0]}" if status.segmentation else ""
+        segmentation = f"  ·  {re.sub(r' [(]pulse clarity [^)]*[)]', '', status.segmentation)}" \
+            if status.segmentation else ""
         self.status_label.setText(f"{status.generator} · model {status.model}{segmentation}  ·  {status.ahead_s:.1f} s "
                                   f"ahead  ·  real-time factor {rtf}  ·  {status.underruns} underruns  ·  "
                                   f"{status.late_chunks} late chunks  ·  {status.state}")

@@ -1,0 +1,403 @@
+"""The resynth sequencer: which segment of the memory plays next, in runs of whole bars that jump between phrases.
+
+The continuation plays the song's own material in the song's own order, in runs of whole bars, and jumps only
+from a bar line to a bar line (:mod:`engine.structure`), so a jump lands on the same beat of the bar it leaves:
+
+1. **The first jump**, at the song's end, goes to the earlier point whose last :data:`FIRST_MATCH_BEATS`
+   segments best match the song's last ones, at the same position in the bar: the continuation carries on
+   where a repeat of the song's last passage would. (The song ends wherever its file ends, so this one cut is
+   mid-bar; it enters mid-bar at the same place.)
+2. **Runs**: each run's length is drawn around a target set by ``variety`` (32 bars at 0, 8 at 0.5, 2 at 1).
+   Once a run is that long, it leaves at the next phrase line (an 8-bar line at low variety, any bar line at
+   the highest) where a good jump exists, else plays on to the next one and asks less of the jump; at the end
+   of the memory's last whole bar it must jump.
+3. **A jump** enters a phrase start. Its score adds the transition cost between the bars around the two bar
+   lines, the line's level, the learned scorer's log-probability of the entry (resynth; the jukebox leaves it
+   out), how well the two waveforms line up, seeded noise that grows with ``variety``, and a penalty for bars
+   played in the last few minutes (``recency_s``), so that in ten minutes most of the song's phrases are heard.
+   The song itself was just heard: its bars count as played when they were.
+4. **An ending** (:meth:`Sequencer.end`, :meth:`Sequencer.end_at`): from the next phrase line, or the one that
+   makes the continuation end nearest a given time, the run goes into the song's own ending (its last section,
+   :meth:`Sequencer.ending_bar`) and plays it to the memory's end; a memory that was cut off mid-music instead
+   ends on its last whole bar, which the renderer fades out bar line to bar line.
+
+Deterministic: the same memory, settings and seed give the same segments.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .analysis import ANALYSIS_RATE, Analysis, context_features
+from .rhythm import RhythmAligner
+from .structure import Structure, find_structure
+
+if TYPE_CHECKING:
+    from .resynth import ResynthConfig
+
+#: What :meth:`Sequencer.plan` returns after an ending's last segment.
+END = -1
+#: Segments before the song's end that the first jump matches (8 beats: two bars of 4/4).
+FIRST_MATCH_BEATS = 8
+#: The ending starts at most this many bars before the memory's end, and at least ENDING_MIN_BARS.
+ENDING_MAX_BARS = 16
+ENDING_MIN_BARS = 4
+#: Bars played within this many bars' time are never entered again at once (a stutter).
+STUTTER_BARS = 2
+#: Fewest entries a jump chooses among before it looks at lines of a lower level too.
+MIN_ENTRIES = 3
+
+
+class Sequencer:
+    """Plans the continuation segment by segment: runs of whole bars, jumps between phrase lines.
+
+    Parameters
+    ----------
+    analysis : Analysis
+    mono : numpy.ndarray
+        [shape=(frames,), dtype=float32] the memory at :data:`~engine.analysis.ANALYSIS_RATE` (for the
+        waveform term of a cut).
+    scorer : SimilarityScorer or LearnedScorer
+        Its log-probabilities weigh each jump's entry (all zero for the jukebox).
+    config : ResynthConfig
+    history : numpy.ndarray
+        [shape=(played,), dtype=int] the segments heard so far in order; the first planned segment follows
+        them, replacing the memory's last segment (where the song ends).
+    structure : Structure, optional
+        The memory's bars and phrases (found here when None).
+    entry_offset_s : float
+        How far into its last segment the memory ends: the first segment plays from that far in, so the
+        continuation's clock starts there.
+
+    Attributes
+    ----------
+    history : list of int
+        Every segment played, the memory's first.
+    jumps : int
+        Jumps made so far, the first at the song's end included.
+    finished : bool
+        An ending has been planned to its last segment.
+    fade_segment : int
+        Once an ending is under way in a memory cut off mid-music (whose own end is no ending): the segment that
+        starts its last whole bar, which the renderer fades out to the bar line; -1 otherwise.
+    """
+
+    #: Score weights (log-probability units). The transition cost is in units of its median over the song.
+    WEIGHT_LEARNED = 1.0
+    WEIGHT_JOIN = 1.5
+    WEIGHT_WAVEFORM = 0.5
+    #: Per level of the entry's line (a phrase line 1, an 8-bar line 2, a 16-bar line or section start 3).
+    WEIGHT_LEVEL = 0.3
+    #: For bars heard a moment ago, falling off over ``recency_s``: above the spread of transition costs among
+    #: good jumps, so another phrase that fits is preferred to one just heard.
+    RECENCY_PENALTY = 3.0
+    #: For taking the same jump again within ``recency_s``: in a short memory, where every bar is recent, the
+    #: same few jumps would otherwise come round in the same order, a verbatim loop of several runs.
+    TRANSITION_PENALTY = 4.0
+    NOISE = 1.0
+
+    def __init__(self, analysis: Analysis, mono: np.ndarray, scorer, config: ResynthConfig, history: np.ndarray,
+                 structure: Structure | None = None, entry_offset_s: float = 0.0):
+        self.analysis, self.scorer, self.config = analysis, scorer, config
+        self.structure = s = structure if structure is not None else find_structure(analysis)
+        n = analysis.segments
+        self.bar_of = s.bar_of_segment(n)
+        self._bar_line = np.full(n + 1, -1, np.int64)  # segment -> the bar it starts (the end of the last: bars)
+        self._bar_line[s.bar_starts] = np.arange(s.bars + 1)
+        self.durations_s = analysis.durations / analysis.sample_rate
+        self.median_s = float(np.median(analysis.durations)) / analysis.sample_rate
+        self.history = [int(k) for k in history]
+        self.now_s = -float(entry_offset_s)
+        # When each bar last began, in seconds of continuation: the memory's bars as they were heard.
+        starts = analysis.bounds[s.bar_starts[:-1]]
+        self.bar_played = (starts - analysis.frames) / analysis.sample_rate
+        self.rng = np.random.default_rng(config.seed)
+        self.variety = config.variety
+        # A run longer than a third of the memory would end at its end every time, always jumping to the same
+        # place: a short memory (a 30 s clip, a live phrase) gets shorter runs, so its few phrases can mix.
+        self.target_bars = min(2.0 ** (5.0 - 4.0 * config.variety), max(2.0, s.bars / 3.0))
+        self.line_level = 2 if config.variety < 0.25 else 1 if config.variety <= 0.75 else 0
+        # Some noise even at variety 0: among jumps that fit equally well, the same one every time is a loop.
+        self.noise_scale = self.NOISE * (0.2 + 0.8 * config.variety)
+        self.run_bars = 0
+        self.run_target = self._draw_run()
+        self.jumps = 0
+        self.transition_used: dict[tuple[int, int], float] = {}  # (bar left, bar entered) -> when, in s
+        self.finished = False
+        self.fade_segment = -1
+        self._committed = 0
+        self._ending_due = False
+        self._end_at_s: float | None = None
+        self._in_ending = False
+        entries = s.level >= self.line_level
+        pairs = s.transition[:, entries][np.isfinite(s.transition[:, entries]) & (s.transition[:, entries] > 0)]
+        self.threshold = float(np.percentile(pairs, config.candidate_percentile)) if pairs.size else np.inf
+        self.aligner = RhythmAligner(analysis)
+        self._mono = mono
+        self._cut_rows: dict[tuple[int, bool], np.ndarray] = {}
+        self.abrupt_end = _ends_abruptly(analysis)
+        scorer.prepare(analysis)
+
+    # --- the plan -------------------------------------------------------------------------------------------
+    def plan(self, seconds: float) -> list[int]:
+        """Choose segments that play for at least ``seconds`` and commit them; :data:`END` closes an ending."""
+        out: list[int] = []
+        total = 0.0
+        while total < seconds:
+            j = self.next_segment()
+            out.append(j)
+            if j == END:
+                break
+            total += float(self.durations_s[j])
+        return out
+
+    def end(self) -> None:
+        """Go to the song's own ending from the next phrase line (or carry on into it, when already there)."""
+        self._ending_due = True
+
+    def end_at(self, seconds: float) -> None:
+        """End on the song's own ending at the phrase line that brings the continuation's end nearest
+        ``seconds`` (of continuation, from the song's end)."""
+        self._end_at_s = float(seconds)
+
+    def ending_bar(self) -> int:
+        """The bar the song's own ending starts at: its last section start or 16-bar line within the last
+        :data:`ENDING_MAX_BARS` bars, else its last 8-bar or phrase line at least :data:`ENDING_MIN_BARS` before
+        the end, else its first bar."""
+        s = self.structure
+        last = s.bars
+        window = np.arange(max(0, last - ENDING_MAX_BARS), max(0, last - ENDING_MIN_BARS) + 1)
+        window = window[window < last]
+        for wanted in (3, 2, 1):
+            found = window[s.level[window] >= wanted]
+            if found.size:
+                return int(found[-1] if wanted < 3 else found[0])
+        return 0
+
+    def ending_seconds(self, bar: int | None = None) -> float:
+        """How long the ending plays from the line before ``bar`` (:meth:`ending_bar` when None): to the memory's
+        end, or to the end of its last whole bar where the memory was cut off mid-music."""
+        a, s = self.analysis, self.structure
+        start = a.bounds[s.bar_starts[self.ending_bar() if bar is None else bar]]
+        stop = a.bounds[s.bar_starts[-1]] if self.abrupt_end else a.frames
+        return float(stop - start) / a.sample_rate
+
+    def next_segment(self) -> int:
+        """Choose the next segment to play and commit it (:data:`END` once an ending is over)."""
+        if self.finished:
+            return END
+        if self._committed == 0:
+            return self._commit(self._first_entry())
+        current = self.history[-1]
+        following = current + 1
+        last_whole = int(self.structure.bar_starts[-1])  # the segment after the last whole bar
+        if self._in_ending:
+            if following >= self.analysis.segments or (self.abrupt_end and following >= last_whole):
+                self.finished = True
+                return END
+            return self._commit(following)
+        line = int(self._bar_line[following]) if following <= last_whole else -1
+        if line < 0:  # inside a bar (or the pickup): always in order
+            return self._commit(following)
+        return self._commit(self._at_bar_line(line))
+
+    def _at_bar_line(self, bar: int) -> int:
+        """The segment that plays at the bar line before ``bar`` (``bar == bars``: the end of the last whole
+        bar, where the memory's material runs out): the bar itself, or a jump's entry."""
+        s = self.structure
+        left = bar - 1  # the bar just played
+        level = int(s.level[bar]) if bar < s.bars else 3
+        if left < 0:  # the first whole bar, after a pickup the first cut entered: nothing to leave yet
+            return int(s.bar_starts[bar])
+        ending = self.ending_bar()
+        # Already inside the ending (or at the memory's end of one that dies away), it would play on in order.
+        inside = ending <= bar < s.bars or (bar == s.bars and not self.abrupt_end)
+        if self._ending_now(level, self.ending_seconds(bar if inside else ending)):
+            self._in_ending = True
+            if self.abrupt_end:
+                self.fade_segment = int(s.bar_starts[s.bars - 1])
+            return int(s.bar_starts[bar]) if inside else self._jump(left, ending)
+        if bar < s.bars:
+            self.run_bars += 1
+        forced = bar >= s.bars
+        patience = self.run_bars - self.run_target
+        if not forced and (patience < 0 or level < self.line_level - (1 if patience >= 2 * self.target_bars else 0)):
+            return int(s.bar_starts[bar])
+        entry = self._choose_entry(left, forced=forced, relax=max(0.0, patience / max(self.target_bars, 1.0)))
+        if entry is None:
+            return int(s.bar_starts[bar])
+        return self._jump(left, entry)
+
+    def _ending_now(self, level: int, ending_s: float) -> bool:
+        """Whether the ending begins at this line, which plays ``ending_s`` to the end from here."""
+        if level < min(1, self.line_level):
+            return False
+        if self._ending_due:
+            return True
+        if self._end_at_s is None:
+            return False
+        # End here if that lands nearer the asked time than ending at the next phrase line would.
+        phrase_s = self.structure.bar_seconds * 4
+        return self.now_s + ending_s >= self._end_at_s - 0.5 * phrase_s
+
+    def _first_entry(self) -> int:
+        """Where the continuation enters at the song's end: the segment whose predecessors best match the memory's
+        last :data:`FIRST_MATCH_BEATS` segments, at the same position in the bar."""
+        a = self.analysis
+        last = a.segments - 1  # where the memory ends; the continuation replaces it
+        width = min(FIRST_MATCH_BEATS, max(1, last // 2))
+        look = _look(a)
+        candidates = np.arange(width, last - width + 1)
+        candidates = candidates[a.phase[candidates] == a.phase[last]]
+        if candidates.size == 0:
+            self.jumps += 1
+            return int(max(0, last - 1))
+        offsets = np.arange(1, width + 1)
+        before = look[candidates[:, None] - offsets[None, :]]  # (M, width, D)
+        mine = look[last - offsets]  # (width, D)
+        distance = np.linalg.norm(before - mine[None], axis=2).mean(axis=1)
+        self.jumps += 1
+        return int(candidates[int(np.argmin(distance))])
+
+    def _choose_entry(self, left: int, *, forced: bool, relax: float) -> int | None:
+        """The bar to jump into after bar ``left``, or None when no jump is good enough yet."""
+        s, cfg = self.structure, self.config
+        bars = np.arange(s.bars)
+        recent = self.bar_played > self.now_s - STUTTER_BARS * s.bar_seconds
+        fresh = np.isfinite(s.transition[left]) & ~recent & (np.abs(bars - left) > 1)
+        # Entries at the variety's phrase level, or the next level down when that leaves under MIN_ENTRIES.
+        for level in range(self.line_level, -1, -1):
+            allowed = fresh & (s.level >= level)
+            if allowed.sum() >= MIN_ENTRIES:
+                break
+        if not allowed.any():
+            allowed = np.isfinite(s.transition[left]) & (bars != left + 1)
+            if not allowed.any():
+                allowed = bars != left + 1 if s.bars > 1 else np.ones(1, bool)
+        candidates = bars[allowed]
+        cost = s.transition[left, candidates]
+        cost = np.where(np.isfinite(cost), cost, 10.0)
+        good = cost <= self.threshold * (1.0 + relax)
+        if not forced and not good.any():
+            return None
+        if not forced:
+            candidates, cost = candidates[good], cost[good]
+        entries = s.bar_starts[candidates]
+        # The bars a run from each candidate would play, and how recently each was heard.
+        run = min(s.bars, max(1, round(self.target_bars)))
+        ahead = np.minimum(candidates[:, None] + np.arange(run)[None, :], s.bars - 1)
+        recency = np.exp(-(self.now_s - self.bar_played[ahead]) / cfg.recency_s).mean(axis=1)
+        used = np.array([self.transition_used.get((left, int(j)), -np.inf) for j in candidates])
+        repeated = np.exp(-(self.now_s - used) / cfg.recency_s)
+        allowed_segments = np.zeros(self.analysis.segments, bool)
+        allowed_segments[entries] = True
+        context = context_features(self.analysis, np.asarray(self.history), context_segments=32, context_s=20.0)
+        learned = self.scorer.log_probabilities(context[None], allowed_segments[None])[0, entries]
+        _, waveform = self.cuts(int(s.bar_starts[left + 1]) - 1, entries)
+        score = (self.WEIGHT_LEARNED * learned - self.WEIGHT_JOIN * cost - self.WEIGHT_WAVEFORM * waveform
+                 + self.WEIGHT_LEVEL * np.minimum(s.level[candidates], 3) - self.RECENCY_PENALTY * recency
+                 - self.TRANSITION_PENALTY * repeated
+                 + self.noise_scale * self.rng.gumbel(size=candidates.size))
+        return int(candidates[int(np.argmax(score))])
+
+    def _jump(self, left: int, bar: int) -> int:
+        self.jumps += 1
+        self.transition_used[(left, bar)] = self.now_s
+        self.run_bars = 0
+        self.run_target = self._draw_run()
+        return int(self.structure.bar_starts[bar])
+
+    def _draw_run(self) -> float:
+        """Bars the next run plays before it looks for a jump: around the variety's target, within a factor
+        of 1.4 either way (none at variety 0)."""
+        return float(self.target_bars * 2.0 ** (self.variety * self.rng.uniform(-0.5, 0.5)))
+
+    def _commit(self, j: int) -> int:
+        bar = int(self.bar_of[j])
+        if bar >= 0 and self.structure.bar_starts[bar] == j:
+            self.bar_played[bar] = self.now_s
+        self.history.append(j)
+        self._committed += 1
+        if len(self.history) > 4096:  # the context reads 32; an endless run must not grow
+            del self.history[:-1024]
+        self.now_s += float(self.durations_s[j])
+        return j
+
+    # --- cuts -----------------------------------------------------------------------------------------------
+    def cuts(self, current: int, candidates: np.ndarray, *,
+             at_memory_end: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """How a cut from the end of ``current`` into each candidate goes (computed once per pair, then cached).
+
+        Parameters
+        ----------
+        current : int
+            The segment being left.
+        candidates : numpy.ndarray
+            [shape=(M,), dtype=int] the segments it could jump into.
+        at_memory_end : bool
+            The first cut of a continuation: it leaves the memory at its very end, which lies
+            ``frames - bounds[current + 1]`` samples into segment ``current + 1``, and enters every candidate
+            that far into it.
+
+        Returns
+        -------
+        lags : numpy.ndarray
+            [shape=(M,), dtype=float64] samples (at :data:`ANALYSIS_RATE`) to add to each candidate's entry so
+            its onsets continue the rhythm being left (:class:`~engine.rhythm.RhythmAligner`).
+        waveform : numpy.ndarray
+            [shape=(M,)] 0 to 1: 1 - correlation, halved, of the 10 ms the original plays after the cut with
+            the 10 ms after each entry (0.5 at the memory's end, where nothing follows).
+        """
+        key = (current, at_memory_end)
+        row = self._cut_rows.get(key)
+        if row is None:  # rows hold every segment; only the pairs asked about are filled in
+            if len(self._cut_rows) >= 1024:  # a long memory and an endless run: keep the recent rows only
+                for stale in list(self._cut_rows)[:512]:
+                    del self._cut_rows[stale]
+            row = self._cut_rows[key] = np.full((2, self.analysis.segments), np.nan)
+        candidates = np.asarray(candidates, np.int64)
+        todo = np.unique(candidates[np.isnan(row[0, candidates])])
+        if todo.size:
+            row[:, todo] = self._measure_cuts(current, todo, at_memory_end)
+        return row[0, candidates], row[1, candidates]
+
+    def _measure_cuts(self, current: int, candidates: np.ndarray, at_memory_end: bool) -> np.ndarray:
+        """[shape=(2, M)] lags and waveform costs of :meth:`cuts`, measured."""
+        bounds, mono = self.analysis.bounds, self._mono
+        source = int(self.analysis.frames if at_memory_end else bounds[current + 1])
+        entries = bounds[candidates] + (source - int(bounds[current + 1]) if at_memory_end else 0)
+        lags, _ = self.aligner.align(source, entries)
+        width = round(0.01 * ANALYSIS_RATE)
+
+        def starts_of(positions: np.ndarray) -> np.ndarray:  # the unit-norm 10 ms that start at each position
+            positions = np.clip(np.rint(positions).astype(np.int64), 0, max(0, mono.shape[0] - width))
+            windows = mono[positions[:, None] + np.arange(width)[None, :]].astype(np.float64)
+            windows -= windows.mean(axis=1, keepdims=True)
+            return windows / np.maximum(np.linalg.norm(windows, axis=1, keepdims=True), 1e-9)
+
+        if source + width <= mono.shape[0]:
+            waveform = 0.5 * (1.0 - starts_of(entries + lags) @ starts_of(np.array([source]))[0])
+        else:
+            waveform = np.full(candidates.shape[0], 0.5)
+        measured = np.stack([lags, waveform])
+        if not at_memory_end:
+            measured[:, candidates == current + 1] = 0.0  # going on in order is no cut at all
+        return measured
+
+
+def _look(analysis: Analysis) -> np.ndarray:
+    """[shape=(segments, 44)] what a segment sounds like to the join: timbre, and harmony weighted twice."""
+    from .analysis import HARMONY, TIMBRE
+
+    return np.concatenate([analysis.features[:, TIMBRE], 2.0 * analysis.features[:, HARMONY]], axis=1)
+
+
+#: A memory whose last 0.3 s are within this many dB of its mean level was cut off mid-music.
+ABRUPT_END_DB = 20.0
+
+
+def _ends_abruptly(analysis: Analysis) -> bool:
+    """True when the memory stops mid-music (its last segment as loud as the music) rather than dying away."""
+    return bool(analysis.loudness_db[-1] > -ABRUPT_END_DB)
