@@ -10,7 +10,8 @@ first generated chunk of a 25 s song. Last, each generator (resynth, jukebox, se
 ``--song``) on one core: its first chunk (the resynth analysis of the whole song included; median of N fresh
 generators), its first chunk when the song was analysed while it played, as the engine does
 (:meth:`~engine.extend.Extender.anticipate`; the two alternate, fresh generators each time), and the median of the
-next chunks.
+next chunks. And the resynth work that grows with the song: the analysis, the bars and phrases and the first
+jump of a 5-minute song (``--song`` or the demo song, repeated to 5 minutes), on one core.
 """
 
 from __future__ import annotations
@@ -122,7 +123,44 @@ def run_bench(args: argparse.Namespace) -> int:
           f"import + model load {fresh['load_s']:.2f} s, first chunk ready {fresh['first_chunk_s']:.2f} s "
           f"after start, peak RSS {fresh['peak_rss_mib']:.0f} MiB")
     _print_generator_rows(args.repeats, song_path.name, song)
+    _print_long_song_row(args.repeats, song_path.name, song)
     return 0
+
+
+#: The length of song whose analysis and phrase search ``engine bench`` times (issue 21: within 1 s).
+LONG_SONG_S = 300.0
+
+
+def _print_long_song_row(repeats: int, song_name: str, song) -> None:
+    """Analysis, structure and the first jump of a :data:`LONG_SONG_S` song on one core: what the first
+    continuation of a whole song costs when it was not analysed while it played."""
+    from .analysis import ANALYSIS_RATE, analyse, warm_up
+    from .audio import Waveform, to_model_input
+    from .resynth import ResynthConfig, SimilarityScorer
+    from .sequencer import Sequencer
+    from .structure import find_structure
+
+    frames = round(LONG_SONG_S * song.sample_rate)
+    long = Waveform(np.resize(song.samples, (frames, song.channels)), song.sample_rate)
+    mono = to_model_input(long, ANALYSIS_RATE)
+    warm_up()
+    timings = {"analysis": [], "bars and phrases": [], "first jump": []}
+    with pinned({min(os.sched_getaffinity(0))}):
+        for _ in range(repeats):
+            started = time.perf_counter()
+            analysis = analyse(mono)
+            analysed = time.perf_counter()
+            structure = find_structure(analysis)
+            found = time.perf_counter()
+            Sequencer(analysis, mono, SimilarityScorer(), ResynthConfig(), np.arange(analysis.segments - 1),
+                      structure=structure).next_segment()
+            done = time.perf_counter()
+            for key, seconds in zip(timings, (analysed - started, found - analysed, done - found), strict=True):
+                timings[key].append(seconds)
+    parts = ", ".join(f"{key} {statistics.median(values) * 1000:.0f} ms" for key, values in timings.items())
+    total = statistics.median([sum(values) for values in zip(*timings.values(), strict=True)])
+    print(f"a {LONG_SONG_S / 60:.0f}-minute song ({song_name} repeated) on one core: {parts}; "
+          f"{total:.2f} s in all ({structure.describe()})")
 
 
 def _print_generator_rows(repeats: int, song_name: str, song) -> None:
