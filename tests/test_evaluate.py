@@ -227,33 +227,58 @@ def test_paired_words_are_judged_against_two_standard_errors():
     assert ev._paired("resynth", _paired_songs(spread, key="chroma"), truth=False) == {}
 
 
-def test_the_bar_judges_each_criterion():
+def bar_songs(logmel_vs_loop, logmel_vs_match, harmony_gap=0.0, tempo_lost=0) -> dict[str, dict]:
+    """Six songs of resynth, loop, match and the truth: resynth's log-mel distance this far from loop's and from
+    match's, song by song, its harmony ``harmony_gap`` from both, and tempo held on all but ``tempo_lost``."""
+    spread = np.array([-0.1, 0.1, -0.1, 0.1, 0.0, 0.0])  # standard error 0.037
+    songs = {}
+    for i in range(6):
+        held = {"held": float(i >= tempo_lost)}
+        songs[f"song{i}.flac"] = {
+            "true": {"tempo": {"held": 1.0}, "key": {"held": 1.0}},
+            "resynth": {"logmel_db": 4.0 + spread[i], "harmony": 0.2 + harmony_gap + 0.5 * spread[i], "tempo": held,
+                        "key": {"held": 1.0}},
+            "loop": {"logmel_db": 4.0 - logmel_vs_loop, "harmony": 0.2},
+            "match": {"logmel_db": 4.0 - logmel_vs_match, "harmony": 0.2}}
+    return songs
+
+
+def test_the_bar_judges_each_criterion_song_by_song():
     def row(**overrides):
         base = {"logmel_db": 5.0, "harmony": 0.2, "seams": {"jump_p95": 3.0, "hf_ratio_p95": 2.0},
-                "tempo_held": 0.9, "key_held": 0.9, "flatness_ratio": 1.05, "longest_loop_s": 12.0,
-                "real_time_factor": 0.01, "first_chunk_real_time_factor": 0.015}
+                "tempo_held": 0.9, "key_held": 0.9, "flatness_ratio": 1.05, "longest_loop_s": 120.0,
+                "real_time_factor": 0.005, "first_chunk_real_time_factor": 0.008}
         return {**base, **overrides}
 
     music = {"jump_p95": 4.0, "hf_ratio_p95": 3.0}
-    summary = {"true": row(tempo_held=0.8, key_held=0.95), "loop": row(logmel_db=6.0, harmony=0.3),
-               "match": row(), "resynth": row()}
-    spread = np.array([-0.1, 0.1, -0.1, 0.1, 0.0, 0.0])
-    within, worse = (ev._paired("resynth", _paired_songs(spread + gap)) for gap in (0.03, 0.2))
-    bar = ev._bar("resynth", summary, music, within)
-    verdicts = {label: c["pass"] for label, c in bar["criteria"].items()}
-    assert verdicts["key held as often as the true continuation"] is False and bar["pass"] is False
-    assert sum(v is True for v in verdicts.values()) == len(verdicts) - 1
-    against_match = next(label for label in verdicts if label.startswith("log-mel not worse than match"))
-    assert bar["criteria"][against_match]["value"] == pytest.approx(0.03)
-    good = {**summary, "true": row(key_held=0.5)}
-    assert ev._bar("resynth", good, music, within)["pass"]
-    assert ev._bar("resynth", good, music, worse)["criteria"][against_match]["pass"] is False
-    # Without match's scores the criterion cannot be judged (and keeps its label, for the resamplings).
-    assert ev._bar("resynth", good, music)["criteria"][against_match]["pass"] is None
-    jukebox = ev._bar("jukebox", {**good, "jukebox": row()}, music, within)
-    assert against_match not in jukebox["criteria"]  # the default generator's criterion
-    slow_start = ev._bar("resynth", {**good, "resynth": row(first_chunk_real_time_factor=0.05)}, music, within)
-    assert not slow_start["pass"], "the first chunk, analysis included, is held to the real-time bar too"
+    summary = {"true": row(), "loop": row(), "match": row(), "resynth": row()}
+
+    def verdicts(songs, mine=None):
+        bar = ev._bar("resynth", {**summary, "resynth": mine or row()}, music, ev._paired("resynth", songs))
+        return bar["pass"], {label: c["pass"] for label, c in bar["criteria"].items()}
+
+    # 0.2 dB closer than loop (5.5 standard errors), even with match: every criterion passes; loops are not judged.
+    passed, each = verdicts(bar_songs(-0.2, 0.0))
+    assert passed and all(each.values()) and not any("loop over" in label for label in each)
+    # Closer than loop by under two standard errors: not better, so the bar fails on that alone.
+    passed, each = verdicts(bar_songs(-0.05, 0.0))
+    assert not passed and [k for k, v in each.items() if not v] == ["log-mel better than loop, song by song"]
+    # Further than match by 5 standard errors, or harmony worse than both: fails those.
+    _, each = verdicts(bar_songs(-0.4, 0.2))
+    assert each["log-mel not worse than match, song by song"] is False
+    _, each = verdicts(bar_songs(-0.4, 0.0, harmony_gap=0.2))
+    assert each["harmony not worse than loop, song by song"] is False
+    assert each["harmony not worse than match, song by song"] is False
+    # Tempo lost on 3 songs of 6 where the truth held it: worse than the true continuation beyond the noise.
+    _, each = verdicts(bar_songs(-0.4, 0.0, tempo_lost=3))
+    assert each["tempo held not less often than the true continuation, song by song"] is False
+    # Without match the criteria against it are n/a, and keep their labels (the resamplings look them up).
+    songs = {k: {g: v for g, v in song.items() if g != "match"} for k, song in bar_songs(-0.2, 0.0).items()}
+    passed, each = verdicts(songs)
+    assert each["log-mel not worse than match, song by song"] is None and passed
+    # The real-time bar is 0.01, for the first chunk (analysis included) too.
+    passed, each = verdicts(bar_songs(-0.2, 0.0), row(first_chunk_real_time_factor=0.015))
+    assert not passed and not each["real-time factor at most 0.01 for the first chunk, analysis included"]
 
 
 def test_generators_that_draw_at_random_are_scored_over_several_draws(songs_dir, tmp_path):
@@ -292,33 +317,40 @@ def test_generators_that_draw_at_random_are_scored_over_several_draws(songs_dir,
 
 
 def _judged_songs(results, count: int = 24, seed: int = 0) -> dict[str, dict]:
-    """Per-song scores where resynth is closer than loop and jukebox on log-mel in every song, and on harmony
-    its distances are jukebox's own, shuffled: the same median, so a verdict the songs cannot settle."""
+    """Per-song scores where resynth is far closer than match on log-mel in every song, and closer than loop by
+    just under two standard errors of the paired difference: a verdict the songs cannot settle."""
     rng = np.random.default_rng(seed)
     template = results[2]["songs"]["song0.flac"]
+    mine = 3.0 + rng.uniform(size=count)
+    z = rng.standard_normal(count)
+    z = (z - z.mean()) / z.std(ddof=1)
+    spread = 0.2 * np.sqrt(count) / 2.0  # so that a mean gap of 0.2 is two standard errors; 0.19 is a little under
     harmony = rng.uniform(0.05, 0.3, count)
-    shuffled = rng.permutation(harmony)
+    shuffled = rng.permutation(harmony)  # jukebox's harmony, song for song another's: the same median
     songs = {}
     for i in range(count):
         def row(**scores):
             return {**template["loop"], **scores}
 
-        songs[f"song{i}.flac"] = {"true": template["true"], "loop": row(logmel_db=6.0, harmony=0.4),
-                                  "jukebox": row(logmel_db=5.0 + rng.uniform(), harmony=float(harmony[i])),
-                                  "resynth": row(logmel_db=3.0 + rng.uniform(), harmony=float(shuffled[i]))}
+        songs[f"song{i}.flac"] = {
+            "true": template["true"],
+            "loop": row(logmel_db=float(mine[i] + 0.19 - spread * z[i]), harmony=0.4),
+            "match": row(logmel_db=float(mine[i] + 1.0 + 0.1 * rng.uniform()), harmony=0.4),
+            "jukebox": row(logmel_db=5.0 + rng.uniform(), harmony=float(harmony[i])),
+            "resynth": row(logmel_db=float(mine[i]), harmony=float(shuffled[i]))}
     return songs
 
 
 def test_each_verdict_of_the_bar_says_how_firmly_the_songs_hold_it(results):
     songs = _judged_songs(results)
-    judged = ev.judge(songs, ["resynth", "jukebox", "loop"], results[2]["reference_seams"])
+    judged = ev.judge(songs, ["resynth", "jukebox", "loop", "match"], results[2]["reference_seams"])
     criteria = judged["bar"]["resynth"]["criteria"]
-    logmel, harmony = criteria["log-mel beats loop/jukebox"], criteria["harmony beats loop/jukebox"]
-    assert logmel["pass"] is True and logmel["agreement"] == 1.0  # closer in every song: every resampling agrees
-    assert harmony["pass"] is False and 0.2 < harmony["agreement"] < 0.8  # equal medians: a coin flip
+    match, loop = (criteria[f"log-mel {w}, song by song"] for w in ("not worse than match", "better than loop"))
+    assert match["pass"] is True and match["agreement"] == 1.0  # closer in every song: every resampling agrees
+    assert loop["pass"] is False and 0.2 < loop["agreement"] < 0.8  # just under two standard errors: a coin flip
     assert all(0.0 <= c["agreement"] <= 1.0 for c in criteria.values())
     assert judged["bar"]["resynth"]["resamples"] == ev.BAR_RESAMPLES
-    again = ev.judge(songs, ["resynth", "jukebox", "loop"], results[2]["reference_seams"])
+    again = ev.judge(songs, ["resynth", "jukebox", "loop", "match"], results[2]["reference_seams"])
     assert again["bar"] == judged["bar"], "the resamplings are seeded: the same scores, the same shares"
 
 
@@ -331,7 +363,8 @@ def test_clips_of_one_track_are_resampled_together(results):
     assert tracks["notes.wav"] == ["notes.wav"]
 
     def shares(per_song):
-        bar = ev.judge(per_song, ["resynth", "jukebox", "loop"], results[2]["reference_seams"])["bar"]["resynth"]
+        bar = ev.judge(per_song, ["resynth", "jukebox", "loop", "match"],
+                       results[2]["reference_seams"])["bar"]["resynth"]
         return bar, {label: c["agreement"] for label, c in bar["criteria"].items()}
 
     grouped, once = shares(twice), shares(songs)
@@ -345,7 +378,7 @@ def test_clips_of_one_track_are_resampled_together(results):
 def test_rejudge_summarises_an_evaluation_again_without_running_it(results, tmp_path, capsys):
     _, _, result = results
     songs = _judged_songs(results)
-    stored = {**result, "settings": {**result["settings"], "generators": ["resynth", "jukebox", "loop"]},
+    stored = {**result, "settings": {**result["settings"], "generators": ["resynth", "jukebox", "loop", "match"]},
               "songs": songs, "summary": {}, "bar": {}, "paired": {}}
     (tmp_path / "results.json").write_text(json.dumps(ev._jsonable(stored)))
     assert training_main(["rejudge", str(tmp_path)]) == 0
@@ -364,8 +397,8 @@ def test_rejudge_summarises_an_evaluation_again_without_running_it(results, tmp_
     assert "Not in these per-song scores, so not judged: harmony" in out
     rewritten = json.loads((tmp_path / "results.json").read_text())
     assert rewritten["missing"] == ["harmony"] and rewritten["summary"]["resynth"]["harmony"] is None
-    assert rewritten["bar"]["resynth"]["criteria"]["harmony beats loop/jukebox"]["pass"] is None
-    assert rewritten["bar"]["resynth"]["criteria"]["log-mel beats loop/jukebox"]["pass"] is True
+    assert rewritten["bar"]["resynth"]["criteria"]["harmony not worse than loop, song by song"]["pass"] is None
+    assert rewritten["bar"]["resynth"]["criteria"]["log-mel not worse than match, song by song"]["pass"] is True
     assert list(rewritten["paired"]["resynth"]["jukebox"]) == ["logmel_db"]
 
     (tmp_path / "results.json").write_text("{}")

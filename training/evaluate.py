@@ -43,7 +43,6 @@ import numpy as np
 from engine.analysis import ANALYSIS_RATE, HARMONY, TIMBRE, analyse
 from engine.audio import Waveform, load_audio, resample
 from engine.errors import ConfigError, EncoreError
-from engine.generators import DEFAULT_GENERATOR
 from engine.seam import equal_power_ramps
 
 from . import metrics
@@ -66,8 +65,7 @@ SONG_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".ai
 
 #: The bar a generator must clear (see :func:`_bar`).
 BAR_FLATNESS_TOLERANCE = 0.1
-BAR_LONGEST_LOOP_S = 30.0
-BAR_REAL_TIME_FACTOR = 0.02
+BAR_REAL_TIME_FACTOR = 0.01
 #: Resamplings of the songs (with replacement) over which each criterion of the bar is judged again.
 BAR_RESAMPLES = 1000
 #: Beat boundaries of each song scored for the music's own seam range.
@@ -833,16 +831,26 @@ def _paired(name: str, per_song: dict[str, dict], *, rivals: Sequence[str] = PAI
     ``better`` (the mean is better than 0 by more than :data:`PAIRED_STANDARD_ERRORS` standard errors),
     ``not_worse`` (it is not worse than 0 by more than that; None for both with fewer than two songs),
     ``songs_better`` (songs where ``name`` does better) and ``songs``. A rival or score no song has is left out.
+    Clips of one track (:func:`source_tracks`) are averaged into one difference first, and counted as one song.
 
     A median over a few dozen songs moves with a single song, and a share held by a beat tracker flips with
     it; the paired difference says whether a gap is larger than the song-to-song noise.
     """
+    tracks = source_tracks(per_song)
+
     def compare(rival: str, keys: Sequence[str], value, sign: float) -> dict:
-        both = [song for song in per_song.values() if name in song and rival in song]
         out = {}
         for key in keys:
-            difference = np.array([value(song[name], key) - value(song[rival], key) for song in both], dtype=float)
-            difference = difference[np.isfinite(difference)]
+            # Clips cut from one track share its sound: each track's differences are averaged, so that two
+            # clips of a track count as one sample of the song-to-song noise, not two.
+            per_track = []
+            for clips in tracks.values():
+                found = [value(per_song[c][name], key) - value(per_song[c][rival], key) for c in clips
+                         if name in per_song[c] and rival in per_song[c]]
+                found = [d for d in found if np.isfinite(d)]
+                if found:
+                    per_track.append(float(np.mean(found)))
+            difference = np.array(per_track, dtype=float)
             if not difference.size:
                 continue
             mean = float(difference.mean())
@@ -871,44 +879,47 @@ def _paired(name: str, per_song: dict[str, dict], *, rivals: Sequence[str] = PAI
 def _bar(name: str, summary: dict[str, dict], music: dict, paired: dict | None = None) -> dict:
     """The bar a generator must clear, criterion by criterion (``pass`` is None where it cannot be judged).
 
-    It beats ``loop`` and ``jukebox`` on median log-mel and harmony distance; the default generator
-    (:data:`engine.generators.DEFAULT_GENERATOR`) is also not worse than ``match`` on log-mel song by song (its
-    paired mean difference, from ``paired``, :func:`_paired`, is at most :data:`PAIRED_STANDARD_ERRORS` standard
-    errors above 0); its joins' 95th percentile is within the music's own beat boundaries' (jump and HF ratio);
-    it holds tempo and key on at least the share of songs the true continuation does; its median flatness ratio
-    is within 10 % of 1; no exact loop is longer than 30 s; its median real-time factor per chunk is at most 0.02.
+    Issue 21's 10 s bar. Every criterion that compares two generators is judged on the paired per-song
+    difference (from ``paired``, :func:`_paired`): "better" by more than :data:`PAIRED_STANDARD_ERRORS` standard
+    errors, "not worse" by no more than that. Its log-mel distance is better than ``loop``'s and not worse than
+    ``match``'s, its harmony distance not worse than either's; it holds tempo and key not worse than the true
+    continuation does; its joins' 95th percentile is within the music's own beat boundaries' (jump and HF ratio);
+    its median flatness ratio is within 10 % of 1; its median real-time factor per chunk, and for the first
+    chunk with the analysis inside, is at most :data:`BAR_REAL_TIME_FACTOR`. The longest exact loop in 10
+    minutes is reported, not judged: runs of whole phrases from a 40 s clip repeat its stretches by design, and
+    a continuation over minutes is judged on whole songs (``training longlisten``).
     """
-    mine, true = summary[name], summary[TRUE]
-    rivals = [r for r in ("loop", "jukebox") if r in summary and r != name]
+    mine = summary[name]
+    paired = paired or {}
 
     def check(ok, value, target) -> dict:
         ok = None if ok is None or (isinstance(value, float) and not np.isfinite(value)) else bool(ok)
         return {"pass": ok, "value": value, "target": target}
 
-    criteria = {}
-    for key, label in (("logmel_db", "log-mel"), ("harmony", "harmony")):
-        best_rival = min((summary[r][key] for r in rivals), default=math.nan)
-        criteria[f"{label} beats {'/'.join(rivals) or 'loop, jukebox (not run)'}"] = check(
-            mine[key] < best_rival if rivals else None, mine[key], best_rival)
-    if name == DEFAULT_GENERATOR:
-        # Song by song, not by medians: one jump in the right place is a strong rival on log-mel, and the gap
-        # to it is what a sequencer's many jumps add or cost. The label stays the same when match did not run
-        # (the criterion is n/a then): the resamplings look criteria up by it.
-        against = (paired or {}).get("match", {}).get("logmel_db")
-        label = (f"log-mel not worse than match, song by song (mean difference at most "
-                 f"{PAIRED_STANDARD_ERRORS:g} standard errors above 0)")
-        criteria[label] = (check(None, math.nan, math.nan) if against is None else
-                           check(against["not_worse"], against["mean_difference"],
-                                 PAIRED_STANDARD_ERRORS * against["standard_error"]))
+    def song_by_song(rival: str, key: str, verdict: str) -> dict:
+        """``verdict`` ("better" or "not_worse") of the paired difference against ``rival`` on ``key``: the value
+        is the mean difference, the target the margin of two standard errors."""
+        found = paired.get(rival, {}).get(key)
+        if found is None:
+            return check(None, math.nan, math.nan)
+        return check(found[verdict], found["mean_difference"], PAIRED_STANDARD_ERRORS * found["standard_error"])
+
+    # The labels stay the same when a rival did not run (the criterion is n/a then): the resamplings of
+    # _bar_stability look criteria up by label.
+    criteria = {
+        "log-mel better than loop, song by song": song_by_song("loop", "logmel_db", "better"),
+        "log-mel not worse than match, song by song": song_by_song("match", "logmel_db", "not_worse"),
+        "harmony not worse than loop, song by song": song_by_song("loop", "harmony", "not_worse"),
+        "harmony not worse than match, song by song": song_by_song("match", "harmony", "not_worse"),
+    }
     for key, label in (("jump", "seam jump"), ("hf_ratio", "seam HF ratio")):
         criteria[f"{label} p95 within the music's own"] = check(
             mine["seams"][f"{key}_p95"] <= music[f"{key}_p95"], mine["seams"][f"{key}_p95"], music[f"{key}_p95"])
-    for key, label in (("tempo_held", "tempo held"), ("key_held", "key held")):
-        criteria[f"{label} as often as the true continuation"] = check(mine[key] >= true[key], mine[key], true[key])
+    for key, label in (("tempo", "tempo held"), ("key", "key held")):
+        criteria[f"{label} not less often than the true continuation, song by song"] = song_by_song(
+            TRUE, key, "not_worse")
     criteria["flatness within 10 % of the original"] = check(
         abs(mine["flatness_ratio"] - 1.0) <= BAR_FLATNESS_TOLERANCE, mine["flatness_ratio"], 1.0)
-    criteria[f"no exact loop over {BAR_LONGEST_LOOP_S:g} s"] = check(
-        mine["longest_loop_s"] <= BAR_LONGEST_LOOP_S, mine["longest_loop_s"], BAR_LONGEST_LOOP_S)
     criteria[f"real-time factor at most {BAR_REAL_TIME_FACTOR:g} per chunk"] = check(
         mine["real_time_factor"] <= BAR_REAL_TIME_FACTOR, mine["real_time_factor"], BAR_REAL_TIME_FACTOR)
     first = mine.get("first_chunk_real_time_factor", math.nan)
@@ -941,9 +952,8 @@ def _bar_stability(bars: dict[str, dict], per_song: dict[str, dict], music: dict
                  for i, k in enumerate(rng.integers(0, len(tracks), len(tracks))) for song in tracks[k]}
         summary = {r: _summarise(r, drawn) for r in rows if any(r in row for row in drawn.values())}
         for name, bar in bars.items():
-            # Only the paired comparison a bar reads (the default generator's, against match): the rest is slow.
-            paired = (_paired(name, drawn, rivals=("match",), distances=("logmel_db",), truth=False)
-                      if name == DEFAULT_GENERATOR else None)
+            # Only the paired comparisons a bar reads: the rest is slow.
+            paired = _paired(name, drawn, rivals=("loop", "match"), distances=("logmel_db", "harmony"))
             again = _bar(name, summary, music, paired)
             for label, criterion in again["criteria"].items():
                 agree[name][label] += criterion["pass"] == bar["criteria"][label]["pass"]
