@@ -46,6 +46,14 @@ from .seam import Limiter, equal_power_ramps
 from .sequencer import END, Sequencer
 from .structure import Structure, find_structure
 
+#: A jump leaves and enters this long before the two boundaries (both sides alike, so the rhythm is kept). A beat
+#: is placed where its attack starts (engine.analysis), but only to within an onset frame (23 ms), and a crossfade
+#: centred on two attacks that never align to the sample is a flam a listener hears as a click; 50 ms earlier
+#: the crossfade is over before either attack. Measured on the 36 evaluation clips cut at 30 s, 2 minutes of
+#: jukebox each (353 joins), click_score's jump at 0 / 20 / 35 / 50 ms: median 5.8 / 5.2 / 4.4 / 4.4, p95
+#: 21.8 / 14.2 / 10.3 / 10.4, max 44 / 99 / 66 / 35 (the music's own beat boundaries: p95 15.1).
+CUT_EARLY_S = 0.05
+
 
 @dataclass(frozen=True)
 class ResynthConfig:
@@ -419,8 +427,9 @@ class Resynthesizer(Extender):
             return
         h = self._crossfade // 2
         # Leave at the segment's end, or, where the first cut entered past it, from here with a whole crossfade.
-        p = max(self._snap_to_rising_zero(end), self._pos + h)
-        q = self._snap_to_rising_zero(int(self._bounds[j]) + self._entry_lag(current, j))
+        early = round(CUT_EARLY_S * self._song.sample_rate)
+        p = max(self._snap_to_rising_zero(end - early), self._pos + h)
+        q = self._snap_to_rising_zero(int(self._bounds[j]) - early + self._entry_lag(current, j))
         q = min(max(q, h), material.shape[0] - h)
         cut_from = max(self._pos, p - h)
         before_gain = self._gain_factor

@@ -198,7 +198,9 @@ class Sequencer:
                 self.finished = True
                 return END
             return self._commit(following)
-        line = int(self._bar_line[following]) if following <= last_whole else -1
+        if following > last_whole:  # past the last whole bar (a first cut that entered there): jump back now
+            return self._commit(self._at_bar_line(self.structure.bars))
+        line = int(self._bar_line[following])
         if line < 0:  # inside a bar (or the pickup): always in order
             return self._commit(following)
         return self._commit(self._at_bar_line(line))
@@ -212,13 +214,16 @@ class Sequencer:
         if left < 0:  # the first whole bar, after a pickup the first cut entered: nothing to leave yet
             return int(s.bar_starts[bar])
         ending = self.ending_bar()
-        # Already inside the ending (or at the memory's end of one that dies away), it would play on in order.
+        # Already inside the ending (or at the memory's end of one that dies away), it may play on in order to
+        # the end; or it may go back to the ending's start, which takes longer.
         inside = ending <= bar < s.bars or (bar == s.bars and not self.abrupt_end)
-        if self._ending_now(level, self.ending_seconds(bar if inside else ending)):
+        ways = ([bar] if inside else []) + ([ending] if ending != bar else [])
+        way = self._ending_way(level, ways)
+        if way is not None:
             self._in_ending = True
             if self.abrupt_end:
                 self.fade_segment = int(s.bar_starts[s.bars - 1])
-            return int(s.bar_starts[bar]) if inside else self._jump(left, ending)
+            return int(s.bar_starts[bar]) if way == bar else self._jump(left, ending)
         if bar < s.bars:
             self.run_bars += 1
         forced = bar >= s.bars
@@ -230,17 +235,21 @@ class Sequencer:
             return int(s.bar_starts[bar])
         return self._jump(left, entry)
 
-    def _ending_now(self, level: int, ending_s: float) -> bool:
-        """Whether the ending begins at this line, which plays ``ending_s`` to the end from here."""
-        if level < min(1, self.line_level):
-            return False
+    def _ending_way(self, level: int, ways: list[int]) -> int | None:
+        """Whether the ending begins at this line, and how: the bar of ``ways`` to play from (this very bar, in
+        order, or the ending's first), or None to carry on as usual."""
+        if level < min(1, self.line_level) or not ways:
+            return None
         if self._ending_due:
-            return True
+            return ways[0]  # asked to end: the soonest way
         if self._end_at_s is None:
-            return False
-        # End here if that lands nearer the asked time than ending at the next phrase line would.
+            return None
+        # End here if that lands nearer the asked time than ending at the next phrase line would; of the ways
+        # that do, the one whose end lands nearest.
         phrase_s = self.structure.bar_seconds * 4
-        return self.now_s + ending_s >= self._end_at_s - 0.5 * phrase_s
+        ends = {way: self.now_s + self.ending_seconds(way) for way in ways}
+        due = [way for way, end in ends.items() if end >= self._end_at_s - 0.5 * phrase_s]
+        return min(due, key=lambda way: abs(ends[way] - self._end_at_s)) if due else None
 
     def _first_entry(self) -> int:
         """Where the continuation enters at the song's end: the segment whose predecessors best match the memory's

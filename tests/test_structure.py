@@ -46,11 +46,12 @@ def test_music_without_a_beat_is_grouped_into_pseudo_bars_of_about_two_seconds()
 def test_phrase_lines_fall_every_four_bars_and_sections_where_the_music_changes(sections):
     analysis, s = structure_of(phrase_song(sections))
     bars = song_bars(analysis, s)
-    assert set(bars[s.level >= 1]) == set(range(4, len(sections) * 8, 4)), "a phrase line every 4 bars"
-    assert set(bars[s.level >= 2]) == set(range(8, len(sections) * 8, 8)), "an 8-bar line at every section"
+    # The song's first bar (at 0 s) is a whole bar of the memory, and starts the first phrase and section.
+    assert set(bars[s.level >= 1]) == set(range(0, len(sections) * 8, 4)), "a phrase line every 4 bars"
+    assert set(bars[s.level >= 2]) == set(range(0, len(sections) * 8, 8)), "an 8-bar line at every section"
     changes = {8 * k for k in range(1, len(sections)) if sections[k] != sections[k - 1]}
     found = set(bars[s.level >= 3])
-    assert found <= set(range(8, len(sections) * 8, 8)), "sections start on 8-bar lines"
+    assert found <= set(range(0, len(sections) * 8, 8)), "sections start on 8-bar lines"
     assert len(found & changes) >= len(changes) - 1, f"sections found at {sorted(found)}, changes at {changes}"
     assert s.describe().startswith(f"{s.bars} bars, {np.count_nonzero(s.level >= 1)} phrases of 4 bars")
 

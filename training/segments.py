@@ -4,9 +4,9 @@ Every audio file goes through exactly what the engine does to a memory: :func:`e
 :data:`engine.analysis.ANALYSIS_RATE` (:func:`engine.audio.to_model_input`) and :func:`engine.analysis.analyse`.
 The :class:`~engine.analysis.Analysis` is written as one ``.npz`` per file into a cache folder (by default
 ``DATA_DIR/.segments``), under a name drawn from the file's path and tagged with its size, modification time and
-:data:`engine.analysis.FEATURE_SPEC`: a changed file, or a new feature layout, is analysed again; nothing else
-is. Worker processes are spawned (not forked), so a parent that has already started TensorFlow is safe; they
-import only the engine.
+:data:`engine.analysis.FEATURE_SPEC` and :data:`engine.analysis.SEGMENTATION_VERSION`: a changed file, a new
+feature layout or a new way of finding beats and bars is analysed again; nothing else is. Worker processes are
+spawned (not forked), so a parent that has already started TensorFlow is safe; they import only the engine.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.analysis import ANALYSIS_RATE, FEATURE_SPEC, Analysis
+from engine.analysis import ANALYSIS_RATE, FEATURE_SPEC, SEGMENTATION_VERSION, Analysis
 
 #: Name of the cache folder inside a data folder.
 CACHE_NAME = ".segments"
@@ -115,7 +115,7 @@ def _cache_name(path: Path) -> str:
 
 def _cache_tag(path: Path) -> str:
     stat = path.stat()
-    return f"{FEATURE_SPEC}|{stat.st_size}|{stat.st_mtime_ns}"
+    return f"{FEATURE_SPEC}|segmentation-{SEGMENTATION_VERSION}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
 def _analyse_to(path: str, cached: str, tag: str) -> str:
