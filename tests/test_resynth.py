@@ -65,6 +65,20 @@ def test_analysis_finds_the_tempo_the_meter_and_the_downbeat(bpm, meter):
     assert np.isfinite(analysis.features).all()
 
 
+@pytest.mark.parametrize("cut_s", [31.13, 31.4, 30.02])
+def test_the_beats_at_the_memorys_end_stay_on_the_songs_grid(cut_s):
+    """The first jump is matched and timed on the memory's last beats: librosa's tracker squeezes them toward
+    its path's end, which falls between beats; they are carried on from the steady grid instead."""
+    memory = bar_song(45.0, ANALYSIS_RATE, channels=1, seed=2).samples[:round(cut_s * ANALYSIS_RATE), 0]
+    analysis = analyse(memory)
+    beats = analysis.bounds[:-1] / ANALYSIS_RATE
+    assert analysis.mode == "beats" and analysis.bounds[-1] == memory.shape[0]
+    # Every kick is a beat (at 0.5 s steps, to within two STFT hops), the last whole one included.
+    kicks = np.arange(0.0, cut_s - 0.05, 0.5)
+    assert beats.shape == kicks.shape
+    np.testing.assert_allclose(beats, kicks, atol=2 * 512 / ANALYSIS_RATE)
+
+
 def test_the_beat_trackers_tempo_is_librosas_own_estimate_for_less(rng):
     """global_tempo takes librosa's tempogram at every 4th frame: the estimate must be the one librosa makes."""
     import librosa
