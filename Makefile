@@ -25,7 +25,7 @@ DEMO_SONG := assets/demo/demo-song.ogg
 DEMO_OUT := endless-demo.wav
 DEMO_SECONDS ?= 90
 
-.PHONY: demo test player screenshot corpus evalset devset evaluate train-default train-resynth lint bench clean apt-runtime apt-player \
+.PHONY: demo test player screenshot corpus evalset devset evaluate longlisten train-default train-resynth lint bench clean apt-runtime apt-player \
 	apt-test apt-corpus apt-eval
 
 demo: $(VENV)/.runtime apt-runtime
@@ -63,6 +63,11 @@ devset: $(VENV)/.dev
 
 evaluate: evalset
 	$(BIN)/training evaluate evalset --generators seed,resynth,jukebox,loop,silence --draws 4 --out evaluation
+
+# The long listen: 10 minutes after each of 12 whole tracks of the evaluation packages, judged in jumps, runs,
+# downbeats, beat grid and bars heard (a spectrogram of each song's end and first minute after it in longlisten/figures).
+longlisten: $(VENV)/.dev apt-eval
+	$(BIN)/training longlisten longlisten --minutes 10 --generators resynth,jukebox,match,loop
 
 train-default: $(VENV)/.dev
 	$(BIN)/training fit corpus --run-dir runs/compact --preset compact --files 0 --windows-per-song 6 --max-minutes 50 \

@@ -218,12 +218,38 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_downbeats(args: argparse.Namespace) -> int:
+    from .downbeats import format_table, run
+
+    results = run(args.out_dir, scores=args.scores, recorded=args.recorded, workers=args.workers,
+                  progress=None if args.quiet else lambda line: print(line, file=sys.stderr, flush=True))
+    print(format_table(results))
+    print(f"wrote {Path(args.out_dir) / 'downbeats.json'}")
+    return 0
+
+
 def cmd_rejudge(args: argparse.Namespace) -> int:
     from .evaluate import format_table, rejudge
 
     results = rejudge(args.eval_dir)
     print(format_table(results))
     print(f"rewrote {Path(args.eval_dir) / 'results.json'} and results.md")
+    return 0
+
+
+def cmd_longlisten(args: argparse.Namespace) -> int:
+    from .allocator import freed_memory_kept
+    from .longlisten import format_table, longlisten
+
+    generators = [name.strip() for name in args.generators.split(",") if name.strip()]
+    # Freed memory kept for the next song's arrays (training.allocator); workers of --jobs keep theirs.
+    with freed_memory_kept():
+        results = longlisten(args.out_dir, songs=args.songs, minutes=args.minutes, generators=generators,
+                             songs_dir=args.songs_dir, ten_seconds=args.ten_seconds, jobs=args.jobs,
+                             progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print(format_table(results))
+    print(f"wrote {Path(args.out_dir) / 'longlisten.json'}, longlisten.md, figures/ "
+          f"({results['settings']['seconds']:.0f} s)")
     return 0
 
 
@@ -440,6 +466,56 @@ def build_parser() -> argparse.ArgumentParser:
                     "reported missing and not judged.")
     p.add_argument("eval_dir", help="the --out folder of a training evaluate run")
     p.set_defaults(func=cmd_rejudge)
+
+    p = commands.add_parser(
+        "downbeats", help="how well the engine finds the beat, the meter and the downbeats",
+        description="Render held-out music21 scores (those a default training corpus build never renders) with "
+                    "FluidSynth as the corpus does, with the demo song, into OUT_DIR/renders with their exact beat "
+                    "and downbeat times (kept: a re-run renders nothing), and score the engine's analysis on them "
+                    "as it is and as it was before issue 21: downbeat and beat F-measure (mir_eval, +-70 ms), the "
+                    "share with the bar and the tempo right. With --recorded, also on whole tracks of "
+                    "wesnoth-1.16-music and supertuxkart-data, which have no labels: whether the downbeats of a "
+                    "passage the track repeats fall on those of the repeat, and whether its two halves get one "
+                    "meter. Prints the table and writes OUT_DIR/downbeats.json; progress goes to stderr.")
+    p.add_argument("out_dir")
+    p.add_argument("--scores", type=int, default=36, help="renders in the set, the demo song included (default 36)")
+    p.add_argument("--recorded", action="store_true", help="also judge agreement on 12 recorded tracks")
+    p.add_argument("--workers", type=int, default=2, help="rendering processes (default 2)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only the table")
+    p.set_defaults(func=cmd_downbeats)
+
+    p = commands.add_parser(
+        "longlisten", help="judge the generators over minutes of continuation of whole songs",
+        description="The whole song is the memory: each generator plays --minutes of continuation after it, and "
+                    "is measured as a listener hears it: jumps a minute (joins after the song's end), the median "
+                    "run between joins in seconds, beats and bars of the song, the share of jumps that enter on a "
+                    "downbeat (within 70 ms), the share of joins where the beat grid holds (the beats after a join "
+                    "slip at most 40 ms against those before it), the share of the song's bars played whole in the "
+                    "minutes and in the first 10, and the longest exact loop. Songs: whole tracks of "
+                    "wesnoth-1.16-music and supertuxkart-data (never trained on; half from each, in the evaluation "
+                    "set's fixed order, tracks under 30 s skipped), or every song of --songs-dir. Writes "
+                    "OUT_DIR/longlisten.json, OUT_DIR/longlisten.md and, per song and generator, a spectrogram of "
+                    "the song's last 20 s and the first minute after it with the joins marked "
+                    "(OUT_DIR/figures/<song>/<generator>.png; the first song's also OUT_DIR/figures/<generator>.png); "
+                    "prints the table: medians over songs, paired differences against jukebox and match, and "
+                    "PASS/FAIL for resynth and jukebox on the bar (at most 8 jumps a minute, a median run of 16 "
+                    "beats or more, the grid kept at 95 %% of joins or more, 60 %% of a song's bars or more heard "
+                    "in 10 minutes), with training evaluate's 10 s medians beside when OUT_DIR/../results.json or "
+                    "--ten-seconds is there. Progress goes to stderr.")
+    p.add_argument("out_dir")
+    p.add_argument("--songs", type=int, default=None,
+                   help="songs (default 12 from the packages, every song of --songs-dir)")
+    p.add_argument("--minutes", type=float, default=10.0, help="continuation per song and generator (default 10)")
+    p.add_argument("--generators", default="resynth,jukebox,match,loop",
+                   help="comma-separated: resynth, jukebox, match, loop (default all four)")
+    p.add_argument("--songs-dir", help="a folder of songs instead of the evaluation packages (not searched "
+                                       "recursively)")
+    p.add_argument("--ten-seconds", metavar="RESULTS_JSON",
+                   help="results.json of training evaluate, whose 10 s medians go beside (default "
+                        "OUT_DIR/../results.json when it exists)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="worker processes, each on a core of its own, measuring songs side by side (default 1)")
+    p.set_defaults(func=cmd_longlisten)
     return parser
 
 
