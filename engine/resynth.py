@@ -428,8 +428,11 @@ class Resynthesizer(Extender):
         h = self._crossfade // 2
         # Leave at the segment's end, or, where the first cut entered past it, from here with a whole crossfade.
         early = round(CUT_EARLY_S * self._song.sample_rate)
-        p = max(self._snap_to_rising_zero(end - early), self._pos + h)
-        q = self._snap_to_rising_zero(int(self._bounds[j]) - early + self._entry_lag(current, j))
+        entry = int(self._bounds[j]) - early + self._entry_lag(current, j)
+        # The song's first bar has nothing before it to fade from: both cuts move later alike, keeping the beat.
+        late = max(h - entry, 0)
+        p = max(self._snap_to_rising_zero(end - early + late), self._pos + h)
+        q = self._snap_to_rising_zero(entry + late)
         q = min(max(q, h), material.shape[0] - h)
         cut_from = max(self._pos, p - h)
         before_gain = self._gain_factor

@@ -8,12 +8,12 @@ beat after a join sat a median 78 ms off the context's grid carried on, against 
 On a synthetic song whose boundaries are moved by up to 40 ms at random, the kick after a cut moved by up to
 64 ms against the beats before it without alignment, and by 3.4 ms with it (``tests/test_resynth.py``).
 
-So a cut does not trust the boundaries: it compares the onset envelope over the bar before ``p`` with the one
-before ``q + lag`` for every lag within a fraction of a beat, enters at the lag whose pattern matches best
-(refined between frames), and reports how well the best lag matched. (That cost, as a term of the sequencer's
-score, bought beat continuity with repetition and was not kept: :class:`~engine.resynth.Sequencer`.)
-Everything here works on the analysis's onset envelope (:data:`~engine.analysis.HOP` frames at
-:data:`~engine.analysis.ANALYSIS_RATE`); positions are samples at that rate.
+So a cut does not trust the boundaries: it compares the onset envelope over the bar before ``p`` with the one before
+``q + lag`` (after them, for a ``q`` in the memory's first bar) for every lag within a fraction of a beat, enters at
+the lag whose pattern matches best (refined between frames), and reports how well the best lag matched. (That cost,
+as a term of the sequencer's score, bought beat continuity with repetition and was not kept:
+:class:`~engine.resynth.Sequencer`.) Everything here works on the analysis's onset envelope
+(:data:`~engine.analysis.HOP` frames at :data:`~engine.analysis.ANALYSIS_RATE`); positions are samples at that rate.
 """
 
 from __future__ import annotations
@@ -64,16 +64,19 @@ class RhythmAligner:
         self._envelope = np.pad(envelope, self._pad)
         self._lags = np.arange(-self.max_lag, self.max_lag + 1)
         self._rows = self._lags[:, None] + np.arange(-self.window, 0)[None, :]  # (lags, window) frame offsets
+        self._rows_after = self._lags[:, None] + np.arange(0, self.window)[None, :]
+        self._frames_total = envelope.shape[0]
 
     def _frames(self, positions: np.ndarray) -> np.ndarray:
         """[shape=(M,), dtype=int64] the onset frame nearest each sample position."""
         return np.clip(np.rint(np.asarray(positions, np.float64) / HOP).astype(np.int64), 0,
                        self._envelope.shape[0] - 2 * self._pad)
 
-    def _windows(self, frames: np.ndarray) -> np.ndarray:
-        """[shape=(M, lags, window)] the onset envelope before each frame shifted by every lag, each window
-        with its mean removed and scaled to unit norm (all zero where the envelope is flat)."""
-        windows = self._envelope[frames[:, None, None] + self._pad + self._rows[None]]
+    def _windows(self, frames: np.ndarray, *, after: bool = False) -> np.ndarray:
+        """[shape=(M, lags, window)] the onset envelope before (``after``: from) each frame shifted by every
+        lag, each window with its mean removed and scaled to unit norm (all zero where the envelope is flat)."""
+        rows = self._rows_after if after else self._rows
+        windows = self._envelope[frames[:, None, None] + self._pad + rows[None]]
         windows = windows - windows.mean(axis=2, keepdims=True)
         norm = np.linalg.norm(windows, axis=2, keepdims=True)
         return np.divide(windows, norm, out=np.zeros_like(windows), where=norm > 1e-9)
@@ -102,6 +105,12 @@ class RhythmAligner:
         source_frame, target_frames = self._frames(np.array([source])), self._frames(targets)
         reference = self._windows(source_frame)[0, self.max_lag]  # (window,), the pattern being left
         correlation = self._windows(target_frames) @ reference  # (M, lags)
+        # A target near the memory's start has little before it (the song's first bar): there, what follows it
+        # is compared with what followed the cut in the original, where the memory goes on past the cut.
+        early = target_frames < self.window + self.max_lag
+        if early.any() and source_frame[0] + self.window + self.max_lag <= self._frames_total:
+            following = self._windows(source_frame, after=True)[0, self.max_lag]
+            correlation[early] = self._windows(target_frames[early], after=True) @ following
         preferred = correlation - LAG_PRIOR * np.abs(self._lags)[None, :]
         best = np.argmax(preferred, axis=1)
         rows = np.arange(targets.shape[0])
