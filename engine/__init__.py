@@ -2,9 +2,9 @@
 
 Scripts start with the one-liners :func:`extend` and :func:`load_audio`; for streaming or control use
 :func:`open_generator` (an :class:`Extender` for the paper's ``seed`` model, a :class:`Resynthesizer` for the
-default ``resynth`` and the ``jukebox`` baseline), and to play through the sound card, :class:`Engine`. The engine
-never imports TensorFlow, Keras or Qt: models arrive as ONNX files that carry Encore's contract
-(:mod:`engine.contract`).
+default ``jukebox`` and for ``resynth``, its twin with a learned scorer), and to play through the sound card,
+:class:`Engine`. The engine never imports TensorFlow, Keras or Qt: models arrive as ONNX files that carry Encore's
+contract (:mod:`engine.contract`).
 """
 
 from .audio import Waveform, load_audio, save_audio

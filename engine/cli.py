@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 from .errors import ConfigError, EncoreError
+from .generators import DEFAULT_GENERATOR, GENERATORS
 
 EXIT_USER_ERROR = 2
 
@@ -114,11 +115,16 @@ def cmd_extend(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from .generators import load_model
+    from .resynth import SimilarityScorer
 
     model = load_model(args.model, generator=args.generator)
-    print(f"{getattr(model, 'path', model.name)}")
-    for name, value in model.contract.describe():
-        print(f"  {name:<13} {value}")
+    if isinstance(model, SimilarityScorer):
+        print("jukebox (built in, no model file): jumps between the song's own bars by how alike they are; "
+              "nothing learned")
+    else:
+        print(f"{getattr(model, 'path', model.name)}")
+        for name, value in model.contract.describe():
+            print(f"  {name:<13} {value}")
     session = getattr(model, "session", None)
     if session is not None:
         extra = {k: v for k, v in session.get_modelmeta().custom_metadata_map.items()
@@ -275,9 +281,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def add_generator_arguments(p: argparse.ArgumentParser) -> None:
     """--generator, --model and --variety, the same on every command that generates."""
-    p.add_argument("--generator", choices=("resynth", "seed", "jukebox"),
-                   help="resynth (default): the song's own material, re-sequenced by the learned scorer; seed: the "
-                        "paper's waveform model; jukebox: resynth's sequencing without the learned scorer")
+    p.add_argument("--generator", choices=GENERATORS,
+                   help="jukebox (default): the song's own bars, re-sequenced in phrases by similarity; resynth: "
+                        "the same, each jump also weighed by the learned scorer; seed: the paper's waveform model")
     p.add_argument("--model", help="ONNX model with Encore's contract; it says which generator it drives "
                                    "(default: the generator's shipped model, or $ENCORE_RESYNTH_MODEL / $ENCORE_MODEL)")
     p.add_argument("--variety", type=float, default=0.5, metavar="0..1",
@@ -295,9 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser(
         "extend", help="write a song followed by its endless continuation",
         description="Write SONG followed by DURATION of continuation (or the continuation alone), 10 s at a time, "
-                    "joins crossfaded. The resynth generator (default) re-sequences the song's own beats (onsets "
-                    "or a fixed grid when there is no steady beat), chosen by a learned scorer that reads the "
-                    "last 20 s, and renders them from the original audio at its rate and channels. The seed "
+                    "joins crossfaded. The jukebox generator (default) plays the song's own material in runs of whole "
+                    "bars, jumping at phrase boundaries to where the music is most alike (resynth also weighs each "
+                    "jump by a learned scorer), rendered from the original audio at its rate and channels; by "
+                    "default it ends on the song's own ending (--no-ending: stop at DURATION). The seed "
                     "generator predicts waveform from the last 20 s; a song shorter than that is looped to fill "
                     "it, with a note. Songs under 0.5 s and silent songs are refused. Any rate and channel count "
                     "in; the output keeps them.",
@@ -325,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "With --song, also how resynth segments that song: beats (tempo, "
                                         "meter), or onsets or a fixed grid when it has no steady beat.")
     p.add_argument("model", nargs="?", help="ONNX file (default: the generator's shipped model)")
-    p.add_argument("--generator", choices=("resynth", "seed", "jukebox"), help="whose shipped model (default resynth)")
+    p.add_argument("--generator", choices=GENERATORS, help=f"whose shipped model (default {DEFAULT_GENERATOR})")
     p.add_argument("--song", help="an audio file to segment")
     p.set_defaults(func=cmd_info)
 
@@ -384,8 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "only when TensorFlow is installed (pip install '.[train]').",
     )
     p.add_argument("--model", help="ONNX file (default: the shipped seed model; with --realtime the generator's)")
-    p.add_argument("--generator", choices=("resynth", "seed", "jukebox"),
-                   help="with --realtime: which generator plays (default resynth)")
+    p.add_argument("--generator", choices=GENERATORS,
+                   help=f"with --realtime: which generator plays (default {DEFAULT_GENERATOR})")
     p.add_argument("--repeats", type=int, default=7, help="timed runs per row; the median is reported (default 7)")
     p.add_argument("--no-keras", action="store_true", help="skip the Keras rows even when TensorFlow is installed")
     p.add_argument("--realtime", action="store_true",

@@ -477,8 +477,8 @@ def extend(samples: np.ndarray, *, sample_rate: int, seconds: float | None = Non
         Length of the continuation (give one).
     model : str, optional
         ONNX model path (its contract says which generator it drives); the generator's shipped model when None.
-    generator : {"resynth", "seed", "jukebox"}, optional
-        Default ``resynth``.
+    generator : {"jukebox", "resynth", "seed"}, optional
+        Default :data:`engine.generators.DEFAULT_GENERATOR` (``jukebox``).
     variety : float, optional
         resynth and jukebox: 0 (the song's own order) to 1 (wander); default 0.5.
     only_extension : bool

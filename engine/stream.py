@@ -209,8 +209,8 @@ class Engine:
     model : str or a loaded model, optional
         An ONNX file or a loaded model (:func:`engine.generators.load_model`); ``generator``'s shipped default
         when None.
-    generator : {"resynth", "seed", "jukebox"}, optional
-        Default ``resynth`` (or what ``model`` declares).
+    generator : {"jukebox", "resynth", "seed"}, optional
+        Default :data:`engine.generators.DEFAULT_GENERATOR` (or what ``model`` declares).
     resynth : ResynthConfig, optional
         Settings of the resynth and jukebox generators (``variety``).
     extend_config : ExtendConfig, optional

@@ -118,12 +118,12 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction(QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit, triggered=self.close))
         model_menu = self.menuBar().addMenu("&Model")
-        model_menu.addAction(QAction("&Resynth (shipped default)", self,
+        model_menu.addAction(QAction("&Jukebox (shipped default: phrases by similarity)", self,
+                                     triggered=lambda: self.session.load_model(None, generator="jukebox")))
+        model_menu.addAction(QAction("&Resynth (phrases, with the learned scorer)", self,
                                      triggered=lambda: self.session.load_model(None, generator="resynth")))
         model_menu.addAction(QAction("&Seed (the paper's waveform model)", self,
                                      triggered=lambda: self.session.load_model(None, generator="seed")))
-        model_menu.addAction(QAction("&Jukebox (no learned scorer)", self,
-                                     triggered=lambda: self.session.load_model(None, generator="jukebox")))
         model_menu.addAction(QAction("Choose an ONNX &file…", self, triggered=self.choose_model))
 
     def _build_transport(self) -> QHBoxLayout:

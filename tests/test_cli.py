@@ -63,7 +63,9 @@ def test_info_on_a_song_times_its_analysis_apart_from_librosas_load(tmp_path, ca
     song = save_audio(tmp_path / "groove.wav", bar_song(24.0, 44100, bpm=120.0, meter=4))
     assert main(["info", "--song", str(song)]) == 0
     text = capsys.readouterr().out
+    assert text.startswith("jukebox (built in, no model file)"), "the default generator, and no contract to show"
     assert re.search(r"segmentation\s+beats: 1[12]\d bpm, 4/4", text), text
+    assert re.search(r"structure\s+\d+ bars, ", text), text
     found = re.search(r"analysed in\s+([\d.]+) s \(real-time factor ([\d.]+)\), "
                       r"after librosa's one-time load of ([\d.]+) s", text)
     assert found, text
