@@ -256,3 +256,15 @@ def test_the_command_writes_the_table_the_figures_and_the_10_s_columns(tmp_path,
         assert (out / "figures" / f"{name}.png").read_bytes() == (out / "figures" / "tune" / f"{name}.png").read_bytes()
     assert main(["longlisten", str(out), "--songs-dir", str(songs), "--generators", "seed"]) == 2
     assert "measures resynth, jukebox, match, loop; got seed" in capsys.readouterr().err
+
+    # Two worker processes, each on a core of its own, measure each song as one process does.
+    save_audio(songs / "tune2.wav", phrase_song("BA", RATE, channels=2))
+    apart = tmp_path / "apart"
+    assert main(["longlisten", str(apart), "--songs-dir", str(songs), "--minutes", "1", "--generators", "loop,match",
+                 "--jobs", "2"]) == 0
+    both = json.loads((apart / "longlisten.json").read_text())
+    assert list(both["songs"]) == ["tune", "tune2"] and both["settings"]["jobs"] == 2
+    def measured(song: dict) -> dict:  # every measure but the compute time
+        return {name: {k: v for k, v in scores.items() if k != "seconds"} for name, scores in song.items()}
+
+    assert measured(both["songs"]["tune"]) == measured(results["songs"]["tune"])

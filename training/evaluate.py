@@ -613,7 +613,7 @@ _worker_generators: dict = {}
 
 
 def _start_worker(free_cores, names: list[str], variety: float | None, threads: int) -> None:
-    """Initialise a worker of :func:`_evaluate_in_workers`: its own core, librosa loaded, its generators, and
+    """Initialise a worker of :func:`run_in_workers`: its own core, librosa loaded, its generators, and
     freed memory kept for the next song (:mod:`training.allocator`)."""
     from engine.analysis import warm_up
     from engine.cores import pin_process
@@ -634,10 +634,25 @@ def _score_in_worker(task: _SongTask, index: int, path: Path) -> tuple[tuple[dic
 def _evaluate_in_workers(files: list[Path], task: _SongTask, names: list[str], *, variety: float | None,
                          threads: int, cores: list[int],
                          say: Callable[[str], None]) -> dict[int, tuple[dict, list[dict]] | None]:
-    """:meth:`_SongTask.run` for every song, on one worker process per core in ``cores``.
+    """:meth:`_SongTask.run` for every song, on one worker process per core in ``cores``
+    (:func:`run_in_workers`)."""
+    jobs = {index: (task, index, path) for index, path in enumerate(files)}
+    return run_in_workers(_score_in_worker, jobs, names=names, variety=variety, threads=threads, cores=cores, say=say)
 
-    Workers are spawned (not forked: ONNX Runtime's and OpenMP's threads do not survive a fork) and take songs
-    one at a time, so a slow song holds up one worker only. A song's progress lines come when it is done.
+
+def run_in_workers(work: Callable, jobs: dict, *, names: list[str], variety: float | None, threads: int,
+                   cores: list[int], say: Callable[[str], None]) -> dict:
+    """``work(*args)`` for every ``key: args`` of ``jobs``, on one worker process per core in ``cores``, each
+    set up by :func:`_start_worker` with the generators ``names``.
+
+    Workers are spawned (not forked: ONNX Runtime's and OpenMP's threads do not survive a fork) and take jobs
+    one at a time, so a slow song holds up one worker only. ``work`` is a module-level function that returns
+    ``(result, progress lines)``; a job's lines go to ``say`` when it is done.
+
+    Returns
+    -------
+    dict
+        ``key: result`` for every job.
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -646,10 +661,10 @@ def _evaluate_in_workers(files: list[Path], task: _SongTask, names: list[str], *
     free_cores = context.Queue()
     for core in cores:
         free_cores.put(core)
-    done: dict[int, tuple[dict, list[dict]] | None] = {}
+    done: dict = {}
     with ProcessPoolExecutor(max_workers=len(cores), mp_context=context, initializer=_start_worker,
                              initargs=(free_cores, names, variety, threads)) as pool:
-        futures = {pool.submit(_score_in_worker, task, index, path): index for index, path in enumerate(files)}
+        futures = {pool.submit(work, *args): key for key, args in jobs.items()}
         try:
             for future in as_completed(futures):
                 done[futures[future]], lines = future.result()

@@ -719,29 +719,11 @@ def longlisten(out_dir: str | os.PathLike, *, songs: int | None = None, minutes:
 def _listen_in_workers(listing: list[tuple[str, Path]], task: _ListenTask, names: list[str], cores: list[int],
                        say: Callable[[str], None]) -> dict[str, dict | None]:
     """:meth:`_ListenTask.run` for every song on one spawned worker per core, set up as ``training evaluate``'s
-    (:func:`training.evaluate._start_worker`: its own core, librosa loaded, freed memory kept, its generators)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    (:func:`training.evaluate.run_in_workers`: its own core, librosa loaded, freed memory kept, its generators)."""
+    from .evaluate import run_in_workers
 
-    from .evaluate import _start_worker
-
-    context = multiprocessing.get_context("spawn")  # ONNX Runtime's and OpenMP's threads do not survive a fork
-    free_cores = context.Queue()
-    for core in cores:
-        free_cores.put(core)
-    done: dict[str, dict | None] = {}
-    with ProcessPoolExecutor(max_workers=len(cores), mp_context=context, initializer=_start_worker,
-                             initargs=(free_cores, names, None, 1)) as pool:
-        futures = {pool.submit(_listen_in_worker, task, name, path): name for name, path in listing}
-        try:
-            for future in as_completed(futures):
-                done[futures[future]], lines = future.result()
-                for line in lines:
-                    say(line)
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-    return done
+    jobs = {name: (task, name, path) for name, path in listing}
+    return run_in_workers(_listen_in_worker, jobs, names=names, variety=None, threads=1, cores=cores, say=say)
 
 
 def read_ten_seconds(path: str | os.PathLike) -> dict:
