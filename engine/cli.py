@@ -357,9 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "live", help="listen, and carry on when the performer stops",
-        description="Listen to the input; what was heard is kept (the last 5 min for resynth, 25 s for seed). "
+        description="Listen to the input; what was heard is kept (5 min for jukebox and resynth, 25 s for seed). "
                     "When the performer stops (input below --threshold for --silence seconds, after at least 2 s "
-                    "of playing) or Enter is pressed, Encore carries on from what it heard (resynth: "
+                    "of playing) or Enter is pressed, Encore carries on from what it heard (jukebox and resynth: "
                     "re-sequencing the heard material itself). When the performer plays again, Encore fades out "
                     "and listens again. Ctrl-C quits with a summary. Through speakers a microphone hears Encore "
                     "too: Encore learns how loud in the first second of each continuation, ignores its own echo "
