@@ -7,10 +7,17 @@ default ``jukebox`` and for ``resynth``, its twin with a learned scorer), and to
 contract (:mod:`engine.contract`).
 """
 
-from .audio import Waveform, load_audio, save_audio
+from .audio import AudioRepairWarning, Waveform, load_audio, repair_samples, save_audio
 from .continuator import Continuator, default_model_path
 from .contract import ModelContract
-from .errors import AudioContentError, AudioFileError, ConfigError, EncoreError, ModelContractError
+from .errors import (
+    AudioContentError,
+    AudioFileError,
+    ConfigError,
+    EncoreError,
+    ModelContractError,
+    RenderInterrupted,
+)
 from .extend import ExtendConfig, Extender, ExtendStats, extend
 from .generators import GENERATORS, load_model, open_generator
 from .resynth import ResynthConfig, Resynthesizer
@@ -19,8 +26,8 @@ from .stream import Engine, EngineConfig, EngineEvent, EngineStatus
 __version__ = "0.1.0"
 
 __all__ = [
-    "GENERATORS", "AudioContentError", "AudioFileError", "ConfigError", "Continuator", "EncoreError", "Engine",
-    "EngineConfig", "EngineEvent", "EngineStatus", "ExtendConfig", "ExtendStats", "Extender", "ModelContract",
-    "ModelContractError", "ResynthConfig", "Resynthesizer", "Waveform", "default_model_path", "extend", "load_audio",
-    "load_model", "open_generator", "save_audio",
+    "GENERATORS", "AudioContentError", "AudioFileError", "AudioRepairWarning", "ConfigError", "Continuator",
+    "EncoreError", "Engine", "EngineConfig", "EngineEvent", "EngineStatus", "ExtendConfig", "ExtendStats", "Extender",
+    "ModelContract", "ModelContractError", "RenderInterrupted", "ResynthConfig", "Resynthesizer", "Waveform",
+    "default_model_path", "extend", "load_audio", "load_model", "open_generator", "repair_samples", "save_audio",
 ]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,17 @@ WRITABLE_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16")}
 
 #: Anything quieter than this peak (about -100 dBFS) is treated as silence.
 SILENCE_PEAK = 1e-5
+
+#: Largest sample a generator takes (full scale): a 16-bit writer would clip anything above it.
+FULL_SCALE = 1.0
+
+#: Libsndfile decodes in blocks of this many frames when a file fails part-way, so what precedes the damage is kept.
+SALVAGE_BLOCK_FRAMES = 65536
+
+
+class AudioRepairWarning(UserWarning):
+    """A file was read with a repair the user should know of: cut short, NaN or infinite samples, or samples
+    beyond full scale (scaled down). The audio that comes back is usable; the message says what changed."""
 
 
 @dataclass(frozen=True)
@@ -99,20 +112,178 @@ def load_audio(path: str | os.PathLike) -> Waveform:
     if path.stat().st_size == 0:  # libsndfile would blame a pipe
         raise AudioFileError(f"{path}: the file is empty")
     quiet = _native_stderr_silenced() if path.suffix.lower() == ".mp3" else contextlib.nullcontext()
-    try:
-        with quiet:
-            samples, sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-        reason = _first_line(e)
-        if "not a regular file" in reason:  # libsndfile's words for any file it cannot open as audio
-            reason = "not an audio format it reads, or damaged"
-        raise AudioFileError(f"{path}: cannot decode audio ({reason})") from e
+    with quiet:
+        samples, sample_rate, stopped = _decode(path)
     if samples.shape[0] == 0:
         raise AudioFileError(f"{path}: the file holds no audio frames")
-    if not np.all(np.isfinite(samples)):
-        # Float wav files can carry NaN/inf; they would poison every later computation.
-        samples = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
+    seconds = samples.shape[0] / sample_rate
+    cut_short = stopped or _cut_short(path, samples.shape[0], sample_rate)
+    if cut_short:
+        _warn_repair(f"{path}: {cut_short}; going on with the {seconds:.1f} s it holds")
+    samples, repairs = repair_samples(samples)
+    for repair in repairs:
+        _warn_repair(f"{path}: {repair}")
     return Waveform(samples, int(sample_rate))
+
+
+def is_audio_file(path: str | os.PathLike) -> bool:
+    """True when libsndfile recognises ``path`` as audio it can decode (its header only; nothing is decoded)."""
+    quiet = _native_stderr_silenced() if Path(path).suffix.lower() == ".mp3" else contextlib.nullcontext()
+    try:
+        with quiet:
+            soundfile.info(str(path))
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError, OSError):
+        return False
+    return True
+
+
+def check_not_the_source(output: str | os.PathLike, source: str | os.PathLike | None) -> None:
+    """Refuse an output file that is the song being read: writing it would destroy the song.
+
+    Raises
+    ------
+    AudioFileError
+        ``output`` and ``source`` name the same file (through any path, link or case).
+    """
+    if source is None:
+        return
+    output, source = Path(output), Path(source)
+    try:
+        same = output.exists() and source.exists() and os.path.samefile(output, source)
+    except OSError:
+        same = False
+    if same:
+        raise AudioFileError(f"{output}: that is the song itself; writing it would destroy the song, "
+                             "so choose another output file")
+
+
+def repair_samples(samples: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Make decoded samples safe to continue, and say what was done.
+
+    NaN and infinite samples (float files can hold them) become silence; a file that peaks beyond full scale
+    is scaled down as a whole to peak at full scale, so that nothing is clipped (its balance is kept).
+
+    Parameters
+    ----------
+    samples : numpy.ndarray
+        [shape=(frames, channels), dtype=float32]
+
+    Returns
+    -------
+    samples : numpy.ndarray
+        The same array when nothing needed repair, else a repaired copy.
+    repairs : list of str
+        One line per repair, empty when none was needed.
+    """
+    repairs = []
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    if not np.isfinite(peak):
+        bad = ~np.isfinite(samples)
+        count = int(bad.sum())
+        repairs.append(f"{count} sample{' was' if count == 1 else 's were'} NaN or infinite; set to silence")
+        samples = np.where(bad, np.float32(0.0), samples)
+        peak = float(np.max(np.abs(samples)))
+    if peak > FULL_SCALE:
+        gain_db = 20 * np.log10(peak / FULL_SCALE)
+        repairs.append(f"it peaks at +{gain_db:.1f} dBFS, beyond full scale; it was scaled down by {gain_db:.1f} dB "
+                       "so that nothing is clipped")
+        samples = (samples * np.float32(FULL_SCALE / peak)).astype(np.float32)
+    return samples, repairs
+
+
+def _warn_repair(message: str) -> None:
+    warnings.warn(message, AudioRepairWarning, stacklevel=3)
+
+
+def _decode(path: Path) -> tuple[np.ndarray, int, str]:
+    """Decode the whole file; a file that fails part-way keeps what decoded before the damage.
+
+    Returns samples [shape=(frames, channels), dtype=float32], the rate in Hz, and why decoding stopped early
+    ("" when it did not).
+    """
+    try:
+        samples, sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        return samples, int(sample_rate), ""
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        error = e
+    blocks, sample_rate, declared = [], 0, 0
+    try:  # libsndfile opened the file, and its decoder gave up part-way (a flac cut short loses sync)
+        with soundfile.SoundFile(str(path)) as f:
+            sample_rate, declared = f.samplerate, f.frames
+            while True:
+                block = f.read(SALVAGE_BLOCK_FRAMES, dtype="float32", always_2d=True)
+                if not block.shape[0]:
+                    break
+                blocks.append(block)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError):
+        pass
+    if not blocks:
+        reason = _first_line(error)
+        if "not a regular file" in reason:  # libsndfile's words for any file it cannot open as audio
+            reason = "not an audio format it reads, or damaged"
+        raise AudioFileError(f"{path}: cannot decode audio ({reason})") from error
+    samples = np.concatenate(blocks)
+    stopped = f"decoding stopped at {samples.shape[0] / sample_rate:.1f} s"
+    if declared > samples.shape[0]:
+        stopped += f" of the {declared / sample_rate:.1f} s its header gives"
+    return samples, sample_rate, f"{stopped}: the file is damaged or cut short"
+
+
+def _cut_short(path: Path, frames: int, sample_rate: int) -> str:
+    """Why a file that decoded cleanly looks cut short (a download or copy that stopped), or "" when it does not.
+
+    libsndfile reads a truncated wav or ogg to where it stops without a word; their own framing tells: a wav's
+    data chunk declares its length, and an ogg stream's last page carries an end-of-stream flag.
+    """
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".wav":
+            declared = _wav_declared_frames(path)
+            if declared is not None and declared > frames:
+                return (f"the file stops at {frames / sample_rate:.1f} s of the {declared / sample_rate:.1f} s "
+                        "its header gives (cut short)")
+        elif suffix in (".ogg", ".oga", ".opus") and not _ogg_ends_cleanly(path):
+            return (f"the file stops at {frames / sample_rate:.1f} s with no end-of-stream mark "
+                    "(cut short, or still being written)")
+    except OSError:
+        pass
+    return ""
+
+
+def _wav_declared_frames(path: Path) -> int | None:
+    """Frames a RIFF wav's data chunk declares, or None when it does not say (streamed, or not plain RIFF)."""
+    with open(path, "rb") as f:
+        if f.read(12)[:4] != b"RIFF":
+            return None
+        block_align = 0
+        while header := f.read(8):
+            if len(header) < 8:
+                return None
+            chunk, size = header[:4], struct.unpack("<I", header[4:])[0]
+            if chunk == b"fmt ":
+                block_align = struct.unpack("<H", f.read(16)[12:14])[0]
+                f.seek(size - 16 + (size & 1), os.SEEK_CUR)
+            elif chunk == b"data":
+                streamed = size in (0, 0xFFFFFFFF)
+                return None if streamed or not block_align else size // block_align
+            else:
+                f.seek(size + (size & 1), os.SEEK_CUR)
+    return None
+
+
+def _ogg_ends_cleanly(path: Path) -> bool:
+    """True when the file's last Ogg page is whole and flags the end of its stream."""
+    max_page = 27 + 255 + 255 * 255
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - 2 * max_page))
+        tail = f.read()
+    start = tail.rfind(b"OggS")
+    if start < 0 or len(tail) < start + 27:
+        return False
+    segments = tail[start + 26]
+    table = tail[start + 27:start + 27 + segments]
+    whole = len(table) == segments and len(tail) >= start + 27 + segments + sum(table)
+    return whole and bool(tail[start + 5] & 0x04)
 
 
 def save_audio(path: str | os.PathLike, waveform: Waveform) -> Path:
@@ -150,6 +321,8 @@ class AudioWriter:
     sample_rate : int
         In Hz.
     channels : int
+    shown_as : str or os.PathLike, optional
+        The name errors give, when ``path`` is a temporary file that becomes it.
 
     Raises
     ------
@@ -157,25 +330,28 @@ class AudioWriter:
         Unsupported extension or a destination that cannot be written.
     """
 
-    def __init__(self, path: str | os.PathLike, sample_rate: int, channels: int):
+    def __init__(self, path: str | os.PathLike, sample_rate: int, channels: int, *,
+                 shown_as: str | os.PathLike | None = None):
         self.path = Path(path)
+        shown = Path(shown_as) if shown_as is not None else self.path  # a temporary file is named as its target
+        self._shown = shown
         fmt = WRITABLE_FORMATS.get(self.path.suffix.lower())
         if fmt is None:
-            raise AudioFileError(f"{self.path}: cannot write '{self.path.suffix}'; use one of "
+            raise AudioFileError(f"{shown}: cannot write '{self.path.suffix}'; use one of "
                                  f"{', '.join(WRITABLE_FORMATS)}")
         if not self.path.parent.is_dir():
-            raise AudioFileError(f"{self.path}: cannot write: folder {self.path.parent} does not exist")
+            raise AudioFileError(f"{shown}: cannot write: folder {self.path.parent} does not exist")
         try:
             self._file = soundfile.SoundFile(str(self.path), "w", sample_rate, channels, fmt[1], format=fmt[0])
         except (soundfile.LibsndfileError, OSError, RuntimeError) as e:
-            raise AudioFileError(f"{self.path}: cannot write ({_first_line(e)})") from e
+            raise AudioFileError(f"{shown}: cannot write ({_first_line(e)})") from e
 
     def write(self, samples: np.ndarray) -> None:
         """Append [shape=(frames, channels)] samples, clipped to [-1, 1]."""
         try:
             self._file.write(np.clip(samples, -1.0, 1.0))
         except (soundfile.LibsndfileError, OSError, RuntimeError) as e:
-            raise AudioFileError(f"{self.path}: cannot write ({_first_line(e)})") from e
+            raise AudioFileError(f"{self._shown}: cannot write ({_first_line(e)})") from e
 
     def close(self) -> None:
         self._file.close()
@@ -219,9 +395,25 @@ def to_model_input(waveform: Waveform, model_rate: int) -> np.ndarray:
     return resample(waveform.mono(), waveform.sample_rate, model_rate)
 
 
-def check_not_silent(samples: np.ndarray, what: str) -> None:
-    """Raise :class:`AudioContentError` when ``samples`` hold nothing to continue."""
+def check_continuable(samples: np.ndarray, what: str) -> None:
+    """Raise :class:`AudioContentError` when ``samples`` hold nothing to continue, or values no song holds.
+
+    One pass over the samples (their peak), so it costs nothing beside the generator's own work.
+
+    Parameters
+    ----------
+    samples : numpy.ndarray
+        [shape=(frames, channels)] the memory a generator is to continue.
+    what : str
+        How the message names them ("the song").
+    """
     peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    if not np.isfinite(peak):
+        raise AudioContentError(f"{what} holds NaN or infinite samples; repair them first "
+                                "(engine.repair_samples, which engine.load_audio applies, sets them to silence)")
+    if peak > FULL_SCALE:
+        raise AudioContentError(f"{what} peaks at +{20 * np.log10(peak / FULL_SCALE):.1f} dBFS, beyond full scale, "
+                                "and would be clipped; scale it into [-1, 1] first (engine.repair_samples does)")
     if peak < SILENCE_PEAK:
         level = "-inf" if peak == 0 else f"{20 * np.log10(peak):.0f}"
         raise AudioContentError(f"{what} is silent (peak {level} dBFS): there is nothing to continue")

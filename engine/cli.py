@@ -13,7 +13,7 @@ import time
 import warnings
 from pathlib import Path
 
-from .errors import ConfigError, EncoreError
+from .errors import ConfigError, EncoreError, RenderInterrupted
 from .generators import DEFAULT_GENERATOR, GENERATORS
 
 EXIT_USER_ERROR = 2
@@ -74,7 +74,7 @@ def _generator_options(args: argparse.Namespace) -> dict:
 
 
 def cmd_extend(args: argparse.Namespace) -> int:
-    from .audio import load_audio
+    from .audio import check_not_the_source, load_audio
     from .extend import ExtendConfig
     from .generators import open_generator
 
@@ -83,6 +83,7 @@ def cmd_extend(args: argparse.Namespace) -> int:
         raise ConfigError(f"{output}: output must end in .wav or .flac")
     if not output.parent.is_dir():
         raise ConfigError(f"{output}: cannot write: folder {output.parent} does not exist")
+    check_not_the_source(output, args.song)
     song = load_audio(args.song)
     extender = open_generator(config=ExtendConfig(crossfade_s=args.crossfade), threads=args.threads,
                               **_generator_options(args))
@@ -114,9 +115,14 @@ def cmd_extend(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from .audio import is_audio_file
     from .generators import load_model
     from .resynth import SimilarityScorer
 
+    if args.model and not args.song and Path(args.model).is_file() and is_audio_file(args.model):
+        print(f"{args.model} is a song, not a model: the default generator, and how the song is segmented "
+              "(engine info --song SONG says the same)")
+        args.song, args.model = args.model, None
     model = load_model(args.model, generator=args.generator)
     if isinstance(model, SimilarityScorer):
         print("jukebox (built in, no model file): jumps between the song's own bars by how alike they are; "
@@ -412,16 +418,28 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
     name = f"{parser.prog} {args.command}"
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning(name)
+            return args.func(args)
     except EncoreError as e:
         print(f"{name}: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except RenderInterrupted as e:
+        print(f"{name}: interrupted: {e}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _one_line_warning(name: str):
+    """``warnings.showwarning`` for a command: what a user should know, on one line (no source line)."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"{name}: warning: {message}", file=sys.stderr if file is None else file)
+    return show
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,6 +62,11 @@ def open_model(path: Path, *, threads: int, default_hint: str = ""):
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # ORT raises its own exception types for every kind of unreadable file
+        from .audio import is_audio_file
+
+        if is_audio_file(path):
+            raise ModelContractError(f"{path}: that is a song, not a model (a model is an ONNX file that carries "
+                                     "Encore's contract)") from e
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelContractError(f"{path}: not a loadable ONNX model ({reason[:200]})") from e
     load_seconds = time.perf_counter() - started

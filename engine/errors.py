@@ -25,3 +25,25 @@ class ModelContractError(EncoreError):
 
 class ConfigError(EncoreError):
     """A setting is out of range or inconsistent with another one."""
+
+
+class RenderInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a render to a file: the file was finished with what had been rendered.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The output file: the new, shorter render, or, when nothing had been rendered, the file that was there
+        before (untouched) or none.
+    seconds : float
+        Seconds the file holds (0.0 when nothing was written).
+    """
+
+    def __init__(self, path, seconds: float):
+        super().__init__(path, seconds)
+        self.path, self.seconds = path, seconds
+
+    def __str__(self) -> str:
+        if not self.seconds:
+            return f"nothing was rendered yet; {self.path} was not written"
+        return f"{self.path} holds the {self.seconds:.1f} s rendered until then, faded out at its end"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import threading
 import time
 import warnings
@@ -26,11 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile
 import soxr
 
-from .audio import AudioWriter, Waveform, check_not_silent, to_model_input
+from .audio import AudioWriter, Waveform, check_continuable, to_model_input
 from .continuator import Continuator
-from .errors import AudioContentError, ConfigError
+from .errors import AudioContentError, AudioFileError, ConfigError, RenderInterrupted
 from .ring import RingBuffer
 from .seam import DCBlocker, Limiter, crossfade, match_loudness, rms, sanitize
 
@@ -40,6 +42,8 @@ MIN_SONG_S = 0.5
 RECENT_CHUNKS = 6
 #: Where a generator knows no phrases (the seed model), an ending is a fade over the last this many seconds.
 ENDING_FADE_S = 3.0
+#: Fade at the end of a file whose render was cancelled or interrupted, in seconds: the file ends, not breaks off.
+INTERRUPTED_FADE_S = 0.5
 
 
 class ShortSongWarning(UserWarning):
@@ -226,7 +230,7 @@ class Extender:
         self.reset()
         if song.seconds < MIN_SONG_S:
             raise AudioContentError(f"the song is {song.seconds:.2f} s long; Encore needs at least {MIN_SONG_S} s")
-        check_not_silent(song.samples, "the song")
+        check_continuable(song.samples, "the song")
         contract, x = self.model.contract, self.crossfade_frames
         mono = to_model_input(song, self.model_rate)
         needed = contract.context_samples + x
@@ -414,8 +418,11 @@ class Extender:
               cancelled: Callable[[], bool] | None = None, ending: bool = False) -> float:
         """Render the song and ``seconds`` of continuation into a wav or flac file, block by block.
 
-        Nothing is written until the first chunk exists, so a refused song leaves no file behind; a render
-        that is cancelled or fails part-way removes its partial file.
+        The audio goes to a temporary file beside ``path`` that is renamed onto it once finished, so ``path``
+        always holds a complete, playable file: the one that was there before, untouched, or the new one. A
+        render that is cancelled, or interrupted with Ctrl-C, is finished with what was rendered until then,
+        faded out over :data:`INTERRUPTED_FADE_S`; one that fails, or stops before its first block, writes
+        nothing.
 
         Parameters
         ----------
@@ -427,36 +434,80 @@ class Extender:
         only_extension, progress, ending
             As in :meth:`extend`.
         cancelled : callable, optional
-            Asked before every block; returning True stops the render.
+            Asked before every block; returning True stops the render there.
 
         Returns
         -------
         float
-            Seconds written; 0.0 when cancelled (and no file is left).
+            Seconds the file holds (fewer than asked when cancelled; 0.0 when cancelled before anything was
+            rendered, and then nothing was written).
 
         Raises
         ------
         AudioFileError
             The destination cannot be written.
+        RenderInterrupted
+            Ctrl-C (a ``KeyboardInterrupt``) arrived; it says what the file holds.
         """
         path = Path(path)
-        blocks = self.render(song, seconds, only_extension=only_extension, progress=progress, ending=ending)
-        first = next(blocks)
-        frames = 0
+        if path.is_dir():
+            raise AudioFileError(f"{path}: is a folder; give the output file's name")
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial{path.suffix}")
+        interrupted = stopped = False
+        fade = round(INTERRUPTED_FADE_S * song.sample_rate)
         try:
-            with AudioWriter(path, song.sample_rate, song.channels) as writer:
-                for block in itertools.chain([first], blocks):
-                    if cancelled is not None and cancelled():
-                        break
-                    writer.write(block)
-                    frames += block.shape[0]
-                else:
-                    return frames / song.sample_rate
+            blocks = self.render(song, seconds, only_extension=only_extension, progress=progress, ending=ending)
+            held = None  # the latest block: written once the next exists, so an interrupted file can fade out
+            with AudioWriter(partial, song.sample_rate, song.channels, shown_as=path) as writer:
+                try:
+                    for block in blocks:
+                        if cancelled is not None and cancelled():
+                            stopped = True
+                            break
+                        if held is not None:
+                            writer.write(held)
+                        held = block
+                except KeyboardInterrupt:
+                    interrupted = stopped = True
+                if held is not None:
+                    writer.write(fade_out(held, fade) if stopped else held)
+            frames = soundfile.info(str(partial)).frames
+        except KeyboardInterrupt:  # a second Ctrl-C while the file was being finished: keep nothing of it
+            partial.unlink(missing_ok=True)
+            raise RenderInterrupted(path, 0.0) from None
         except BaseException:
-            path.unlink(missing_ok=True)
+            partial.unlink(missing_ok=True)
             raise
-        path.unlink(missing_ok=True)
-        return 0.0
+        if frames:
+            os.replace(partial, path)
+        else:
+            partial.unlink(missing_ok=True)
+        if interrupted:
+            raise RenderInterrupted(path, frames / song.sample_rate)
+        return frames / song.sample_rate
+
+
+def fade_out(block: np.ndarray, frames: int) -> np.ndarray:
+    """The block with a raised-cosine fade to silence over its last ``frames``.
+
+    Parameters
+    ----------
+    block : numpy.ndarray
+        [shape=(n, channels), dtype=float32]
+    frames : int
+        Length of the fade; the whole block when it is shorter.
+
+    Returns
+    -------
+    numpy.ndarray
+        A faded copy, same shape.
+    """
+    frames = min(frames, block.shape[0])
+    out = block.copy()
+    if frames > 0:
+        gain = 0.5 * (1.0 + np.cos(np.pi * (np.arange(1, frames + 1) / frames)))
+        out[-frames:] *= gain.astype(np.float32)[:, None]
+    return out
 
 
 def extend(samples: np.ndarray, *, sample_rate: int, seconds: float | None = None, minutes: float | None = None,

@@ -38,7 +38,7 @@ from .analysis import (
     wait_for_warm_up,
     warm_up_in_background,
 )
-from .audio import Waveform, check_not_silent, resample
+from .audio import Waveform, check_continuable, resample
 from .contract import ModelContract
 from .errors import AudioContentError, ConfigError
 from .extend import MIN_SONG_S, ExtendConfig, Extender, ExtendStats
@@ -273,7 +273,7 @@ class Resynthesizer(Extender):
         """
         if song.seconds < MIN_SONG_S:
             raise AudioContentError(f"the song is {song.seconds:.2f} s long; Encore needs at least {MIN_SONG_S} s")
-        check_not_silent(song.samples, "the song")
+        check_continuable(song.samples, "the song")
         key = _key_of(song)
         # A seek restarts the same song: its analysis stands.
         kept = (self.analysis, self.structure) if key == self._memory_key else (None, None)

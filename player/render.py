@@ -26,6 +26,7 @@ from PyQt6.QtWidgets import (
 )
 
 from engine import EncoreError, ExtendConfig, Waveform
+from engine.audio import check_not_the_source
 from engine.generators import open_generator
 
 PROGRESS_STEPS = 1000
@@ -36,7 +37,7 @@ class RenderThread(QThread):
 
     progressed = pyqtSignal(float, float)  # seconds done, seconds in all
     succeeded = pyqtSignal(float, str)     # seconds written, path
-    cancelled = pyqtSignal(str)            # path (removed)
+    cancelled = pyqtSignal(float, str)     # seconds the file holds (0: nothing written), path
     failed = pyqtSignal(str)               # one line for the user
 
     def __init__(self, model, song: Waveform, path: str, seconds: float, crossfade_s: float,
@@ -56,10 +57,10 @@ class RenderThread(QThread):
         except Exception as e:  # noqa: BLE001 - a thread must not die silently; the user hears what happened
             self.failed.emit(f"render failed: {type(e).__name__}: {e}")
         else:
-            if written:
-                self.succeeded.emit(written, self.path)
+            if self.isInterruptionRequested():
+                self.cancelled.emit(written, self.path)
             else:
-                self.cancelled.emit(self.path)
+                self.succeeded.emit(written, self.path)
 
 
 class RenderDialog(QDialog):
@@ -79,7 +80,7 @@ class RenderDialog(QDialog):
                  parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("Render the endless song")
-        self.model, self.song, self.crossfade_s = model, song, crossfade_s
+        self.model, self.song, self.song_path, self.crossfade_s = model, song, song_path, crossfade_s
         self.thread_: RenderThread | None = None
 
         self.minutes = QDoubleSpinBox(minimum=0.1, maximum=600.0, value=10.0, decimals=1, singleStep=1.0,
@@ -115,6 +116,11 @@ class RenderDialog(QDialog):
         if Path(path).suffix.lower() not in (".wav", ".flac"):
             self.result_label.setText(f"{path or 'the file name'}: must end in .wav or .flac")
             return
+        try:
+            check_not_the_source(path, self.song_path)
+        except EncoreError as e:
+            self.result_label.setText(str(e))
+            return
         self.render_button.setEnabled(False)
         self.progress.setValue(0)
         self.result_label.setText("rendering…")
@@ -122,12 +128,12 @@ class RenderDialog(QDialog):
                                     parent=self)
         self.thread_.progressed.connect(self._progressed)
         self.thread_.succeeded.connect(self._succeeded)
-        self.thread_.cancelled.connect(lambda p: self._ended(f"cancelled; {p} was not kept"))
+        self.thread_.cancelled.connect(self._cancelled)
         self.thread_.failed.connect(self._ended)
         self.thread_.start()
 
     def cancel(self) -> None:
-        """Cancel a render that runs (its partial file is removed), or close the dialog."""
+        """Cancel a render that runs (the file keeps what was rendered, faded out), or close the dialog."""
         if self.thread_ is not None and self.thread_.isRunning():
             self.result_label.setText("cancelling…")
             self.thread_.requestInterruption()
@@ -163,6 +169,12 @@ class RenderDialog(QDialog):
     def _succeeded(self, seconds: float, path: str) -> None:
         self.progress.setValue(PROGRESS_STEPS)
         self._ended(f"wrote {path} ({seconds / 60:.1f} min)")
+
+    def _cancelled(self, seconds: float, path: str) -> None:
+        if seconds:
+            self._ended(f"cancelled; {path} holds the {seconds / 60:.1f} min rendered until then, faded out")
+        else:
+            self._ended(f"cancelled before anything was rendered; {path} was not written")
 
     def _ended(self, text: str) -> None:
         self.result_label.setText(text)

@@ -75,10 +75,14 @@ class PlayerSession(QObject):
     def open_song(self, path: str | Path) -> bool:
         """Load a song (playback stops); a file that cannot be read leaves everything as it was."""
         try:
-            song = load_audio(path)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                song = load_audio(path)
         except EncoreError as e:
             self.message.emit(str(e))
             return False
+        for warning in caught:  # a file cut short or repaired plays, and the window says how
+            self.note.emit(str(warning.message))
         self._engine.stop()
         self.song, self.song_path, self._start_s = song, str(path), 0.0
         self._clear_timeline()

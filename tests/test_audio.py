@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import soundfile
 
-from engine.audio import Waveform, load_audio, resample, save_audio, to_model_input
+from engine.audio import (
+    AudioRepairWarning,
+    Waveform,
+    check_continuable,
+    load_audio,
+    repair_samples,
+    resample,
+    save_audio,
+    to_model_input,
+)
 from engine.errors import AudioContentError, AudioFileError
 from tests.conftest import synthetic_song
 
@@ -87,7 +98,8 @@ def test_nan_in_a_float_wav_is_repaired(tmp_path):
     samples[10] = np.nan
     path = tmp_path / "nan.wav"
     soundfile.write(str(path), samples, 8000, subtype="FLOAT")
-    assert np.all(np.isfinite(load_audio(path).samples))
+    with pytest.warns(AudioRepairWarning, match="1 sample was NaN or infinite; set to silence"):
+        assert np.all(np.isfinite(load_audio(path).samples))
 
 
 def test_cannot_write_to_a_missing_folder_or_format(tmp_path):
@@ -101,3 +113,30 @@ def test_cannot_write_to_a_missing_folder_or_format(tmp_path):
 def test_waveform_refuses_nonsense_shapes():
     with pytest.raises(AudioContentError):
         Waveform(np.zeros((2, 2, 2)), 8000)
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac"])
+def test_a_file_cut_short_is_read_to_where_it_stops_with_a_warning(tmp_path, suffix):
+    whole = tmp_path / f"whole{suffix}"
+    song = synthetic_song(30.0, 8000)
+    soundfile.write(str(whole), song.samples, 8000)
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(whole.read_bytes()[:whole.stat().st_size // 3])
+    with pytest.warns(AudioRepairWarning, match=r"of the 30\.0 s its header gives.*going on with the") as caught:
+        read = load_audio(cut)
+    assert len(caught) == 1 and 5.0 < read.seconds < 15.0
+    np.testing.assert_allclose(read.samples, song.samples[:read.frames], atol=1e-4)  # what it holds, as it was
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_audio(whole).seconds == 30.0  # a whole file: not a word
+
+
+def test_a_generator_refuses_nan_or_samples_beyond_full_scale_in_one_line():
+    song = synthetic_song(21.0, 8000)
+    for bad, words in ((np.where(np.arange(song.frames)[:, None] == 5, np.nan, song.samples), "NaN or infinite"),
+                       (song.samples * 3.0, "beyond full scale")):
+        with pytest.raises(AudioContentError, match=words):
+            check_continuable(bad, "the song")
+        repaired, repairs = repair_samples(bad.astype(np.float32))
+        assert len(repairs) == 1 and np.isfinite(repaired).all() and np.abs(repaired).max() <= 1.0
+        check_continuable(repaired, "the song")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -109,6 +111,9 @@ def bad_inputs(tmp_path, repeat_model):
         ("wrong output format", ["extend", str(song), "-o", str(tmp_path / "o.mp4"), *model], ".wav or .flac"),
         ("bad crossfade", ["extend", str(song), *out, *model, "--crossfade", "3"], "crossfade"),
         ("info on a non-model", ["info", str(not_a_model)], "not a loadable ONNX model"),
+        ("the song as its own output", ["extend", str(song), "-o", str(tmp_path / "." / "song.wav"), *model],
+         "that is the song itself"),
+        ("a song as the model", ["extend", str(song), *out, "--model", str(song)], "that is a song, not a model"),
         ("bench on a missing song", ["bench", "--song", str(tmp_path / "nope.ogg"), "--no-keras"], "no such file"),
     ]
 
@@ -122,6 +127,71 @@ def test_every_user_mistake_is_one_line_and_a_nonzero_exit(tmp_path, repeat_mode
         assert words in err, (name, err)
         assert err.startswith("engine "), (name, err)
         assert not (tmp_path / "out.wav").exists(), f"{name} left a file behind"
+
+
+def test_info_on_a_song_says_it_is_a_song_and_shows_its_segmentation(tmp_path, capsys):
+    song = save_audio(tmp_path / "song.flac", bar_song(40.0, 8000))
+    assert main(["info", str(song)]) == 0
+    text = capsys.readouterr().out
+    assert f"{song} is a song, not a model" in text and "jukebox" in text
+    assert "segmentation" in text and " bpm, 4/4" in text and "structure" in text
+
+
+def test_a_song_cut_short_is_extended_with_a_one_line_warning(tmp_path):
+    whole = tmp_path / "whole.ogg"
+    soundfile.write(str(whole), synthetic_song(30.0, 22050).samples, 22050, format="OGG", subtype="VORBIS")
+    cut = tmp_path / "cut.ogg"
+    cut.write_bytes(whole.read_bytes()[:whole.stat().st_size // 2])  # a download that stopped half-way
+    out = tmp_path / "out.wav"
+    result = run_engine("extend", str(cut), "-o", str(out), "--duration", "10s", "--generator", "jukebox")
+    assert result.returncode == 0, result.stderr
+    warning = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warning) == 1 and "no end-of-stream mark" in warning[0] and "going on with the" in warning[0]
+    assert "Traceback" not in result.stderr and soundfile.info(str(out)).duration > 10.0
+    clean = run_engine("extend", str(whole), "-o", str(out), "--duration", "10s", "--generator", "jukebox")
+    assert clean.returncode == 0 and "warning" not in clean.stderr, clean.stderr
+
+
+def test_nan_and_samples_beyond_full_scale_are_repaired_with_a_line_never_clipped(tmp_path):
+    samples = synthetic_song(21.0, 8000).samples * 8.0  # +14 dB over full scale: a float file can hold it
+    samples[1000:1010, 0] = np.nan
+    hot = tmp_path / "hot.wav"
+    soundfile.write(str(hot), samples, 8000, subtype="FLOAT")
+    out = tmp_path / "out.wav"
+    result = run_engine("extend", str(hot), "-o", str(out), "--duration", "10s", "--generator", "jukebox")
+    assert result.returncode == 0, result.stderr
+    assert "10 samples were NaN or infinite; set to silence" in result.stderr
+    over_db = 20 * np.log10(np.nanmax(np.abs(samples)))
+    assert f"peaks at +{over_db:.1f} dBFS, beyond full scale; it was scaled down by {over_db:.1f} dB" in result.stderr
+    written, _ = soundfile.read(str(out), dtype="float32", always_2d=True)
+    song = written[:8000 * 20]
+    expected = np.nan_to_num(samples[:8000 * 20], nan=0.0) / np.nanmax(np.abs(samples))
+    np.testing.assert_allclose(song, expected, atol=2e-4)  # scaled, not clipped: the waveform's shape is kept
+    assert np.isfinite(written).all()
+
+
+def test_ctrl_c_during_a_long_render_finishes_the_file_and_keeps_the_one_before_until_then(tmp_path):
+    song = save_audio(tmp_path / "song.wav", bar_song(40.0, 8000))
+    out = tmp_path / "out.wav"
+    save_audio(out, synthetic_song(3.0, 8000))
+    before = out.read_bytes()
+    process = subprocess.Popen([sys.executable, "-m", "engine", "extend", str(song), "-o", str(out),
+                                "--duration", "1000h", "--generator", "jukebox"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.wav.*")) and time.monotonic() < deadline:  # the render has begun
+        time.sleep(0.05)
+    assert out.read_bytes() == before  # the previous file stays whole while the new one is written
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "interrupted:" in err and "faded out" in err, err
+    held = float(re.search(r"holds the ([\d.]+) s rendered", err).group(1))
+    info = soundfile.info(str(out))
+    assert info.frames / info.samplerate == pytest.approx(held, abs=0.05) and held > 16.0
+    tail, _ = soundfile.read(str(out), start=info.frames - 40, dtype="float32")
+    assert np.abs(tail).max() < 0.01 and not list(tmp_path.glob(".out.wav.*"))
 
 
 def test_a_bad_duration_is_an_argparse_error_without_traceback(tmp_path):

@@ -6,14 +6,16 @@ period divides 10 s its perfect continuation is the tone itself, so anything aud
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import soundfile
 
 import engine
 from engine.audio import Waveform
-from engine.errors import AudioContentError, ConfigError
-from engine.extend import ExtendConfig, Extender, ExtendStats, ShortSongWarning
+from engine.errors import AudioContentError, ConfigError, RenderInterrupted
+from engine.extend import INTERRUPTED_FADE_S, ExtendConfig, Extender, ExtendStats, ShortSongWarning
 from engine.seam import click_score
 from tests.conftest import synthetic_song
 from tests.onnx_models import make_model
@@ -194,18 +196,56 @@ def test_the_recent_real_time_factor_is_the_last_minutes_median_chunk():
     assert stats.real_time_factor == pytest.approx(sum(times) / (10.0 * len(times)))  # 0.0065: hides it
 
 
-def test_writing_a_render_that_is_cancelled_leaves_no_file(repeat_model, tmp_path):
-    song = synthetic_song(21.0, 8000)
+def _stop_before_block(n: int, *, interrupt: bool = False):
+    """A ``cancelled`` callback that stops the render before its n-th block, as Cancel or as Ctrl-C does."""
     calls = []
 
-    def cancel_on_the_third_block():
+    def stop() -> bool:
         calls.append(1)
-        return len(calls) >= 3
+        if len(calls) >= n and interrupt:
+            raise KeyboardInterrupt
+        return len(calls) >= n
+    return stop
 
-    path = tmp_path / "cancelled.flac"
-    written = Extender(repeat_model).write(song, path, 120.0, cancelled=cancel_on_the_third_block)
-    assert written == 0.0 and not path.exists() and len(calls) == 3
 
-    done = Extender(repeat_model).write(song, tmp_path / "whole.wav", 12.0)
+def test_a_cancelled_or_interrupted_render_keeps_what_was_rendered_faded_out(repeat_model, tmp_path):
+    song = synthetic_song(21.0, 8000)
+    first_two = list(itertools.islice(Extender(repeat_model).render(song, 120.0), 2))
+    rendered = np.concatenate(first_two)
+
+    for interrupt in (False, True):
+        path = tmp_path / f"stopped-{interrupt}.flac"
+        soundfile.write(str(path), np.full((800, 1), 0.25, np.float32), 8000)  # a file that was there before
+        if interrupt:
+            with pytest.raises(RenderInterrupted) as caught:
+                Extender(repeat_model).write(song, path, 120.0, cancelled=_stop_before_block(3, interrupt=True))
+            written = caught.value.seconds
+            assert str(path) in str(caught.value) and "faded out" in str(caught.value)
+        else:
+            written = Extender(repeat_model).write(song, path, 120.0, cancelled=_stop_before_block(3))
+        kept, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        assert written == pytest.approx(rendered.shape[0] / 8000) and kept.shape == rendered.shape
+        fade = round(INTERRUPTED_FADE_S * rate)
+        np.testing.assert_allclose(kept[:-fade], rendered[:-fade], atol=2e-4)  # 16-bit: the same audio
+        assert np.abs(kept[-40:]).max() < 0.01 < np.abs(rendered[-fade:]).max()  # it ends, it does not break off
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no partial file left
+
+
+def test_a_render_stopped_before_its_first_block_or_failing_leaves_the_previous_file(repeat_model, tmp_path):
+    song = synthetic_song(21.0, 8000)
+    path = tmp_path / "previous.wav"
+    before = np.full((800, 1), 0.25, np.float32)
+    soundfile.write(str(path), before, 8000)
+
+    assert Extender(repeat_model).write(song, path, 120.0, cancelled=_stop_before_block(1)) == 0.0
+    with pytest.raises(RenderInterrupted) as caught:
+        Extender(repeat_model).write(song, path, 120.0, cancelled=_stop_before_block(1, interrupt=True))
+    assert caught.value.seconds == 0.0 and "not written" in str(caught.value)
+    with pytest.raises(AudioContentError):  # a refused song, found only when the render starts
+        Extender(repeat_model).write(Waveform(np.zeros((21 * 8000, 2), np.float32), 8000), path, 120.0)
+    np.testing.assert_allclose(soundfile.read(str(path), dtype="float32", always_2d=True)[0], before, atol=1e-4)
+    assert [p.name for p in tmp_path.iterdir()] == ["previous.wav"]
+
+    done = Extender(repeat_model).write(song, path, 12.0)  # a finished render replaces it
     assert done == pytest.approx(21.0 + 12.0, abs=1 / 8000)
-    assert soundfile.info(str(tmp_path / "whole.wav")).frames == round(33.0 * 8000)
+    assert soundfile.info(str(path)).frames == round(33.0 * 8000)

@@ -249,7 +249,8 @@ def test_the_status_bar_shows_model_lead_speed_and_underruns(qtbot, window, song
 
 # --- render ---------------------------------------------------------------------------------------------------
 
-def test_render_writes_minutes_of_the_endless_song_and_cancel_keeps_nothing(qtbot, window, song_file, tmp_path):
+def test_render_writes_minutes_of_the_endless_song_and_cancel_keeps_what_was_rendered(qtbot, window, song_file,
+                                                                                      tmp_path):
     window.open_song(song_file)
     window.open_render()
     dialog = window.render_dialog
@@ -269,7 +270,13 @@ def test_render_writes_minutes_of_the_endless_song_and_cancel_keeps_nothing(qtbo
     qtbot.waitUntil(lambda: dialog.progress.value() > 0, timeout=30000)
     dialog.cancel_button.click()
     qtbot.waitUntil(lambda: dialog.result_label.text().startswith("cancelled"), timeout=30000)
-    assert not long.exists() and dialog.render_button.isEnabled()
+    assert dialog.render_button.isEnabled()
+    kept = soundfile.info(str(long)).frames / JACK_RATE  # a complete file: what was rendered until Cancel
+    assert 4.0 < kept < 4.0 + 600 * 60 and f"holds the {kept / 60:.1f} min" in dialog.result_label.text()
+
+    dialog.path_edit.setText(str(song_file))  # the song itself is never written over
+    dialog.render_button.click()
+    assert "that is the song itself" in dialog.result_label.text() and dialog.thread_.isFinished()
 
 
 # --- live input ---------------------------------------------------------------------------------------------------
