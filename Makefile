@@ -1,5 +1,5 @@
 # Encore: two commands do all the set-up on a fresh machine.
-#   make demo   extend the shipped demo song with the shipped default model -> endless-demo.wav
+#   make demo   extend the shipped demo song with the shipped default model (encore extend --demo) -> endless-demo.wav
 #   make test   the test suite
 # Both create .venv and install what they need (Debian packages too, when run as root and they are missing).
 
@@ -21,7 +21,6 @@ APT_CORPUS := warzone2100-music ufoai-music 0ad-data planetblupi-music-ogg
 # Evaluation set sources, never in the corpus: orchestral (Wesnoth) and pop/electronic (SuperTuxKart, 0.7 GB).
 APT_EVAL := wesnoth-1.16-music supertuxkart-data
 
-DEMO_SONG := assets/demo/demo-song.ogg
 DEMO_OUT := endless-demo.wav
 DEMO_SECONDS ?= 90
 
@@ -29,59 +28,59 @@ DEMO_SECONDS ?= 90
 	apt-test apt-corpus apt-eval
 
 demo: $(VENV)/.runtime apt-runtime
-	$(BIN)/engine extend $(DEMO_SONG) -o $(DEMO_OUT) --duration $(DEMO_SECONDS)s
+	$(BIN)/encore extend --demo -o $(DEMO_OUT) --duration $(DEMO_SECONDS)s
 
 test: $(VENV)/.dev apt-runtime apt-test
 	$(BIN)/python -m pytest -q
 
 # The desktop player (needs a display).
 player: $(VENV)/.player apt-runtime apt-player
-	$(BIN)/player
+	$(BIN)/encore player
 
 # The README's screenshot of the window: the real-window test (Xvfb, JACK) keeps the picture it judged.
 screenshot: $(VENV)/.dev apt-runtime apt-test
 	ENCORE_SCREENSHOT=assets/figures/player.png $(BIN)/python -m pytest -q tests/test_player_window.py
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check engine training player tests
+	$(BIN)/ruff check encore engine training player tests
 
 bench: $(VENV)/.dev apt-runtime
-	$(BIN)/engine bench
+	$(BIN)/encore bench
 
 # Build the training corpus (7 minutes here; its packages are a 1.7 GB download).
 corpus: $(VENV)/.dev apt-test apt-corpus
-	$(BIN)/training corpus corpus
+	$(BIN)/encore train corpus corpus
 
 # Cut the evaluation set (36 clips of 40 s from two packages the corpus never uses), and score every generator on
 # it side by side (35 to 42 minutes on one core here: the real-time factors are per core).
 evalset: $(VENV)/.dev apt-eval
-	$(BIN)/training evalset evalset
+	$(BIN)/encore train evalset evalset
 
 # The dev set: clips of the corpus's validation songs, where the engine's settings are chosen (never the evaluation set).
 devset: $(VENV)/.dev
-	$(BIN)/training devset corpus devset
+	$(BIN)/encore train devset corpus devset
 
 evaluate: evalset
-	$(BIN)/training evaluate evalset --generators seed,resynth,jukebox,loop,match,silence --draws 4 --out evaluation
+	$(BIN)/encore train evaluate evalset --generators seed,resynth,jukebox,loop,match,silence --draws 4 --out evaluation
 
 # The long listen: 10 minutes after each of 12 whole tracks of the evaluation packages, judged in jumps, runs,
 # downbeats, beat grid and bars heard (a spectrogram of each song's end and first minute after it in longlisten/figures).
 longlisten: $(VENV)/.dev apt-eval
-	$(BIN)/training longlisten longlisten --minutes 10 --generators resynth,jukebox,match,loop \
+	$(BIN)/encore train longlisten longlisten --minutes 10 --generators resynth,jukebox,match,loop \
 		$(if $(wildcard evaluation/results.json),--ten-seconds evaluation/results.json)
 
 train-default: $(VENV)/.dev
-	$(BIN)/training fit corpus --run-dir runs/compact --preset compact --files 0 --windows-per-song 6 --max-minutes 50 \
+	$(BIN)/encore train fit corpus --run-dir runs/compact --preset compact --files 0 --windows-per-song 6 --max-minutes 50 \
 		--patience 6 --epochs 200
-	$(BIN)/training report runs/compact
-	$(BIN)/training export runs/compact -o assets/models/encore-compact.onnx
+	$(BIN)/encore train report runs/compact
+	$(BIN)/encore train export runs/compact -o assets/models/encore-compact.onnx
 
 # Retrain the resynth generator's segment scorer on the same corpus (segmenting it: about 1.5 min, cached in
 # corpus/.segments; training: about 6 min on 2 CPU cores, 11 epochs).
 train-resynth: $(VENV)/.dev
-	$(BIN)/training fit --model resynth corpus --run-dir runs/resynth --target standin --candidate-lookahead 16 \
+	$(BIN)/encore train fit --model resynth corpus --run-dir runs/resynth --target standin --candidate-lookahead 16 \
 		--standin-harmony-weight 2 --examples-per-song 128 --patience 6 --max-minutes 24 --epochs 300
-	$(BIN)/training export runs/resynth -o assets/models/encore-resynth.onnx
+	$(BIN)/encore train export runs/resynth -o assets/models/encore-resynth.onnx
 	cp runs/resynth/report.json assets/figures/resynth-report.json
 
 $(VENV)/.created:

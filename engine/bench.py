@@ -31,9 +31,9 @@ import numpy as np
 
 from .continuator import Continuator, default_model_path
 from .cores import pinned
+from .shipped import DEMO_SONG
 
 WARMUP_RUNS = 2
-DEMO_SONG = Path(__file__).resolve().parent.parent / "assets" / "demo" / "demo-song.ogg"
 
 #: Run in a fresh interpreter: everything a user waits for before the first chunk is ready.
 _FIRST_CHUNK_PROBE = """

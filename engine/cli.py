@@ -1,4 +1,5 @@
-"""The ``engine`` command: extend songs, inspect models, measure speed.
+"""The engine's commands (``encore extend``, ``python -m engine extend`` ...): extend songs, inspect models,
+measure speed.
 
 Every user mistake ends in one line on stderr and a non-zero exit; heavy imports happen inside the commands.
 """
@@ -37,26 +38,30 @@ def parse_duration(text: str) -> float:
 
 
 class ProgressBar:
-    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
+    """A progress callback for ``write``: a tqdm bar on stderr of seconds rendered, drawn only on a terminal.
+
+    Called as ``bar(done_s, total_s)``; ``close()`` ends its line.
+    """
 
     def __init__(self, label: str, enabled: bool | None = None):
         self.label = label
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self.started = time.perf_counter()
+        self._bar = None
 
     def __call__(self, done: float, total: float) -> None:
         if not self.enabled:
             return
-        width = 30
-        filled = int(width * done / total) if total else width
-        elapsed = time.perf_counter() - self.started
-        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {_clock(done)}/{_clock(total)}"
-                         f"  {elapsed:.0f} s elapsed")
-        sys.stderr.flush()
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=round(total, 1), desc=self.label, unit="s", file=sys.stderr, dynamic_ncols=True,
+                             bar_format="{desc} {bar} {n:.0f}/{total:.0f} s of audio [{elapsed} elapsed, "
+                                        "{remaining} left]")
+        self._bar.update(round(done, 1) - self._bar.n)
 
     def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
+        if self._bar is not None:
+            self._bar.close()
 
 
 def _clock(seconds: float) -> str:
@@ -73,6 +78,20 @@ def _generator_options(args: argparse.Namespace) -> dict:
     return {"model": args.model, "generator": args.generator, "resynth": ResynthConfig(variety=args.variety)}
 
 
+def _song_or_demo(args: argparse.Namespace) -> None:
+    """Set ``args.song`` to the shipped demo song for ``--demo``; a command needs one or the other."""
+    if args.demo and args.song:
+        raise ConfigError(f"{args.song} and --demo: give one song")
+    if args.demo:
+        from .shipped import DEMO_SONG
+
+        if not DEMO_SONG.is_file():
+            raise ConfigError(f"the demo song is not installed ({DEMO_SONG}): reinstall Encore")
+        args.song = str(DEMO_SONG)
+    elif not args.song:
+        raise ConfigError("no song: give SONG, or --demo for the shipped demo song")
+
+
 def cmd_extend(args: argparse.Namespace) -> int:
     from .audio import check_not_the_source, load_audio
     from .extend import ExtendConfig
@@ -83,6 +102,7 @@ def cmd_extend(args: argparse.Namespace) -> int:
         raise ConfigError(f"{output}: output must end in .wav or .flac")
     if not output.parent.is_dir():
         raise ConfigError(f"{output}: cannot write: folder {output.parent} does not exist")
+    _song_or_demo(args)
     check_not_the_source(output, args.song)
     song = load_audio(args.song)
     extender = open_generator(config=ExtendConfig(crossfade_s=args.crossfade), threads=args.threads,
@@ -121,7 +141,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     if args.model and not args.song and Path(args.model).is_file() and is_audio_file(args.model):
         print(f"{args.model} is a song, not a model: the default generator, and how the song is segmented "
-              "(engine info --song SONG says the same)")
+              "(encore info --song SONG says the same)")
         args.song, args.model = args.model, None
     model = load_model(args.model, generator=args.generator)
     if isinstance(model, SimilarityScorer):
@@ -174,6 +194,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     from .audio import load_audio
     from .stream import Engine, EngineConfig
 
+    _song_or_demo(args)
     song = load_audio(args.song)
     config = EngineConfig(lead_s=args.lead)
     show = sys.stderr.isatty()
@@ -296,9 +317,10 @@ def add_generator_arguments(p: argparse.ArgumentParser) -> None:
                    help="resynth and jukebox: 0 stays close to the song's own order, 1 wanders (default 0.5)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "engine", other_commands: dict[str, str] | None = None) -> argparse.ArgumentParser:
+    """The engine's commands; ``other_commands`` (name: help) are listed in ``--help`` for a front door to dispatch."""
     parser = argparse.ArgumentParser(
-        prog="engine",
+        prog=prog,
         description="Encore's engine: songs that never end. Continues a song with a generator model, chunk "
                     "after chunk, joined without a seam.",
     )
@@ -314,9 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "generator predicts waveform from the last 20 s; a song shorter than that is looped to fill "
                     "it, with a note. Songs under 0.5 s and silent songs are refused. Any rate and channel count "
                     "in; the output keeps them.",
-        epilog="example: engine extend song.mp3 -o endless.flac --duration 10m",
+        epilog="example: encore extend song.mp3 -o endless.flac --duration 10m",
     )
-    p.add_argument("song", help="audio file to continue: wav, flac, ogg or mp3")
+    p.add_argument("song", nargs="?", help="audio file to continue: wav, flac, ogg or mp3")
+    p.add_argument("--demo", action="store_true", help="continue the shipped demo song (Maple Leaf Rag, 45 s)")
     p.add_argument("-o", "--output", required=True, help="file to write, .wav or .flac (16-bit)")
     p.add_argument("--duration", type=parse_duration, default=parse_duration("1m"),
                    help="length of the continuation: 600, 90s, 10m, 1h30m or 1:30 (default 1m)")
@@ -350,13 +373,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "there, or Ctrl-C, which stops at once. Either way it prints minutes played, chunks "
                     "generated, late chunks and underruns. The stream runs at the device's rate; the song is "
                     "converted once, at the start.",
-        epilog="example: engine play song.ogg --endless",
+        epilog="example: encore play song.ogg --endless",
     )
-    p.add_argument("song", help="audio file: wav, flac, ogg or mp3")
+    p.add_argument("song", nargs="?", help="audio file: wav, flac, ogg or mp3")
+    p.add_argument("--demo", action="store_true", help="play the shipped demo song (Maple Leaf Rag, 45 s)")
     p.add_argument("--endless", action="store_true",
                    help="carry on after the song ends, until Enter (end on the song's own ending) or Ctrl-C")
     add_generator_arguments(p)
-    p.add_argument("--output", help="output device, by number or by a part of its name (see engine devices)")
+    p.add_argument("--output", help="output device, by number or by a part of its name (see encore devices)")
     p.add_argument("--lead", type=float, default=10.0, metavar="SECONDS",
                    help="audio kept generated ahead of the playhead (default 10)")
     p.set_defaults(func=cmd_play)
@@ -371,9 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "too: Encore learns how loud in the first second of each continuation, ignores its own echo "
                     "and leaves it out of what it continues; the performer is heard over it once 6 dB louder "
                     "than the echo. Headphones or a line input still hear the performer best.",
-        epilog="example: engine live --input 'USB Audio' --monitor",
+        epilog="example: encore live --input 'USB Audio' --monitor",
     )
-    p.add_argument("--input", help="input device, by number or by a part of its name (see engine devices)")
+    p.add_argument("--input", help="input device, by number or by a part of its name (see encore devices)")
     p.add_argument("--output", help="output device, by number or by a part of its name")
     p.add_argument("--monitor", action="store_true", help="pass the input through while listening")
     p.add_argument("--silence", type=float, default=1.5, metavar="SECONDS",
@@ -407,6 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hours", type=float, default=1.0, help="offline-clock hours for --realtime (default 1)")
     p.add_argument("--song", help="song the generators continue (default: the demo song)")
     p.set_defaults(func=cmd_bench)
+    for name, text in (other_commands or {}).items():
+        commands.add_parser(name, help=text, add_help=False)
     return parser
 
 
@@ -442,13 +468,14 @@ def _one_line_warning(name: str):
     return show
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run_command(build_parser(), argv)
+def main(argv: list[str] | None = None, prog: str = "engine", other_commands: dict[str, str] | None = None) -> int:
+    return run_command(build_parser(prog, other_commands), argv)
 
 
-def console() -> int:
-    """The ``engine`` console script: :func:`main`, then an exit that cannot hang on a lost audio device."""
-    code = main()
+def console(argv: list[str] | None = None, prog: str = "engine", other_commands: dict[str, str] | None = None) -> int:
+    """``python -m engine`` and ``encore``'s engine commands: :func:`main`, then an exit that cannot hang on a lost
+    audio device."""
+    code = main(argv, prog, other_commands)
     stream = sys.modules.get("engine.stream")  # loaded only by the commands that use audio devices
     if stream is not None:
         stream.exit_if_device_lost(code)

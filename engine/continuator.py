@@ -13,10 +13,7 @@ import numpy as np
 
 from .contract import ModelContract
 from .errors import ModelContractError
-
-#: The models shipped in assets/, used when no other is named: the seed generator and the resynth scorer.
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "models" / "encore-compact.onnx"
-DEFAULT_RESYNTH_MODEL = DEFAULT_MODEL.parent / "encore-resynth.onnx"
+from .shipped import DEFAULT_MODEL, DEFAULT_RESYNTH_MODEL
 
 
 def default_model_path() -> Path:
@@ -96,8 +93,8 @@ class Continuator:
 
     def __init__(self, path: str | os.PathLike | None = None, *, threads: int = 1, opened: tuple | None = None):
         self.path = Path(path) if path is not None else default_model_path()
-        hint = " (the default model ships in the source tree's assets/: pass --model or set ENCORE_MODEL)" \
-            if path is None else ""
+        hint = (" (the default model ships with Encore as encore_assets: reinstall it, pass --model "
+                "or set ENCORE_MODEL)") if path is None else ""
         self.session, self.contract, self.load_seconds = opened or open_model(self.path, threads=threads,
                                                                               default_hint=hint)
         if self.contract.generator != "seed":

@@ -56,8 +56,8 @@ class SegmentScorer:
 
     def __init__(self, path: str | os.PathLike | None = None, *, threads: int = 1, opened: tuple | None = None):
         self.path = Path(path) if path is not None else default_resynth_model_path()
-        hint = (" (the resynth model ships in the source tree's assets/: pass --model or set "
-                "ENCORE_RESYNTH_MODEL)") if path is None else ""
+        hint = (" (the resynth model ships with Encore as encore_assets: reinstall it, pass --model "
+                "or set ENCORE_RESYNTH_MODEL)") if path is None else ""
         self.session, self.contract, self.load_seconds = opened or open_model(self.path, threads=threads,
                                                                               default_hint=hint)
         if self.contract.generator != "resynth":

@@ -1027,7 +1027,7 @@ class Engine:
         except (ValueError, sd.PortAudioError) as e:
             named = f" {device!r}" if device is not None else ""
             raise EncoreError(f"no audio {kind} device{named}: {e} (is an audio server running? see "
-                              f"`engine devices`)") from e
+                              f"`encore devices`)") from e
 
     def _wait_for_analysis_warm_up(self) -> None:
         """A resynth engine opens its stream only once librosa is loaded (see ``wait_for_warm_up``): at most the

@@ -1,4 +1,4 @@
-"""``player [SONG]``: start the desktop player.
+"""``encore player [SONG]`` (``python -m player``): start the desktop player.
 
 An exception that escapes a Qt slot would abort PyQt6; the player instead shows it as a message and goes on,
 and a user's mistake on the command line ends in one line on stderr, as in the ``engine`` command.
@@ -17,20 +17,20 @@ from engine.stream import exit_if_device_lost
 EXIT_USER_ERROR = 2
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "player") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="player",
+        prog=prog,
         description="Encore's desktop player: play a song and, when it ends, hear it carry on in its own style. "
                     "Open songs with Ctrl+O or by dropping files on the window; Space plays and pauses; clicking "
                     "the waveform seeks; File > Render writes minutes of the endless song to a file.")
     parser.add_argument("song", nargs="?", help="a song to open (mp3, ogg, flac, wav); the demo song on first start")
     parser.add_argument("--model", help="an ONNX model with Encore's contract (default: the shipped model)")
-    parser.add_argument("--output", help="output device: a number or part of a name from `engine devices`")
+    parser.add_argument("--output", help="output device: a number or part of a name from `encore devices`")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "player") -> int:
+    args = build_parser(prog).parse_args(argv)
     from PyQt6.QtWidgets import QApplication
 
     from .session import PlayerSession
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         session = PlayerSession(args.model, output_device=device_argument(args.output))
     except EncoreError as e:
-        print(f"player: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     window = MainWindow(session)
 
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.excepthook = show_instead_of_abort
     if args.song and not window.open_song(args.song):
-        print(f"player: error: {window.last_message}", file=sys.stderr)
+        print(f"{prog}: error: {window.last_message}", file=sys.stderr)
     window.show()
     code = app.exec()
     exit_if_device_lost(code)

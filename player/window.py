@@ -29,13 +29,13 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from engine.shipped import DEMO_SONG
 from engine.stream import LIVE_STATES, EngineStatus
 
 from .render import RenderDialog
 from .session import PlayerSession
 from .waveform import CONTINUATION_COLOUR, SONG_COLOUR, WaveformView
 
-DEMO_SONG = Path(__file__).resolve().parent.parent / "assets" / "demo" / "demo-song.ogg"
 AUDIO_FILTER = "Audio (*.mp3 *.ogg *.oga *.flac *.wav *.aiff *.aif);;All files (*)"
 MAX_RECENT = 8
 MESSAGE_MS = 12000

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -11,8 +9,8 @@ from engine.audio import load_audio
 from engine.continuator import DEFAULT_MODEL, Continuator
 from engine.extend import Extender
 from engine.seam import click_score
+from engine.shipped import DEMO_SONG
 
-DEMO_SONG = Path(__file__).resolve().parent.parent / "assets" / "demo" / "demo-song.ogg"
 CEILING = 10 ** (-1 / 20)
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from engine.audio import load_audio
+from engine.shipped import DEMO_SONG
 from engine.stream import Engine
 
-DEMO_SONG = Path(__file__).resolve().parent.parent / "assets" / "demo" / "demo-song.ogg"
 #: Resident memory may move by allocator noise, not by the hour: 16 MiB is under 1% of an hour's audio.
 RSS_GROWTH_BOUND_MIB = 16.0
 

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from engine.cli import run_command
+from engine.cli import EXIT_USER_ERROR, run_command
 from engine.errors import EncoreError
 
 
@@ -70,7 +70,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             manifest = find_shards(args.data_dir)
             if manifest is None:
                 raise EncoreError(f"{args.data_dir}: no shards (manifest.json or shards/manifest.json); write them "
-                                  f"with: training shards {args.data_dir}")
+                                  f"with: encore train shards {args.data_dir}")
             shards_dir = manifest.parent
         shards = read_manifest(shards_dir, sample_rate=model_config.sample_rate)
         print(f"data        {shards_dir}: {shards.summary()}")
@@ -253,8 +253,8 @@ def cmd_longlisten(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="training",
+def build_parser(prog: str = "training") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="Train Encore's seed models and export them to ONNX.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -519,8 +519,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run_command(build_parser(), argv)
+#: What the ``train`` extra brings: a command that needs one of these, when it is missing, says how to install it.
+TRAIN_EXTRA_MODULES = {"tensorflow", "keras", "tf2onnx", "onnx", "music21", "matplotlib", "mir_eval", "pyloudnorm"}
+
+
+def main(argv: list[str] | None = None, prog: str = "training") -> int:
+    parser = build_parser(prog)
+    try:
+        return run_command(parser, argv)
+    except ModuleNotFoundError as e:
+        module = (e.name or "").split(".")[0]
+        if module not in TRAIN_EXTRA_MODULES:
+            raise
+        command = " ".join([prog, *(sys.argv[1:] if argv is None else argv)[:1]])
+        print(f"{command}: error: this command needs {module}, from the training extra: pip install 'encore[train]' "
+              f"(in a checkout: pip install -e '.[train]')", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 if __name__ == "__main__":
     sys.exit(main())
