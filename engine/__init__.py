@@ -8,6 +8,7 @@ contract (:mod:`engine.contract`).
 """
 
 from .audio import AudioRepairWarning, Waveform, load_audio, repair_samples, save_audio
+from .config import ExtendConfig, ResynthConfig
 from .continuator import Continuator, default_model_path
 from .contract import ModelContract
 from .errors import (
@@ -18,9 +19,9 @@ from .errors import (
     ModelContractError,
     RenderInterrupted,
 )
-from .extend import ExtendConfig, Extender, ExtendStats, extend
-from .generators import GENERATORS, load_model, open_generator
-from .resynth import ResynthConfig, Resynthesizer
+from .extend import Extender, ExtendStats
+from .generators import GENERATORS, extend, load_model, open_generator
+from .resynth import Resynthesizer
 from .stream import Engine, EngineConfig, EngineEvent, EngineStatus
 
 __version__ = "0.1.0"

@@ -1,10 +1,8 @@
 """``engine bench``: how fast and how big generation is, measured side by side in one run.
 
 Rows, each the median of N timed runs of one 10 s chunk after two warm-up runs:
-- ONNX Runtime on the model file, 1 and 2 intra-op threads;
-- when TensorFlow is installed: the same architecture rebuilt in Keras with seeded weights, timed with
-  ``model.predict`` and with a compiled ``tf.function``, and the ONNX export of exactly those weights through ONNX
-  Runtime (so the Keras and ONNX rows run the same model and weights; their outputs are compared).
+- ONNX Runtime on the model file, 1 and 2 intra-op threads (Keras on the same weights, beside ONNX Runtime, is
+  ``training bench --runtimes``: the engine never imports training);
 Then a fresh engine-only process (no TensorFlow) measures its peak resident memory and its time from start to the
 first generated chunk of a 25 s song. Last, each generator (resynth, jukebox, seed) continues the demo song (or
 ``--song``) on one core: its first chunk (the resynth analysis of the whole song included; median of N fresh
@@ -22,7 +20,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -91,7 +88,6 @@ def run_bench(args: argparse.Namespace) -> int:
     contract = model.contract
     rng = np.random.default_rng(0)
     context = (0.1 * rng.standard_normal(contract.context_samples)).astype(np.float32)
-    batch = context.reshape(1, *contract.input_shape)
     rows: list[tuple[str, float]] = []
     print(f"engine bench: {path.name}, {contract.horizon_s:g} s per chunk, median of {args.repeats} "
           f"after {WARMUP_RUNS} warm-up runs", flush=True)
@@ -101,20 +97,10 @@ def run_bench(args: argparse.Namespace) -> int:
         rows.append((f"onnxruntime {path.name}, {threads} thread{'s' * (threads > 1)}",
                      median_seconds(lambda r=runner: r.predict(context), args.repeats)))
 
-    keras_note = ""
-    if args.no_keras:
-        keras_note = "Keras rows skipped (--no-keras)"
-    else:
-        try:
-            rows += _keras_rows(model, batch, args.repeats)
-        except ImportError:
-            keras_note = "Keras rows skipped: TensorFlow is not installed (pip install '.[train]')"
-
     print(f"{'runtime':<58} {'ms/chunk':>9} {'RTF':>8}")
     for name, seconds in rows:
         print(f"{name:<58} {seconds * 1000:>9.1f} {seconds / contract.horizon_s:>8.4f}")
-    if keras_note:
-        print(keras_note)
+    print("Keras on the same architecture and weights, side by side with these: encore train bench --runtimes")
 
     fresh = _run_probe(_FIRST_CHUNK_PROBE, str(path))
     if fresh is None:
@@ -136,7 +122,8 @@ def _print_long_song_row(repeats: int, song_name: str, song) -> None:
     continuation of a whole song costs when it was not analysed while it played."""
     from .analysis import ANALYSIS_RATE, analyse, warm_up
     from .audio import Waveform, to_model_input
-    from .resynth import ResynthConfig, SimilarityScorer
+    from .config import ResynthConfig
+    from .resynth import SimilarityScorer
     from .sequencer import Sequencer
     from .structure import find_structure
 
@@ -193,45 +180,6 @@ def _print_generator_rows(repeats: int, song_name: str, song) -> None:
             horizon = generator.model.contract.horizon_s
             print(f"{name:<10} {first * 1000:>27.1f} ms {first / horizon:>8.4f} {anticipated * 1000:>28.1f} ms "
                   f"{anticipated / horizon:>8.4f} {following * 1000:>17.1f} ms {following / horizon:>8.4f}")
-
-
-def _keras_rows(model: Continuator, batch: np.ndarray, repeats: int) -> list[tuple[str, float]]:
-    """Keras predict, a compiled tf.function, and ONNX Runtime on the export of the same weights."""
-    import keras
-    import tensorflow as tf  # only here: the engine itself never imports TensorFlow
-
-    from training.export import architecture_metadata, contract_for, to_onnx
-    from training.model import ModelConfig, build_model
-
-    c = model.contract
-    metadata = model.session.get_modelmeta().custom_metadata_map
-    widths = tuple(int(w) for w in metadata["encore.widths"].split(",")) if "encore.widths" in metadata else ()
-    config = ModelConfig(preset=c.preset or "compact", sample_rate=c.sample_rate, chunk_s=c.chunk_s,
-                         context_s=c.context_s, horizon_s=c.horizon_s, widths=widths)
-    keras.utils.set_random_seed(0)
-    net = build_model(config)
-    compiled = tf.function(lambda x: net(x, training=False), reduce_retracing=True)
-    tensor = tf.constant(batch)
-    rows = [
-        ("keras model.predict", median_seconds(lambda: net.predict(batch, verbose=0), repeats)),
-        ("keras compiled tf.function", median_seconds(lambda: compiled(tensor).numpy(), repeats)),
-    ]
-    with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = Path(tmp) / "same-weights.onnx"
-        metadata = contract_for(config).to_metadata()
-        metadata.update(architecture_metadata(net, config))
-        import onnx
-
-        onnx.save_model(to_onnx(net, config, metadata), str(onnx_path))
-        for threads in (1, 2):
-            twin = Continuator(onnx_path, threads=threads)
-            rows.append((f"onnxruntime, same weights as keras, {threads} thread{'s' * (threads > 1)}",
-                         median_seconds(lambda t=twin: t.predict(batch.reshape(-1)), repeats)))
-        keras_out = net.predict(batch, verbose=0).reshape(-1)
-        difference = float(np.max(np.abs(twin.predict(batch.reshape(-1)) - keras_out)))
-    print(f"keras vs onnxruntime on the same weights: max |difference| {difference:.2e} "
-          f"(outputs up to {np.max(np.abs(keras_out)):.2e})")
-    return rows
 
 
 #: A fresh process measures what a user waits for: from play() to the first sound, and to the first chunk.

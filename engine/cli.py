@@ -73,7 +73,7 @@ def _clock(seconds: float) -> str:
 
 def _generator_options(args: argparse.Namespace) -> dict:
     """The generator named on the command line, as keyword arguments of Engine and open_generator."""
-    from .resynth import ResynthConfig
+    from .config import ResynthConfig
 
     return {"model": args.model, "generator": args.generator, "resynth": ResynthConfig(variety=args.variety)}
 
@@ -94,7 +94,7 @@ def _song_or_demo(args: argparse.Namespace) -> None:
 
 def cmd_extend(args: argparse.Namespace) -> int:
     from .audio import check_not_the_source, load_audio
-    from .extend import ExtendConfig
+    from .config import ExtendConfig
     from .generators import open_generator
 
     output = Path(args.output)
@@ -415,16 +415,15 @@ def build_parser(prog: str = "engine", other_commands: dict[str, str] | None = N
 
     p = commands.add_parser(
         "bench", help="measure generation speed and memory",
-        description="Per 10 s chunk: ONNX Runtime with 1 and 2 threads against Keras (predict and a compiled "
-                    "tf.function) on the same architecture and weights, side by side in one run (median of "
-                    "--repeats); peak memory and time to the first chunk of a fresh process. The Keras side runs "
-                    "only when TensorFlow is installed (pip install '.[train]').",
+        description="Per 10 s chunk, side by side in one run (median of --repeats): the seed model in ONNX Runtime "
+                    "with 1 and 2 threads, and every generator continuing SONG on one core; peak memory and time "
+                    "to the first chunk of a fresh process; the analysis and phrase search of a 5-minute song. "
+                    "Keras on the same weights beside ONNX Runtime: encore train bench --runtimes.",
     )
     p.add_argument("--model", help="ONNX file (default: the shipped seed model; with --realtime the generator's)")
     p.add_argument("--generator", choices=GENERATORS,
                    help=f"with --realtime: which generator plays (default {DEFAULT_GENERATOR})")
     p.add_argument("--repeats", type=int, default=7, help="timed runs per row; the median is reported (default 7)")
-    p.add_argument("--no-keras", action="store_true", help="skip the Keras rows even when TensorFlow is installed")
     p.add_argument("--realtime", action="store_true",
                    help="real-time figures instead: on one core with the other busy, per-chunk real-time factor, "
                         "lead time, late chunks and underruns per hour (offline clock), play() to first sound")

@@ -31,6 +31,7 @@ import soundfile
 import soxr
 
 from .audio import AudioWriter, Waveform, check_continuable, to_model_input
+from .config import ExtendConfig
 from .continuator import Continuator
 from .errors import AudioContentError, AudioFileError, ConfigError, RenderInterrupted
 from .ring import RingBuffer
@@ -48,45 +49,6 @@ INTERRUPTED_FADE_S = 0.5
 
 class ShortSongWarning(UserWarning):
     """The song is shorter than the model's context and was loop-padded to fill it."""
-
-
-@dataclass(frozen=True)
-class ExtendConfig:
-    """How chunks are joined and levelled; lengths in seconds.
-
-    Parameters
-    ----------
-    crossfade_s : float
-        Equal-power crossfade at every join (the song's end and between chunks), 5 ms to 1 s.
-    loudness_reference_s : float
-        The song's last seconds whose RMS level every generated chunk is matched to.
-    max_gain_db : float
-        Clamp of the loudness-matching gain, both ways, in dB.
-    limiter_ceiling_db : float
-        Peak ceiling of the output limiter, in dBFS.
-    dc_cutoff_hz : float
-        Corner of the DC blocker, in Hz.
-    """
-
-    crossfade_s: float = 0.05
-    loudness_reference_s: float = 10.0
-    max_gain_db: float = 12.0
-    limiter_ceiling_db: float = -1.0
-    dc_cutoff_hz: float = 10.0
-
-    def __post_init__(self) -> None:
-        if not 0.005 <= self.crossfade_s <= 1.0:
-            raise ConfigError(f"crossfade must be 5 ms to 1 s, got {self.crossfade_s} s")
-        if self.loudness_reference_s <= 0:
-            raise ConfigError(f"loudness reference must be positive, got {self.loudness_reference_s} s")
-        if not 0 <= self.max_gain_db <= 40:
-            raise ConfigError(f"max gain must be 0 to 40 dB, got {self.max_gain_db}")
-        if not -20 <= self.limiter_ceiling_db <= 0:
-            raise ConfigError(f"limiter ceiling must be -20 to 0 dBFS, got {self.limiter_ceiling_db}")
-
-    def crossfade_samples(self, sample_rate: int) -> int:
-        """Crossfade length in frames at ``sample_rate``."""
-        return max(1, round(self.crossfade_s * sample_rate))
 
 
 @dataclass
@@ -510,46 +472,3 @@ def fade_out(block: np.ndarray, frames: int) -> np.ndarray:
     return out
 
 
-def extend(samples: np.ndarray, *, sample_rate: int, seconds: float | None = None, minutes: float | None = None,
-           model: str | None = None, generator: str | None = None, variety: float | None = None,
-           only_extension: bool = False, config: ExtendConfig | None = None) -> np.ndarray:
-    """Extend a song in one call: the song followed by its continuation.
-
-    For streaming, progress, statistics or reusing a loaded model, use :func:`engine.open_generator` (an
-    :class:`Extender` or a :class:`~engine.resynth.Resynthesizer`).
-
-    Parameters
-    ----------
-    samples : numpy.ndarray
-        [shape=(frames,) or (frames, channels)] the song, float in [-1, 1].
-    sample_rate : int
-        Rate of ``samples`` in Hz; the result has the same rate.
-    seconds, minutes : float
-        Length of the continuation (give one).
-    model : str, optional
-        ONNX model path (its contract says which generator it drives); the generator's shipped model when None.
-    generator : {"jukebox", "resynth", "seed"}, optional
-        Default :data:`engine.generators.DEFAULT_GENERATOR` (``jukebox``).
-    variety : float, optional
-        resynth and jukebox: 0 (the song's own order) to 1 (wander); default 0.5.
-    only_extension : bool
-        Return only the continuation.
-    config : ExtendConfig, optional
-
-    Returns
-    -------
-    numpy.ndarray
-        Same layout as ``samples`` (1-D stays 1-D), float32.
-    """
-    from .generators import open_generator
-    from .resynth import ResynthConfig
-
-    if (seconds is None) == (minutes is None):
-        raise ConfigError("give exactly one of seconds= or minutes=")
-    length = seconds if seconds is not None else minutes * 60.0
-    samples = np.asarray(samples, dtype=np.float32)
-    song = Waveform(samples, sample_rate)
-    resynth = ResynthConfig() if variety is None else ResynthConfig(variety=variety)
-    with open_generator(model, config, generator=generator, resynth=resynth) as extender:
-        out = extender.extend(song, length, only_extension=only_extension).samples
-    return out[:, 0] if samples.ndim == 1 else out

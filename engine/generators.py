@@ -12,7 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import ModelContractError
+import numpy as np
+
+from .audio import Waveform
+from .config import ExtendConfig, ResynthConfig
+from .errors import ConfigError, ModelContractError
 
 #: Generator names, the default first.
 GENERATORS = ("jukebox", "resynth", "seed")
@@ -93,3 +97,45 @@ def open_generator(model=None, config=None, *, generator: str | None = None, res
     if isinstance(loaded, Continuator):
         return Extender(loaded, config)
     return Resynthesizer(loaded, config, resynth=resynth)
+
+
+def extend(samples: np.ndarray, *, sample_rate: int, seconds: float | None = None, minutes: float | None = None,
+           model: str | None = None, generator: str | None = None, variety: float | None = None,
+           only_extension: bool = False, config: ExtendConfig | None = None) -> np.ndarray:
+    """Extend a song in one call: the song followed by its continuation.
+
+    For streaming, progress, statistics or reusing a loaded model, use :func:`engine.open_generator` (an
+    :class:`Extender` or a :class:`~engine.resynth.Resynthesizer`).
+
+    Parameters
+    ----------
+    samples : numpy.ndarray
+        [shape=(frames,) or (frames, channels)] the song, float in [-1, 1].
+    sample_rate : int
+        Rate of ``samples`` in Hz; the result has the same rate.
+    seconds, minutes : float
+        Length of the continuation (give one).
+    model : str, optional
+        ONNX model path (its contract says which generator it drives); the generator's shipped model when None.
+    generator : {"jukebox", "resynth", "seed"}, optional
+        Default :data:`engine.generators.DEFAULT_GENERATOR` (``jukebox``).
+    variety : float, optional
+        resynth and jukebox: 0 (the song's own order) to 1 (wander); default 0.5.
+    only_extension : bool
+        Return only the continuation.
+    config : ExtendConfig, optional
+
+    Returns
+    -------
+    numpy.ndarray
+        Same layout as ``samples`` (1-D stays 1-D), float32.
+    """
+    if (seconds is None) == (minutes is None):
+        raise ConfigError("give exactly one of seconds= or minutes=")
+    length = seconds if seconds is not None else minutes * 60.0
+    samples = np.asarray(samples, dtype=np.float32)
+    song = Waveform(samples, sample_rate)
+    resynth = ResynthConfig() if variety is None else ResynthConfig(variety=variety)
+    with open_generator(model, config, generator=generator, resynth=resynth) as extender:
+        out = extender.extend(song, length, only_extension=only_extension).samples
+    return out[:, 0] if samples.ndim == 1 else out

@@ -39,9 +39,10 @@ from .analysis import (
     warm_up_in_background,
 )
 from .audio import Waveform, check_continuable, resample
+from .config import ExtendConfig, ResynthConfig
 from .contract import ModelContract
 from .errors import AudioContentError, ConfigError
-from .extend import MIN_SONG_S, ExtendConfig, Extender, ExtendStats
+from .extend import MIN_SONG_S, Extender, ExtendStats
 from .seam import Limiter, equal_power_ramps
 from .sequencer import END, Sequencer
 from .structure import Structure, find_structure
@@ -53,56 +54,6 @@ from .structure import Structure, find_structure
 #: jukebox each (353 joins), click_score's jump at 0 / 20 / 35 / 50 ms: median 5.8 / 5.2 / 4.4 / 4.4, p95
 #: 21.8 / 14.2 / 10.3 / 10.4, max 44 / 99 / 66 / 35 (the music's own beat boundaries: p95 15.1).
 CUT_EARLY_S = 0.05
-
-
-@dataclass(frozen=True)
-class ResynthConfig:
-    """How the resynth generator sequences and renders; lengths in seconds.
-
-    Parameters
-    ----------
-    variety : float
-        0 plays long runs, mostly in the song's own order (32 bars between jumps, at 8-bar lines); 0.5 runs of
-        about 8 bars between phrase lines; 1 short runs of about 2 bars, still whole bars.
-    crossfade_s : float
-        Equal-power crossfade at every cut, 20-40 ms.
-    candidate_percentile : float
-        How good a jump must be before a run leaves at a phrase line: this percentile of the song's own
-        transition costs into phrase starts (0-100); each run that waits past its length asks less.
-    max_gain_db : float
-        Clamp of the loudness-matching gain at a jump, both ways, in dB.
-    snap_s : float
-        How far a cut may move to reach a rising zero crossing.
-    recency_s : float
-        Time over which a bar that was heard counts against entering it again.
-    memory_s : float
-        The memory's length: the last ``memory_s`` of a song or of live input are analysed.
-    seed : int
-        Seed of the variety noise.
-    """
-
-    variety: float = 0.5
-    crossfade_s: float = 0.03
-    candidate_percentile: float = 25.0
-    max_gain_db: float = 6.0
-    snap_s: float = 0.002
-    recency_s: float = 180.0
-    memory_s: float = 600.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.variety <= 1.0:
-            raise ConfigError(f"variety must be 0 to 1, got {self.variety}")
-        if not 0.02 <= self.crossfade_s <= 0.04:
-            raise ConfigError(f"resynth crossfade must be 20 to 40 ms, got {self.crossfade_s * 1000:g} ms")
-        if not 0 < self.candidate_percentile <= 100:
-            raise ConfigError(f"candidate percentile must be in (0, 100], got {self.candidate_percentile}")
-        if not 0 <= self.max_gain_db <= 20:
-            raise ConfigError(f"max gain must be 0 to 20 dB, got {self.max_gain_db}")
-        if not 10.0 <= self.memory_s <= 3600.0:
-            raise ConfigError(f"memory must be 10 s to 1 h, got {self.memory_s} s")
-        if not self.recency_s > 0:
-            raise ConfigError(f"recency must be positive, got {self.recency_s} s")
 
 
 # === Scorers ==============================================================================================

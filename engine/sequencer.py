@@ -35,7 +35,7 @@ from .rhythm import RhythmAligner
 from .structure import Structure, find_structure
 
 if TYPE_CHECKING:
-    from .resynth import ResynthConfig
+    from .config import ResynthConfig
 
 #: What :meth:`Sequencer.plan` returns after an ending's last segment.
 END = -1

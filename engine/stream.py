@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .audio import Waveform, resample
+from .config import ExtendConfig
 from .echo import (
     ENVELOPE_SPAN_S,
     LEVEL_WINDOW_S,
@@ -58,7 +59,6 @@ from .echo import (
     splice,
 )
 from .errors import ConfigError, EncoreError
-from .extend import ExtendConfig
 from .generators import open_generator
 from .ring import RingBuffer
 from .seam import crossfade, rms

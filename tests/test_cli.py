@@ -114,7 +114,7 @@ def bad_inputs(tmp_path, repeat_model):
         ("the song as its own output", ["extend", str(song), "-o", str(tmp_path / "." / "song.wav"), *model],
          "that is the song itself"),
         ("a song as the model", ["extend", str(song), *out, "--model", str(song)], "that is a song, not a model"),
-        ("bench on a missing song", ["bench", "--song", str(tmp_path / "nope.ogg"), "--no-keras"], "no such file"),
+        ("bench on a missing song", ["bench", "--song", str(tmp_path / "nope.ogg")], "no such file"),
     ]
 
 
@@ -232,7 +232,7 @@ def test_bench_realtime_reports_every_figure_and_leaves_no_busy_loop():
 
 def test_bench_times_each_generators_first_chunk_with_and_without_the_song_analysed_ahead(tmp_path):
     song = save_audio(tmp_path / "song.flac", synthetic_song(30.0, 44100))
-    result = run_engine("bench", "--no-keras", "--repeats", "1", "--song", str(song))
+    result = run_engine("bench", "--repeats", "1", "--song", str(song))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     header = next(k for k, line in enumerate(lines) if line.startswith("generators on one core, continuing song.flac"))

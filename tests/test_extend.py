@@ -14,8 +14,9 @@ import soundfile
 
 import engine
 from engine.audio import Waveform
+from engine.config import ExtendConfig
 from engine.errors import AudioContentError, ConfigError, RenderInterrupted
-from engine.extend import INTERRUPTED_FADE_S, ExtendConfig, Extender, ExtendStats, ShortSongWarning
+from engine.extend import INTERRUPTED_FADE_S, Extender, ExtendStats, ShortSongWarning
 from engine.seam import click_score
 from tests.conftest import synthetic_song
 from tests.onnx_models import make_model

@@ -9,7 +9,8 @@ import pytest
 
 from engine import Waveform
 from engine.analysis import ANALYSIS_RATE
-from engine.resynth import ResynthConfig, Resynthesizer
+from engine.config import ResynthConfig
+from engine.resynth import Resynthesizer
 from engine.stream import Engine
 from tests.conftest import bar_song, phrase_song
 

@@ -20,17 +20,10 @@ tf = pytest.importorskip("tensorflow", reason="training needs the [train] extra"
 from engine.audio import load_audio, to_model_input  # noqa: E402
 from engine.errors import ConfigError  # noqa: E402
 from training.cli import main as training_main  # noqa: E402
-from training.data import (  # noqa: E402
-    Augmentation,
-    DataConfig,
-    datasets_for,
-    list_audio_files,
-    make_dataset,
-    make_shard_dataset,
-    split_files,
-)
+from training.data import Augmentation, datasets_for, make_dataset, make_shard_dataset  # noqa: E402
 from training.model import ModelConfig  # noqa: E402
 from training.shards import read_manifest, write_shards  # noqa: E402
+from training.split import DataConfig, list_audio_files, split_files  # noqa: E402
 
 RATE = 1000
 #: 4 s in, 2 s out, 1 s chunks: a 6000-sample window.

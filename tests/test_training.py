@@ -129,3 +129,20 @@ def test_training_mistakes_are_one_line(tmp_path, capsys):
     assert "not a training run" in capsys.readouterr().err
     assert training_main(["fit", str(tmp_path), "--run-dir", str(tmp_path / "r"), "--sample-rate", "500"]) == 2
     assert "unsupported model contract: sample_rate 500 Hz" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_bench_runtimes_times_keras_beside_onnx_runtime_on_the_same_weights(capsys):
+    # the shipped seed model's architecture, rebuilt in Keras: what `engine bench` no longer imports training for
+    code = training_main(["bench", "--runtimes", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    rows = {line[:58].strip(): line[58:].split() for line in out.splitlines()
+            if line.startswith(("onnxruntime", "keras model", "keras compiled"))}
+    assert {"onnxruntime encore-compact.onnx, 1 thread", "onnxruntime encore-compact.onnx, 2 threads",
+            "keras model.predict", "keras compiled tf.function", "onnxruntime, same weights as keras, 1 thread",
+            "onnxruntime, same weights as keras, 2 threads"} <= set(rows), out
+    for cells in rows.values():
+        assert float(cells[0]) > 0 and float(cells[1]) > 0  # ms per chunk, real-time factor
+    difference = float(out.split("max |difference| ")[1].split()[0])
+    assert difference < 1e-3, out

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from engine.audio import Waveform, save_audio
+from engine.bench import median_seconds
+from engine.continuator import Continuator
 from engine.errors import ConfigError
 
 from .model import ModelConfig
@@ -186,3 +189,64 @@ def _median_step(model, dataset, steps: int, warmup: int, batches: int) -> float
     model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False, callbacks=[timer])
     durations = np.diff(timer.begins)
     return float(np.median(durations[warmup:warmup + batches]))
+
+
+def runtime_rows(model: Continuator, repeats: int) -> list[tuple[str, float]]:
+    """Seconds per 10 s chunk: ONNX Runtime on ``model``, and Keras (predict, a compiled tf.function) against
+    ONNX Runtime on the export of the same architecture with the same seeded weights, side by side.
+
+    Parameters
+    ----------
+    model : engine.continuator.Continuator
+        A seed model; its contract (and ``encore.widths``) says which architecture Keras rebuilds.
+    repeats : int
+        Timed runs per row after :data:`engine.bench.WARMUP_RUNS` warm-up runs; the median is reported.
+
+    Returns
+    -------
+    list of (str, float)
+        Row name and median seconds per chunk.
+    """
+    import keras
+    import tensorflow as tf
+
+    from .export import architecture_metadata, contract_for, to_onnx
+    from .model import build_model
+
+    c = model.contract
+    rng = np.random.default_rng(0)
+    context = (0.1 * rng.standard_normal(c.context_samples)).astype(np.float32)
+    batch = context.reshape(1, *c.input_shape)
+    metadata = model.session.get_modelmeta().custom_metadata_map
+    widths = tuple(int(w) for w in metadata["encore.widths"].split(",")) if "encore.widths" in metadata else ()
+    config = ModelConfig(preset=c.preset or "compact", sample_rate=c.sample_rate, chunk_s=c.chunk_s,
+                         context_s=c.context_s, horizon_s=c.horizon_s, widths=widths)
+    keras.utils.set_random_seed(0)
+    net = build_model(config)
+    compiled = tf.function(lambda x: net(x, training=False), reduce_retracing=True)
+    tensor = tf.constant(batch)
+    rows = []
+    for threads in (1, 2):
+        runner = Continuator(model.path, threads=threads)
+        rows.append((f"onnxruntime {model.path.name}, {threads} thread{'s' * (threads > 1)}",
+                     median_seconds(lambda r=runner: r.predict(context), repeats)))
+    rows += [
+        ("keras model.predict", median_seconds(lambda: net.predict(batch, verbose=0), repeats)),
+        ("keras compiled tf.function", median_seconds(lambda: compiled(tensor).numpy(), repeats)),
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = Path(tmp) / "same-weights.onnx"
+        metadata = contract_for(config).to_metadata()
+        metadata.update(architecture_metadata(net, config))
+        import onnx
+
+        onnx.save_model(to_onnx(net, config, metadata), str(onnx_path))
+        for threads in (1, 2):
+            twin = Continuator(onnx_path, threads=threads)
+            rows.append((f"onnxruntime, same weights as keras, {threads} thread{'s' * (threads > 1)}",
+                         median_seconds(lambda t=twin: t.predict(batch.reshape(-1)), repeats)))
+        keras_out = net.predict(batch, verbose=0).reshape(-1)
+        difference = float(np.max(np.abs(twin.predict(batch.reshape(-1)) - keras_out)))
+    print(f"keras vs onnxruntime on the same weights: max |difference| {difference:.2e} "
+          f"(outputs up to {np.max(np.abs(keras_out)):.2e})")
+    return rows

@@ -24,8 +24,8 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     if not args.no_shards:
         import json
 
-        from .data import list_audio_files
         from .shards import read_manifest, write_shards
+        from .split import list_audio_files
 
         sample_rate = json.loads(Path(manifest).read_text())["sample_rate"]
         shards = write_shards(list_audio_files(Path(args.out_dir) / "audio"), Path(args.out_dir) / "shards",
@@ -38,8 +38,8 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 def cmd_shards(args: argparse.Namespace) -> int:
     import time
 
-    from .data import DataConfig, list_audio_files
     from .shards import read_manifest, write_shards
+    from .split import DataConfig, list_audio_files
 
     started = time.monotonic()
     out_dir = Path(args.out_dir) if args.out_dir else Path(args.data_dir) / "shards"
@@ -55,6 +55,9 @@ def cmd_shards(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     import tempfile
+
+    if args.runtimes:
+        return _bench_runtimes(args)
 
     from .bench import bench_pipeline, synthetic_shards
     from .shards import find_shards, read_manifest
@@ -97,6 +100,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_runtimes(args: argparse.Namespace) -> int:
+    """``training bench --runtimes``: ONNX Runtime and Keras per 10 s chunk, on the same architecture and weights."""
+    from engine.bench import WARMUP_RUNS
+    from engine.continuator import Continuator, default_model_path
+
+    from .bench import runtime_rows
+
+    model = Continuator(args.model or default_model_path())
+    horizon = model.contract.horizon_s
+    print(f"training bench --runtimes: {model.path.name}, {horizon:g} s per chunk, median of {args.repeats} after "
+          f"{WARMUP_RUNS} warm-up runs", flush=True)
+    rows = runtime_rows(model, args.repeats)
+    print(f"{'runtime':<58} {'ms/chunk':>9} {'RTF':>8}")
+    for name, seconds in rows:
+        print(f"{name:<58} {seconds * 1000:>9.1f} {seconds / horizon:>8.4f}")
+    return 0
+
+
 def _model_config(args: argparse.Namespace):
     from .model import ModelConfig
 
@@ -120,8 +141,8 @@ FIT_DEFAULTS = {"batch_size": (20, 128), "learning_rate": (0.01, 0.001), "files"
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from .data import DataConfig
     from .fit import FitConfig, fit
+    from .split import DataConfig
 
     for name, defaults in FIT_DEFAULTS.items():
         if getattr(args, name) is None:
@@ -309,6 +330,11 @@ def build_parser(prog: str = "training") -> argparse.ArgumentParser:
     p.add_argument("--songs", type=int, default=16, help="synthetic songs (default 16)")
     p.add_argument("--song-seconds", type=float, default=45.0, help="length of a synthetic song (default 45)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--runtimes", action="store_true",
+                   help="instead: the seed model per 10 s chunk in ONNX Runtime (1 and 2 threads) and in Keras "
+                        "(predict, a compiled tf.function) against ONNX Runtime on the export of the same weights")
+    p.add_argument("--model", help="with --runtimes: the ONNX seed model (default: the shipped one)")
+    p.add_argument("--repeats", type=int, default=7, help="with --runtimes: timed runs per row (default 7)")
     p.set_defaults(func=cmd_bench)
 
     p = commands.add_parser("demo-song", help="render the shipped demo song",

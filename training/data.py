@@ -19,7 +19,6 @@ both yield the same ``(context, continuation)`` batches. :func:`datasets_for` pi
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +28,8 @@ from engine.audio import load_audio, to_model_input
 from engine.errors import AudioFileError, ConfigError
 
 from .model import ModelConfig
+from .split import DataConfig, list_audio_files, split_files
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
-#: The paper's split: 120 songs for training and 50 for validation.
-PAPER_SPLIT = (120, 50)
 #: Memory the training shuffle buffer of the shard pipeline may hold by default: about 100 windows of 30 s at
 #: 22050 Hz. Windows are large (2.6 MB), so a buffer counted in windows alone would grow with the rate.
 SHUFFLE_BUFFER_BYTES = 256 * 2**20
@@ -40,25 +37,6 @@ SHUFFLE_BUFFER_BYTES = 256 * 2**20
 CYCLE_LENGTH = 8
 #: Read buffer per open shard: a song is a few MB, and TensorFlow's 256 kB default reads it in many small calls.
 READ_BUFFER_BYTES = 8 * 2**20
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """How songs become examples.
-
-    Parameters
-    ----------
-    files : int
-        Most files to use (the paper: 170 = 120 + 50); 0 uses every file.
-    windows_per_song : int
-        Windows taken per song, evenly spaced, at least one horizon apart (the paper: 1, the song's start).
-    seed : int
-        Seed of the file shuffle before the split.
-    """
-
-    files: int = sum(PAPER_SPLIT)
-    windows_per_song: int = 1
-    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -130,33 +108,6 @@ class DatasetDescription:
     def to_dict(self) -> dict:
         return {"kind": self.kind, "path": str(self.path), "summary": self.summary,
                 "train_files": list(self.train_files), "validation_files": list(self.validation_files)}
-
-
-def list_audio_files(folder: str | Path) -> list[Path]:
-    """Every audio file under ``folder``, recursively, in sorted order."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ConfigError(f"{folder}: not a folder of audio files")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
-    if not files:
-        raise ConfigError(f"{folder}: holds no audio files ({', '.join(AUDIO_EXTENSIONS)})")
-    return files
-
-
-def split_files(files: list[Path], config: DataConfig) -> tuple[list[Path], list[Path]]:
-    """Shuffle deterministically and split by the paper's 120:50 ratio.
-
-    With at least 170 files and ``config.files == 170`` this is exactly the paper's 120 / 50.
-    """
-    files = list(files)
-    random.Random(config.seed).shuffle(files)
-    if config.files:
-        files = files[: config.files]
-    if len(files) < 2:
-        raise ConfigError(f"need at least 2 audio files to train and validate, found {len(files)}")
-    n_train = round(len(files) * PAPER_SPLIT[0] / sum(PAPER_SPLIT))
-    n_train = min(max(n_train, 1), len(files) - 1)
-    return sorted(files[:n_train]), sorted(files[n_train:])
 
 
 def song_windows(path: str | Path, model: ModelConfig, windows: int) -> np.ndarray:

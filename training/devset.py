@@ -2,7 +2,7 @@
 
 The evaluation set (:mod:`training.evalset`) must not be tuned on, and the training songs flatter a learned
 scorer, so the resynth sequencer's weights are chosen on clips of the songs ``training fit`` holds out: the
-same split by file (:func:`training.data.split_files`, ``files`` and ``seed`` as for ``training fit``).
+same split by file (:func:`training.split.split_files`, ``files`` and ``seed`` as for ``training fit``).
 ``training evaluate DEVSET --generators resynth,jukebox`` then scores them exactly as it scores the
 evaluation set.
 
@@ -24,7 +24,7 @@ import soundfile
 from engine.audio import load_audio
 from engine.errors import ConfigError, EncoreError
 
-from .data import DataConfig, list_audio_files, split_files
+from .split import DataConfig, list_audio_files, split_files
 
 #: Length of a clip, and where it starts: this share of the song's length that remains after the clip.
 CLIP_S = 40.0

@@ -22,21 +22,10 @@ from engine.errors import ConfigError
 
 from .fit import load_run
 from .model import INPUT_NAME, OUTPUT_NAME, ModelConfig
+from .onnx_graph import OPSET, finish_graph, project_version
 
 #: Above this many parameters the graph cannot be one protobuf (2 GiB) with room to spare.
 LARGE_MODEL_PARAMETERS = 300_000_000
-OPSET = 17
-
-
-def project_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("encore")
-    except Exception:  # running from a source tree that was never installed
-        return "0.1.0"
-
-
 def export(run_dir: str | Path, out_path: str | Path, *, large_model: bool | None = None) -> Path:
     """Convert a run's best weights to ONNX with the contract metadata.
 
@@ -134,24 +123,3 @@ def training_summary(run_dir: Path) -> str:
     losses = [r["val_loss"] for r in rows if np.isfinite(r.get("val_loss", np.nan))]
     best = f", best validation MSE {min(losses):.5f}" if losses else ""
     return f"{len(rows)} epochs{best}"
-
-
-def finish_graph(proto, metadata: dict[str, str], *, inputs: tuple[str, ...] = (INPUT_NAME,),
-                 outputs: tuple[str, ...] = (OUTPUT_NAME,),
-                 doc: str = "Encore seed generator, exported from Keras with tf2onnx") -> None:
-    """Name the outputs as the contract says (in order), check the inputs, and write the contract into the metadata."""
-    import onnx
-
-    graph = proto.graph
-    if [i.name for i in graph.input] != list(inputs):
-        raise ConfigError(f"exported graph inputs {[i.name for i in graph.input]}, expected {list(inputs)}")
-    if len(graph.output) != len(outputs):
-        raise ConfigError(f"exported graph has {len(graph.output)} outputs, expected {len(outputs)}")
-    renames = {o.name: name for o, name in zip(graph.output, outputs, strict=True) if o.name != name}
-    for node in graph.node:
-        node.output[:] = [renames.get(o, o) for o in node.output]
-        node.input[:] = [renames.get(i, i) for i in node.input]
-    for output in graph.output:
-        output.name = renames.get(output.name, output.name)
-    onnx.helper.set_model_props(proto, metadata)
-    proto.doc_string = doc

@@ -16,7 +16,7 @@ import keras
 
 from engine.errors import ConfigError
 
-from .data import DataConfig, datasets_for, list_audio_files
+from .data import datasets_for
 from .distribute import (
     backup_dir,
     fault_drill_callback,
@@ -26,6 +26,7 @@ from .distribute import (
     train_multi_worker,
 )
 from .model import ModelConfig, build_model
+from .split import DataConfig, list_audio_files
 
 WEIGHTS_FILE = "model.weights.h5"
 

@@ -76,9 +76,9 @@ from engine.analysis import (
 from engine.contract import ModelContract
 from engine.errors import ConfigError
 
-from .data import DataConfig, list_audio_files, split_files
 from .fit import WEIGHTS_FILE, FitConfig, HistoryWriter, TimeBudget, corpus_summary_of
 from .segments import default_cache_dir, segment_files
+from .split import DataConfig, list_audio_files, split_files
 
 # === Config ===
 
@@ -854,7 +854,7 @@ def fit_resynth(data_dir: str | Path, run_dir: str | Path, config: ScorerConfig,
     ----------
     data_dir : path
         Folder of audio files, searched recursively; split into train and validation by file as
-        ``training fit`` splits it (:func:`training.data.split_files`).
+        ``training fit`` splits it (:func:`training.split.split_files`).
     run_dir : path
         New folder for the run.
     config, examples : ScorerConfig, ExampleConfig
@@ -1026,7 +1026,7 @@ def to_onnx(scorer: keras.Model, config: ScorerConfig, metadata: dict[str, str])
     import tensorflow as tf
     import tf2onnx
 
-    from .export import OPSET, finish_graph
+    from .onnx_graph import OPSET, finish_graph
 
     # One structured argument: tf2onnx calls model(*args), and a second positional one would be ``training``.
     signature = [(tf.TensorSpec((None, config.context_segments, FEATURE_DIM + 1), tf.float32, name=CONTEXT_NAME),
@@ -1045,7 +1045,7 @@ def export_resynth(run_dir: str | Path, out_path: Path) -> Path:
     """Write a resynth run's best weights as ONNX with the resynth contract (see :func:`training.export.export`)."""
     import onnx
 
-    from .export import project_version
+    from .onnx_graph import project_version
 
     scorer, config, settings = load_resynth_run(run_dir)
     contract = contract_for(config, corpus=str(settings.get("corpus", "")), project_version=project_version())

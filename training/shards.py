@@ -44,7 +44,7 @@ from engine.errors import AudioContentError, AudioFileError, ConfigError
 from .files import file_size, first_line, write_atomically
 
 if TYPE_CHECKING:
-    from .data import DataConfig
+    from .split import DataConfig
 
 SHARDS_FORMAT = "encore-shards"
 SHARDS_VERSION = 1
@@ -143,7 +143,7 @@ def write_shards(files: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
                  progress: Callable[[str], None] | None = None) -> Path:
     """Write audio files as TFRecord shards of whole songs, split into training and validation by file.
 
-    The split is :func:`training.data.split_files`'s, so shards and the file pipeline put the same songs on the
+    The split is :func:`training.split.split_files`'s, so shards and the file pipeline put the same songs on the
     same side for the same ``split``; within a side, songs are dealt to shards in a seeded order so every shard
     mixes the corpus's sources. The same inputs give the same bytes. A shard whose files (their sizes and
     modification times) and settings have not changed since it was written is kept, so an interrupted run
@@ -182,7 +182,7 @@ def write_shards(files: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
     """
     import tensorflow as tf
 
-    from .data import DataConfig, split_files
+    from .split import DataConfig, split_files
 
     say = progress or (lambda line: None)
     split = split or DataConfig(files=0)
@@ -487,7 +487,7 @@ def _corpus_line(source: Path) -> str | None:
 
 
 def _paper_split() -> tuple[int, int]:
-    from .data import PAPER_SPLIT
+    from .split import PAPER_SPLIT
 
     return PAPER_SPLIT
 

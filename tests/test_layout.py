@@ -1,0 +1,85 @@
+"""The house's shape: imports run one way, so no module of engine/ or training/ is tied in a circle.
+
+Every import is counted, also those inside functions and under TYPE_CHECKING: a lazy import is still a tie.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("encore", "engine", "player", "training")
+#: Which packages each may import: the front door on top, the engine at the bottom.
+ALLOWED = {"encore": {"engine", "player", "training"}, "player": {"engine"}, "training": {"engine"}, "engine": set()}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """The project modules ``path`` imports (a name imported from a package counts as that submodule if it is one)."""
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.add(base)
+            found |= {f"{base}.{alias.name}" for alias in node.names}
+    return {name for name in found if name.split(".")[0] in PACKAGES}
+
+
+def _graph() -> dict[str, set[str]]:
+    files = {_module_name(p): p for package in PACKAGES for p in (ROOT / package).rglob("*.py")}
+    return {module: {name for name in _imports(path) if name in files and name != module}
+            for module, path in files.items()}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One circle of the graph, or None (depth-first search, colouring the path being walked)."""
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for target in sorted(graph[node]):
+            if state.get(target) == 1:
+                return path[path.index(target):] + [target]
+            if target not in state and (found := visit(target)):
+                return found
+        state[node] = 2
+        path.pop()
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start)):
+            return found
+    return None
+
+
+def test_no_module_is_tied_in_an_import_circle():
+    graph = _graph()
+    # a package's __init__ re-exports its modules; a module importing its own package is the only tie allowed back
+    graph = {m: {t for t in targets if not (t in PACKAGES and m.startswith(t + "."))} for m, targets in graph.items()}
+    assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
+
+
+def test_the_circle_finder_finds_a_circle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_imports_run_down_the_house():
+    for module, targets in _graph().items():
+        package = module.split(".")[0]
+        foreign = {t.split(".")[0] for t in targets} - {package}
+        assert foreign <= ALLOWED[package], f"{module} imports {sorted(foreign - ALLOWED[package])}"
