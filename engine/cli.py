@@ -442,6 +442,9 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     """
     args = parser.parse_args(argv)
     name = f"{parser.prog} {args.command}"
+    from .logs import configure
+
+    configure()
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning(name)

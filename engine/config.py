@@ -44,6 +44,8 @@ class ExtendConfig:
             raise ConfigError(f"max gain must be 0 to 40 dB, got {self.max_gain_db}")
         if not -20 <= self.limiter_ceiling_db <= 0:
             raise ConfigError(f"limiter ceiling must be -20 to 0 dBFS, got {self.limiter_ceiling_db}")
+        if not 0 < self.dc_cutoff_hz <= 100:
+            raise ConfigError(f"DC blocker cutoff must be above 0 and at most 100 Hz, got {self.dc_cutoff_hz}")
 
     def crossfade_samples(self, sample_rate: int) -> int:
         """Crossfade length in frames at ``sample_rate``."""

@@ -161,7 +161,7 @@ class Extender:
     def overlap_frames(self) -> int:
         """Frames at the song's end (at its rate) that the first block crossfades over."""
         if self._song is None:
-            raise ConfigError("call start(song) first")
+            raise RuntimeError("call start(song) first")
         return self.config.crossfade_samples(self._song.sample_rate)
 
     def anticipate(self, song: Waveform | None = None) -> threading.Thread | None:
@@ -235,7 +235,7 @@ class Extender:
             limiter (it is what the next context reads).
         """
         if self._song is None:
-            raise ConfigError("call start(song) first")
+            raise RuntimeError("call start(song) first")
         contract, x = self.model.contract, self.crossfade_frames
         started = time.perf_counter()
         raw = self.model.predict(self.ring.latest(contract.context_samples))

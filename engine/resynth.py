@@ -23,6 +23,7 @@ Deterministic: the same song, settings and seed give the same continuation (the 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from .analysis import (
 from .audio import Waveform, check_continuable, resample
 from .config import ExtendConfig, ResynthConfig
 from .contract import ModelContract
-from .errors import AudioContentError, ConfigError
+from .errors import AudioContentError
 from .extend import MIN_SONG_S, Extender, ExtendStats
 from .seam import Limiter, equal_power_ramps
 from .sequencer import END, Sequencer
@@ -425,7 +426,7 @@ class Resynthesizer(Extender):
             the block that holds the ending's last frame is shorter, and every block after it is empty.
         """
         if self._song is None:
-            raise ConfigError("call start(song) first")
+            raise RuntimeError("call start(song) first")
         started = time.perf_counter()
         if not self._started:
             # librosa's one-time load (the engine's warm-up thread) is waited for, not raced, and not counted.
@@ -458,7 +459,7 @@ class Resynthesizer(Extender):
 
     def next_model_block(self) -> np.ndarray:
         """Not used by resynth (it has no model-rate stream); :meth:`next_block` is the only source."""
-        raise ConfigError("the resynth generator renders at the song's rate: use next_block()")
+        raise RuntimeError("the resynth generator renders at the song's rate: use next_block()")
 
 
 @dataclass(frozen=True)
@@ -493,8 +494,9 @@ class _Anticipation:
     def _analyse(self) -> None:
         try:
             self.result = _analyse_memory(self.song, self.key[1])
-        except Exception:  # noqa: BLE001 - dropped: the first block analyses again and raises it there
-            pass
+        except Exception:  # noqa: BLE001 - the first block analyses again and raises it there, to the user
+            logging.getLogger(__name__).info("analysing the song ahead failed; the first block will try again",
+                                             exc_info=True)
 
 
 def _key_of(song: Waveform) -> tuple[int, int, int]:

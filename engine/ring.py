@@ -12,10 +12,8 @@ import operator
 import numpy as np
 from numpy.typing import DTypeLike
 
-from .errors import ConfigError
 
-
-class RingRangeError(ConfigError):
+class RingRangeError(IndexError):
     """A range of frames that the ring does not hold (already overwritten, or not yet written)."""
 
 
@@ -41,7 +39,7 @@ class RingBuffer:
 
     Raises
     ------
-    ConfigError
+    ValueError
         Capacity or channels not a positive integer.
     """
 
@@ -79,14 +77,14 @@ class RingBuffer:
 
         Raises
         ------
-        ConfigError
+        ValueError
             Frames of the wrong shape.
         """
         frames = np.asarray(frames)
         if self.channels == 1 and frames.ndim == 2 and frames.shape[1] == 1:
             frames = frames[:, 0]
         if frames.shape[1:] != self._buffer.shape[1:]:
-            raise ConfigError(f"ring of {self.channels} channel(s) takes frames of shape "
+            raise ValueError(f"ring of {self.channels} channel(s) takes frames of shape "
                               f"{self._frame_shape('n')}, got {frames.shape}")
         n = frames.shape[0]
         if n == 0:
@@ -139,7 +137,7 @@ class RingBuffer:
         ------
         RingRangeError
             Part of the range is no longer or not yet held.
-        ConfigError
+        ValueError
             ``out`` of the wrong shape.
         """
         parts = self.views(start, stop)
@@ -147,7 +145,7 @@ class RingBuffer:
         if out is None:
             out = np.empty((length, *self._buffer.shape[1:]), dtype=self.dtype)
         elif out.shape != (length, *self._buffer.shape[1:]):
-            raise ConfigError(f"out must have shape {self._frame_shape(length)}, got {out.shape}")
+            raise ValueError(f"out must have shape {self._frame_shape(length)}, got {out.shape}")
         first = parts[0].shape[0]
         out[:first] = parts[0]
         if len(parts) == 2:
@@ -164,14 +162,14 @@ class RingBuffer:
         """
         frames = _index(frames, "frames")
         if frames < 0:
-            raise ConfigError(f"frames must be >= 0, got {frames}")
+            raise ValueError(f"frames must be >= 0, got {frames}")
         return self.read(self._end - frames, self._end, out=out)
 
     def clear(self, position: int = 0) -> None:
         """Forget everything: the next frame written is at absolute ``position`` (0 unless told)."""
         position = _index(position, "position")
         if position < 0:
-            raise ConfigError(f"position must be >= 0, got {position}")
+            raise ValueError(f"position must be >= 0, got {position}")
         self._buffer.fill(0)
         self._end = self._origin = position
 
@@ -194,10 +192,10 @@ def _index(value: int, name: str) -> int:
     try:
         return operator.index(value)
     except TypeError:
-        raise ConfigError(f"{name} must be an integer frame position, got {value!r}") from None
+        raise ValueError(f"{name} must be an integer frame position, got {value!r}") from None
 
 
 def _positive_int(value: int, name: str) -> int:
     if isinstance(value, bool) or _index(value, name) <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return _index(value, name)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal as sps
 
-from .errors import ConfigError
-
 #: A block whose RMS is below this (-120 dBFS) is silence: loudness matching leaves it alone.
 SILENT_RMS = 1e-6
 
@@ -38,11 +36,11 @@ def equal_power_ramps(frames: int) -> tuple[np.ndarray, np.ndarray]:
 
     Raises
     ------
-    ConfigError
+    ValueError
         Negative ``frames``.
     """
     if int(frames) != frames or frames < 0:
-        raise ConfigError(f"crossfade length must be a whole number of frames >= 0, got {frames}")
+        raise ValueError(f"crossfade length must be a whole number of frames >= 0, got {frames}")
     phase = (np.arange(int(frames)) + 0.5) * (0.5 * np.pi / max(int(frames), 1))
     return np.sin(phase).astype(np.float32), np.cos(phase).astype(np.float32)
 
@@ -71,19 +69,19 @@ def crossfade(outgoing: np.ndarray, incoming: np.ndarray, *, correlation: float 
 
     Raises
     ------
-    ConfigError
+    ValueError
         Blocks of different shapes, or ``correlation`` outside [0, 1].
     """
     outgoing, incoming = np.asarray(outgoing), np.asarray(incoming)
     if outgoing.shape != incoming.shape or outgoing.ndim not in (1, 2):
-        raise ConfigError(f"crossfade needs two blocks of the same (frames,) or (frames, channels) shape, "
+        raise ValueError(f"crossfade needs two blocks of the same (frames,) or (frames, channels) shape, "
                           f"got {outgoing.shape} and {incoming.shape}")
     if correlation is None:
         rho = _correlation(outgoing, incoming)
     elif 0.0 <= correlation <= 1.0:
         rho = float(correlation)
     else:
-        raise ConfigError(f"correlation must be in [0, 1], got {correlation}")
+        raise ValueError(f"correlation must be in [0, 1], got {correlation}")
     fade_in, fade_out = (ramp.astype(np.float64) for ramp in equal_power_ramps(outgoing.shape[0]))
     if rho > 0.0:
         norm = 1.0 / np.sqrt(fade_in**2 + fade_out**2 + 2.0 * rho * fade_in * fade_out)
@@ -123,13 +121,13 @@ def match_loudness(block: np.ndarray, target_rms: float, *,
 
     Raises
     ------
-    ConfigError
+    ValueError
         Negative or non-finite ``target_rms`` or ``max_gain_db``.
     """
     if not (np.isfinite(target_rms) and target_rms >= 0):
-        raise ConfigError(f"target RMS must be finite and >= 0, got {target_rms}")
+        raise ValueError(f"target RMS must be finite and >= 0, got {target_rms}")
     if not (np.isfinite(max_gain_db) and max_gain_db >= 0):
-        raise ConfigError(f"max gain must be finite and >= 0 dB, got {max_gain_db}")
+        raise ValueError(f"max gain must be finite and >= 0 dB, got {max_gain_db}")
     block = np.asarray(block)
     level = rms(block)
     if level < SILENT_RMS:
@@ -173,15 +171,15 @@ class DCBlocker:
 
     Raises
     ------
-    ConfigError
+    ValueError
         A non-positive rate or a corner outside (0, Nyquist).
     """
 
     def __init__(self, sample_rate: int, cutoff_hz: float = 10.0):
         if not sample_rate > 0:
-            raise ConfigError(f"sample rate must be positive, got {sample_rate}")
+            raise ValueError(f"sample rate must be positive, got {sample_rate}")
         if not 0 < cutoff_hz < sample_rate / 2:
-            raise ConfigError(f"DC blocker cutoff must be in (0, {sample_rate / 2:g}) Hz, got {cutoff_hz}")
+            raise ValueError(f"DC blocker cutoff must be in (0, {sample_rate / 2:g}) Hz, got {cutoff_hz}")
         self.sample_rate = sample_rate
         self.cutoff_hz = float(cutoff_hz)
         self.pole = float(np.exp(-2.0 * np.pi * cutoff_hz / sample_rate))
@@ -204,16 +202,16 @@ class DCBlocker:
 
         Raises
         ------
-        ConfigError
+        ValueError
             A block whose channel layout differs from the stream's so far.
         """
         x = _finite_float64(block)
         if x.ndim not in (1, 2):
-            raise ConfigError(f"blocks must be (frames,) or (frames, channels), got {x.shape}")
+            raise ValueError(f"blocks must be (frames,) or (frames, channels), got {x.shape}")
         if self._zi is None:
             self._zi = np.zeros((1, *x.shape[1:]))
         elif self._zi.shape[1:] != x.shape[1:]:
-            raise ConfigError(f"the stream had blocks of shape (frames, {', '.join(map(str, self._zi.shape[1:]))}), "
+            raise ValueError(f"the stream had blocks of shape (frames, {', '.join(map(str, self._zi.shape[1:]))}), "
                               f"got {x.shape}; call reset() to change the layout")
         if x.shape[0] == 0:
             return x.astype(np.float32)
@@ -247,17 +245,17 @@ class Limiter:
 
     Raises
     ------
-    ConfigError
+    ValueError
         A non-positive rate or release, or a ceiling above 0 dBFS.
     """
 
     def __init__(self, sample_rate: int, ceiling_db: float = -1.0, release_db_per_s: float = 60.0):
         if not sample_rate > 0:
-            raise ConfigError(f"sample rate must be positive, got {sample_rate}")
+            raise ValueError(f"sample rate must be positive, got {sample_rate}")
         if not (np.isfinite(ceiling_db) and ceiling_db <= 0):
-            raise ConfigError(f"limiter ceiling must be finite and <= 0 dBFS, got {ceiling_db}")
+            raise ValueError(f"limiter ceiling must be finite and <= 0 dBFS, got {ceiling_db}")
         if not (np.isfinite(release_db_per_s) and release_db_per_s > 0):
-            raise ConfigError(f"limiter release must be finite and > 0 dB/s, got {release_db_per_s}")
+            raise ValueError(f"limiter release must be finite and > 0 dB/s, got {release_db_per_s}")
         self.sample_rate = sample_rate
         self.ceiling_db = float(ceiling_db)
         self.release_db_per_s = float(release_db_per_s)
@@ -288,7 +286,7 @@ class Limiter:
         """
         x = _finite_float64(block)
         if x.ndim not in (1, 2):
-            raise ConfigError(f"blocks must be (frames,) or (frames, channels), got {x.shape}")
+            raise ValueError(f"blocks must be (frames,) or (frames, channels), got {x.shape}")
         frames = x.shape[0]
         if frames == 0:
             return x.astype(np.float32)
@@ -350,17 +348,17 @@ def click_score(signal: np.ndarray, position: int, sample_rate: int, *, window_s
 
     Raises
     ------
-    ConfigError
+    ValueError
         A signal that is not mono, a position outside it, or a non-positive rate or window.
     """
     # Only the 220 ms around the join are read, and only they are converted: the signal may be an hour long.
     x = np.asarray(signal)
     if x.ndim != 1:
-        raise ConfigError(f"click_score takes a mono (frames,) signal, got shape {x.shape}")
+        raise ValueError(f"click_score takes a mono (frames,) signal, got shape {x.shape}")
     if not 1 <= position < x.shape[0]:
-        raise ConfigError(f"join position {position} is outside the signal's frames [1, {x.shape[0]})")
+        raise ValueError(f"join position {position} is outside the signal's frames [1, {x.shape[0]})")
     if not sample_rate > 0 or not window_s > 0:
-        raise ConfigError(f"sample rate and window must be positive, got {sample_rate} Hz and {window_s} s")
+        raise ValueError(f"sample rate and window must be positive, got {sample_rate} Hz and {window_s} s")
     n = x.shape[0]
     half = max(1, round(window_s * sample_rate))
     join_lo, join_hi = max(0, position - half), min(n, position + half)

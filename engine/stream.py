@@ -35,6 +35,7 @@ GIL. Pause, volume and Endless are single attributes the controller sets and the
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import queue
@@ -62,6 +63,10 @@ from .errors import ConfigError, EncoreError
 from .generators import open_generator
 from .ring import RingBuffer
 from .seam import crossfade, rms
+
+#: Failures on the engine's threads are logged here, traceback and all; the user gets one line (an ``error`` event
+#: and :attr:`EngineStatus.error`).
+log = logging.getLogger(__name__)
 
 #: In live mode, once the performer has been quiet for this share of ``LiveConfig.silence_s``, what a
 #: continuation would continue is analysed in the background (playing again before the rest of the silence
@@ -167,6 +172,8 @@ class EngineStatus:
     echo_db: float = math.nan
     #: :meth:`Engine.end_song` was asked: the song is heading for its own ending.
     ending: bool = False
+    #: Why playback stopped, in one line, when ``state`` is ``"error"`` (a bug's traceback is in the log).
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -227,7 +234,7 @@ class Engine:
                  extend_config: ExtendConfig | None = None, clock: str = "device", device=None,
                  sample_rate: int | None = None):
         if clock not in ("device", "offline"):
-            raise ConfigError(f"clock must be 'device' or 'offline', got {clock!r}")
+            raise ValueError(f"clock must be 'device' or 'offline', got {clock!r}")
         self.config = config or EngineConfig()
         if extend_config is not None and extend_config.crossfade_s != self.config.crossfade_s:
             # The song's held-back tail is exactly the continuation's first crossfade; they must agree.
@@ -245,6 +252,7 @@ class Engine:
         self._wake = threading.Event()
         self._write_lock = threading.Lock()
         self._state = "idle"
+        self._error = ""
         self.continuations = 0
         self._paused = False
         self.device_lost = False
@@ -477,7 +485,7 @@ class Engine:
             continuations=self.continuations, endless=self._endless,
             volume=self._volume, buffering=self._holding, generator=self.extender.generator,
             segmentation=self.extender.segmentation, echo_db=self._echo_db(),
-            ending=self._ending,
+            ending=self._ending, error=self._error if self._state == "error" else "",
         )
 
     def _echo_db(self) -> float:
@@ -500,7 +508,7 @@ class Engine:
             No usable input or output device.
         """
         if self.clock != "device":
-            raise ConfigError("live input needs the device clock")
+            raise RuntimeError("live input needs the device clock")
         self.stop()
         sd = _sounddevice()
         self._live = live_config or LiveConfig()
@@ -566,7 +574,7 @@ class Engine:
             [shape=(frames, channels), dtype=float32] at :attr:`sample_rate`.
         """
         if self.clock != "offline":
-            raise ConfigError("render() drives the offline clock; this engine plays on a device")
+            raise RuntimeError("render() drives the offline clock; this engine plays on a device")
         frames = round(seconds * self.sample_rate)
         out = np.zeros((frames, self._ring.channels), np.float32)
         block = self.config.blocksize
@@ -910,9 +918,18 @@ class Engine:
 
     def _fail(self, what: str, error: Exception) -> None:
         """Stop generating and tell the controller: a user's error in its words, a bug with its type."""
+        if isinstance(error, EncoreError):
+            detail = str(error)
+            log.warning("%s: %s", what, detail)
+        else:
+            detail = f"{what} failed: {type(error).__name__}: {error}"
+            log.error("%s failed", what, exc_info=error)  # a bug: its traceback goes to the log
+            from .logs import log_path
+
+            detail += f" (a bug: its traceback is in {log_path()})"
+        self._error = detail
         self._state = "error"
         self._stop.set()  # every thread ends; the controller's stop() closes the stream
-        detail = str(error) if isinstance(error, EncoreError) else f"{what} failed: {type(error).__name__}: {error}"
         self._emit("error", detail)
 
     # --- the guard thread ---------------------------------------------------------------------------------

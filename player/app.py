@@ -7,11 +7,13 @@ and a user's mistake on the command line ends in one line on stderr, as in the `
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-import traceback
 
 from engine.cli import device_argument
 from engine.errors import EncoreError
+from engine.logs import configure as configure_logging
+from engine.logs import log_path
 from engine.stream import exit_if_device_lost
 
 EXIT_USER_ERROR = 2
@@ -31,6 +33,7 @@ def build_parser(prog: str = "player") -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, prog: str = "player") -> int:
     args = build_parser(prog).parse_args(argv)
+    configure_logging()
     from PyQt6.QtWidgets import QApplication
 
     from .session import PlayerSession
@@ -46,8 +49,9 @@ def main(argv: list[str] | None = None, prog: str = "player") -> int:
     window = MainWindow(session)
 
     def show_instead_of_abort(kind, value, tb) -> None:
-        traceback.print_exception(kind, value, tb)
-        window.show_message(f"unexpected error (the player goes on): {kind.__name__}: {value}")
+        logging.getLogger("player").error("unexpected error in the player", exc_info=(kind, value, tb))
+        window.show_message(f"unexpected error (the player goes on): {kind.__name__}: {value} "
+                            f"(its traceback is in {log_path()})")
 
     sys.excepthook = show_instead_of_abort
     if args.song and not window.open_song(args.song):

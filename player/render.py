@@ -6,6 +6,7 @@ The render runs on its own ``QThread`` through the generator's :meth:`~engine.Ex
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from PyQt6.QtWidgets import (
 from engine import EncoreError, ExtendConfig, Waveform
 from engine.audio import check_not_the_source
 from engine.generators import open_generator
+from engine.logs import log_path
 
 PROGRESS_STEPS = 1000
 
@@ -55,7 +57,8 @@ class RenderThread(QThread):
         except EncoreError as e:
             self.failed.emit(str(e))
         except Exception as e:  # noqa: BLE001 - a thread must not die silently; the user hears what happened
-            self.failed.emit(f"render failed: {type(e).__name__}: {e}")
+            logging.getLogger(__name__).error("render failed", exc_info=e)
+            self.failed.emit(f"render failed: {type(e).__name__}: {e} (a bug: its traceback is in {log_path()})")
         else:
             if self.isInterruptionRequested():
                 self.cancelled.emit(written, self.path)

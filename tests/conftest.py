@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -10,6 +11,14 @@ import pytest
 from engine.audio import Waveform
 from tests.jack_server import start_jack
 from tests.onnx_models import make_model
+
+
+@pytest.fixture(scope="session", autouse=True)
+def encore_log(tmp_path_factory):
+    """The tests' Encore log (engine.logs), never the user's ~/.cache; subprocesses inherit it."""
+    path = tmp_path_factory.mktemp("log") / "encore.log"
+    os.environ["ENCORE_LOG"] = str(path)
+    return path
 
 
 @pytest.fixture

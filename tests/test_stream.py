@@ -209,3 +209,30 @@ def test_a_playing_song_is_analysed_once_while_it_plays_not_when_its_continuatio
     assert analysis_threads == ["encore-anticipate"]
     np.testing.assert_array_equal(again[-10 * 22050:], played[-10 * 22050:])
     assert np.isfinite(played).all() and np.abs(played[-10 * 22050:]).max() > 0.1
+
+
+def test_a_bug_on_the_generator_thread_is_logged_with_its_traceback_and_shown_in_one_line(repeat_model):
+    import logging
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("engine.stream")
+    logger.addHandler(handler)
+    song = synthetic_song(25.0, 8000, channels=1)
+    try:
+        with Engine(model=repeat_model, clock="offline") as eng:
+            def broken_block():
+                raise ZeroDivisionError("a bug")
+
+            eng.extender.next_block = broken_block
+            eng.play(song, endless=True)
+            eng.render(song.seconds + 2.0)
+            status = eng.status()
+    finally:
+        logger.removeHandler(handler)
+    assert status.state == "error"
+    assert status.error.startswith("generator failed: ZeroDivisionError: a bug (a bug: its traceback is in ")
+    assert "\n" not in status.error
+    (record,) = [r for r in records if r.levelno == logging.ERROR]
+    assert record.exc_info and record.exc_info[0] is ZeroDivisionError  # the traceback goes to the log
