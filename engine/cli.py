@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 
 from .errors import ConfigError, EncoreError, RenderInterrupted
-from .generators import DEFAULT_GENERATOR, GENERATORS
+from .generators import DEFAULT_GENERATOR, GENERATORS, REGISTRY
 
 EXIT_USER_ERROR = 2
 
@@ -309,8 +309,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def add_generator_arguments(p: argparse.ArgumentParser) -> None:
     """--generator, --model and --variety, the same on every command that generates."""
     p.add_argument("--generator", choices=GENERATORS,
-                   help="jukebox (default): the song's own bars, re-sequenced in phrases by similarity; resynth: "
-                        "the same, each jump also weighed by the learned scorer; seed: the paper's waveform model")
+                   help="; ".join(f"{kind.name}: {kind.summary}" for kind in REGISTRY.values()))
     p.add_argument("--model", help="ONNX model with Encore's contract; it says which generator it drives "
                                    "(default: the generator's shipped model, or $ENCORE_RESYNTH_MODEL / $ENCORE_MODEL)")
     p.add_argument("--variety", type=float, default=0.5, metavar="0..1",

@@ -10,6 +10,7 @@ A model file says what it is in its contract (``encore.generator``), so ``--mode
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,27 @@ from .audio import Waveform
 from .config import ExtendConfig, ResynthConfig
 from .errors import ConfigError, ModelContractError
 
+
+@dataclass(frozen=True)
+class GeneratorKind:
+    """One entry of the registry: what a user picks, and how menus and help describe it."""
+
+    name: str
+    #: What it is, in a few words, for ``--generator``'s help and the player's Model menu.
+    summary: str
+    #: Whether it runs an ONNX model (``--model`` applies).
+    uses_model: bool
+
+
+#: Every generator, the default first: the one place that lists them (the command line, the player's Model menu
+#: and :func:`load_model` read it).
+REGISTRY: dict[str, GeneratorKind] = {kind.name: kind for kind in (
+    GeneratorKind("jukebox", "the song's own bars, re-sequenced in phrases by similarity (the default)", False),
+    GeneratorKind("resynth", "the same, each jump also weighed by the learned scorer", True),
+    GeneratorKind("seed", "the 2023 paper's waveform model", True),
+)}
 #: Generator names, the default first.
-GENERATORS = ("jukebox", "resynth", "seed")
+GENERATORS = tuple(REGISTRY)
 DEFAULT_GENERATOR = GENERATORS[0]
 
 
@@ -57,9 +77,9 @@ def load_model(model=None, *, generator: str | None = None, threads: int = 1):
         raise ModelContractError(f"unknown generator {generator!r} (choose from {', '.join(GENERATORS)})")
     if model is None:
         generator = generator or DEFAULT_GENERATOR
-    if generator == "jukebox":
+    if generator is not None and not REGISTRY[generator].uses_model:
         if model is not None:
-            raise ModelContractError("the jukebox generator uses no model: leave out --model")
+            raise ModelContractError(f"the {generator} generator uses no model: leave out --model")
         return SimilarityScorer()
     if model is None:
         return SegmentScorer(threads=threads) if generator == "resynth" else Continuator(threads=threads)
@@ -85,9 +105,9 @@ def open_generator(model=None, config=None, *, generator: str | None = None, res
 
     Returns
     -------
-    Extender
-        Both kinds have ``start``, ``next_block``, ``extend``, ``render``, ``write``, ``stats``, ``joins``,
-        ``segmentation`` and ``reset``.
+    engine.rendering.Generator
+        An :class:`~engine.extend.Extender` or a :class:`~engine.resynth.Resynthesizer`: each has ``start``,
+        ``next_block``, ``extend``, ``render``, ``write``, ``stats``, ``joins``, ``segmentation`` and ``reset``.
     """
     from .continuator import Continuator
     from .extend import Extender

@@ -43,7 +43,7 @@ from .audio import Waveform, check_continuable, resample
 from .config import ExtendConfig, ResynthConfig
 from .contract import ModelContract
 from .errors import AudioContentError
-from .extend import MIN_SONG_S, Extender, ExtendStats
+from .rendering import MIN_SONG_S, ExtendStats, Renderer
 from .seam import Limiter, equal_power_ramps
 from .sequencer import END, Sequencer
 from .structure import Structure, find_structure
@@ -105,14 +105,14 @@ class LearnedScorer:
 
 # === Rendering ============================================================================================
 
-class Resynthesizer(Extender):
+class Resynthesizer(Renderer):
     """Continues a song (or live input) by re-synthesising its own material: the ``resynth`` generator.
 
-    Streams like :class:`~engine.extend.Extender` (``start(song)``, then ``next_block()``; ``extend``,
-    ``render`` and ``write`` work the same): every block is ``horizon_s`` of audio at the song's rate and
-    channel count, rendered from the song's own samples. The first block begins with an equal-power crossfade
-    over the song's last :attr:`overlap_frames` frames (``ExtendConfig.crossfade_s``); later cuts use
-    ``ResynthConfig.crossfade_s``.
+    A :class:`~engine.rendering.Generator`, as :class:`~engine.extend.Extender` is (``start(song)``, then
+    ``next_block()``; ``extend``, ``render`` and ``write`` work the same): every block is ``horizon_s`` of audio
+    at the song's rate and channel count, rendered from the song's own samples. The first block begins with an
+    equal-power crossfade over the song's last :attr:`overlap_frames` frames (``ExtendConfig.crossfade_s``);
+    later cuts use ``ResynthConfig.crossfade_s``.
 
     Parameters
     ----------
@@ -160,6 +160,8 @@ class Resynthesizer(Extender):
         self.entries: list[int] = []
         self._ending: tuple[str, float] | None = None  # end() or end_at(), until the sequencer exists
         self._anticipated: _Anticipation | None = None  # what anticipate() started
+        self._finished = False
+        self._pending_frames = 0
         warm_up_in_background()  # librosa's first calls cost seconds: pay them before the song ends
 
     anticipates = True
@@ -457,9 +459,6 @@ class Resynthesizer(Extender):
             del self.entries[:50_000]
         return block
 
-    def next_model_block(self) -> np.ndarray:
-        """Not used by resynth (it has no model-rate stream); :meth:`next_block` is the only source."""
-        raise RuntimeError("the resynth generator renders at the song's rate: use next_block()")
 
 
 @dataclass(frozen=True)

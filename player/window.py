@@ -29,6 +29,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from engine.generators import REGISTRY
 from engine.shipped import DEMO_SONG
 from engine.stream import LIVE_STATES, EngineStatus
 
@@ -118,12 +119,10 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction(QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit, triggered=self.close))
         model_menu = self.menuBar().addMenu("&Model")
-        model_menu.addAction(QAction("&Jukebox (shipped default: phrases by similarity)", self,
-                                     triggered=lambda: self.session.load_model(None, generator="jukebox")))
-        model_menu.addAction(QAction("&Resynth (phrases, with the learned scorer)", self,
-                                     triggered=lambda: self.session.load_model(None, generator="resynth")))
-        model_menu.addAction(QAction("&Seed (the paper's waveform model)", self,
-                                     triggered=lambda: self.session.load_model(None, generator="seed")))
+        for kind in REGISTRY.values():  # one entry per generator, as the engine lists them
+            model_menu.addAction(QAction(f"&{kind.name.capitalize()} ({kind.summary})", self,
+                                         triggered=lambda _=False, name=kind.name: self.session.load_model(
+                                             None, generator=name)))
         model_menu.addAction(QAction("Choose an ONNX &file…", self, triggered=self.choose_model))
 
     def _build_transport(self) -> QHBoxLayout:

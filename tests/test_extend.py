@@ -16,7 +16,8 @@ import engine
 from engine.audio import Waveform
 from engine.config import ExtendConfig
 from engine.errors import AudioContentError, ConfigError, RenderInterrupted
-from engine.extend import INTERRUPTED_FADE_S, Extender, ExtendStats, ShortSongWarning
+from engine.extend import Extender, ExtendStats, ShortSongWarning
+from engine.rendering import INTERRUPTED_FADE_S
 from engine.seam import click_score
 from tests.conftest import synthetic_song
 from tests.onnx_models import make_model
@@ -250,3 +251,19 @@ def test_a_render_stopped_before_its_first_block_or_failing_leaves_the_previous_
     done = Extender(repeat_model).write(song, path, 12.0)  # a finished render replaces it
     assert done == pytest.approx(21.0 + 12.0, abs=1 / 8000)
     assert soundfile.info(str(path)).frames == round(33.0 * 8000)
+
+
+def test_every_generator_is_a_generator_and_none_is_a_kind_of_another(repeat_model):
+    from engine.generators import GENERATORS, open_generator
+    from engine.rendering import Generator, Renderer
+    from engine.resynth import Resynthesizer
+
+    kinds = {}
+    for name in GENERATORS:
+        generator = open_generator(repeat_model if name == "seed" else None, generator=name)
+        assert isinstance(generator, Generator) and generator.generator == name
+        kinds[name] = type(generator)
+    assert kinds == {"seed": Extender, "resynth": Resynthesizer, "jukebox": Resynthesizer}
+    # side by side: both share only the renderer, and each sets up its own state in __init__
+    assert not issubclass(Resynthesizer, Extender) and not issubclass(Extender, Resynthesizer)
+    assert Resynthesizer.__mro__[1] is Renderer and Extender.__mro__[1] is Renderer

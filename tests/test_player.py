@@ -222,6 +222,13 @@ def test_the_model_picker_loads_a_model_and_refuses_files_that_do_not_fit(qtbot,
 
 def test_the_model_menu_switches_generator_and_variety_applies_to_resynth(qtbot, window, tmp_path):
     window.open_song(save_audio(tmp_path / "bars.wav", bar_song(8.0, JACK_RATE)))
+    from engine.generators import GENERATORS
+
+    menu = next(action.menu() for action in window.menuBar().actions() if action.text() == "&Model")
+    entries = [action for action in menu.actions() if not action.isSeparator()]
+    assert [entry.text().split()[0].strip("&").lower() for entry in entries[:3]] == list(GENERATORS)
+    entries[GENERATORS.index("resynth")].trigger()  # the menu, as a user picks it
+    assert window.session._engine.extender.generator == "resynth"
     window.session.load_model(None, generator="jukebox")
     assert window.model_label.text() == "jukebox"
     window.variety_spin.setValue(0.8)
