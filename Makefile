@@ -31,7 +31,7 @@ demo: $(VENV)/.runtime apt-runtime
 	$(BIN)/encore extend --demo -o $(DEMO_OUT) --duration $(DEMO_SECONDS)s
 
 test: $(VENV)/.dev apt-runtime apt-test
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=0 --durations-min=5
 
 # The desktop player (needs a display).
 player: $(VENV)/.player apt-runtime apt-player
