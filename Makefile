@@ -39,7 +39,7 @@ player: $(VENV)/.player apt-runtime apt-player
 
 # The README's screenshot of the window: the real-window test (Xvfb, JACK) keeps the picture it judged.
 screenshot: $(VENV)/.dev apt-runtime apt-test
-	ENCORE_SCREENSHOT=assets/figures/player.png $(BIN)/python -m pytest -q tests/test_player_window.py
+	ENCORE_SCREENSHOT=assets/figures/player.png $(BIN)/python -m pytest -q tests/player/test_player_window.py
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check encore engine training player tests
