@@ -239,6 +239,8 @@ def _analyse(mono: np.ndarray, *, legacy: bool = False) -> Analysis:
         meter, phase = 1, np.zeros(features.shape[0], np.int64)
     elif legacy:
         meter, phase = _meter_and_phase_novelty(features)
+    elif phase is None:  # _beat_bounds gives a phase with every set of beats
+        raise RuntimeError("beats were found without their place in the bar")
     return Analysis(bounds=bounds, features=features, phase=phase, meter=meter, mode=mode,
                     tempo_bpm=tempo if mode == "beats" else 0.0, pulse_clarity=clarity, frames=int(y.shape[0]),
                     onset=onset.astype(np.float32))
@@ -786,7 +788,7 @@ def warm_up() -> None:
         try:
             rng = np.random.default_rng(0)
             t = np.arange(ANALYSIS_RATE * 6) / ANALYSIS_RATE
-            noise = (0.1 * rng.standard_normal(t.shape[0])).astype(np.float32)
+            noise = (0.1 * rng.standard_normal(int(t.shape[0]))).astype(np.float32)
             analyse(noise)  # the STFT, features and the onset path
             onset = (np.mod(np.arange(t.shape[0] // HOP), 22) == 0).astype(np.float32) + 0.1
             chroma = np.abs(rng.standard_normal((12, onset.shape[0])))

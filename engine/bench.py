@@ -95,7 +95,7 @@ def run_bench(args: argparse.Namespace) -> int:
     for threads in (1, 2):
         runner = Continuator(path, threads=threads)
         rows.append((f"onnxruntime {path.name}, {threads} thread{'s' * (threads > 1)}",
-                     median_seconds(lambda r=runner: r.predict(context), args.repeats)))
+                     median_seconds(lambda r=runner: r.predict(context), args.repeats)))  # type: ignore[misc]
 
     print(f"{'runtime':<58} {'ms/chunk':>9} {'RTF':>8}")
     for name, seconds in rows:
@@ -131,7 +131,7 @@ def _print_long_song_row(repeats: int, song_name: str, song) -> None:
     long = Waveform(np.resize(song.samples, (frames, song.channels)), song.sample_rate)
     mono = to_model_input(long, ANALYSIS_RATE)
     warm_up()
-    timings = {"analysis": [], "bars and phrases": [], "first jump": []}
+    timings: dict[str, list[float]] = {"analysis": [], "bars and phrases": [], "first jump": []}
     with pinned({min(os.sched_getaffinity(0))}):
         for _ in range(repeats):
             started = time.perf_counter()

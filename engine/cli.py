@@ -13,6 +13,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError, EncoreError, RenderInterrupted
 from .generators import DEFAULT_GENERATOR, GENERATORS, REGISTRY
@@ -46,7 +47,7 @@ class ProgressBar:
     def __init__(self, label: str, enabled: bool | None = None):
         self.label = label
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self._bar = None
+        self._bar: Any = None  # a tqdm bar, made on the first call
 
     def __call__(self, done: float, total: float) -> None:
         if not self.enabled:

@@ -160,7 +160,8 @@ class ModelContract:
         ModelContractError
             Keys are missing or values do not parse; the message names them.
         """
-        values, missing = {}, []
+        values: dict = {}  # the metadata's strings, then parsed to each field's type
+        missing: list[str] = []
         for f in fields(cls):
             key = PREFIX + f.name
             if key not in metadata:

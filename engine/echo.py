@@ -134,9 +134,10 @@ class EchoGate:
                     and len(self._ratios) >= MIN_LEARNING_PAIRS):
                 self.coupling = float(np.percentile(self._ratios, COUPLING_PERCENTILE))
                 self._learning_from = None
-            elif self.coupling is None:
-                return False
-        return input_level > ECHO_MARGIN * self.coupling * output_level
+        coupling = self.coupling
+        if coupling is None:  # the first coupling is still being learned
+            return False
+        return input_level > ECHO_MARGIN * coupling * output_level
 
     @property
     def echo_db(self) -> float:

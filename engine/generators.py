@@ -152,7 +152,7 @@ def extend(samples: np.ndarray, *, sample_rate: int, seconds: float | None = Non
     """
     if (seconds is None) == (minutes is None):
         raise ConfigError("give exactly one of seconds= or minutes=")
-    length = seconds if seconds is not None else minutes * 60.0
+    length = seconds if seconds is not None else float(minutes or 0.0) * 60.0
     samples = np.asarray(samples, dtype=np.float32)
     song = Waveform(samples, sample_rate)
     resynth = ResynthConfig() if variety is None else ResynthConfig(variety=variety)

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 import numpy as np
 import soundfile
@@ -146,6 +146,16 @@ class Generator(Protocol):
         """Render into a file, renamed into place when complete (:meth:`Renderer.write`)."""
 
 
+class EndsOnPhrases(Protocol):
+    """What a generator with ``ends_on_phrases`` also does: end on the song's own ending."""
+
+    def end(self) -> None:
+        """Play on into the song's own ending from the next phrase line, then stop."""
+
+    def end_at(self, seconds: float) -> None:
+        """End on the song's own ending at the phrase line nearest ``seconds`` of continuation."""
+
+
 class Renderer:
     """Render, extend and write, shared by every generator; a subclass provides the stream.
 
@@ -197,7 +207,7 @@ class Renderer:
         self.start(song)
         phrases = ending and self.ends_on_phrases
         if phrases:
-            self.end_at(seconds)
+            cast(EndsOnPhrases, self).end_at(seconds)
         rate, overlap = song.sample_rate, self.overlap_frames
         owed = round(seconds * rate) + overlap  # frames of continuation asked for, the crossfade included
         # An ending lands on the phrase line nearest ``seconds``; this far past it is a bug, not music.

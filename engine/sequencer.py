@@ -242,14 +242,15 @@ class Sequencer:
             return None
         if self._ending_due:
             return ways[0]  # asked to end: the soonest way
-        if self._end_at_s is None:
+        end_at_s = self._end_at_s
+        if end_at_s is None:
             return None
         # End here if that lands nearer the asked time than ending at the next phrase line would; of the ways
         # that do, the one whose end lands nearest.
         phrase_s = self.structure.bar_seconds * 4
         ends = {way: self.now_s + self.ending_seconds(way) for way in ways}
-        due = [way for way, end in ends.items() if end >= self._end_at_s - 0.5 * phrase_s]
-        return min(due, key=lambda way: abs(ends[way] - self._end_at_s)) if due else None
+        due = [way for way, end in ends.items() if end >= end_at_s - 0.5 * phrase_s]
+        return min(due, key=lambda way: abs(ends[way] - end_at_s)) if due else None
 
     def _first_entry(self) -> int:
         """Where the continuation enters at the song's end: the segment whose predecessors best match the memory's
