@@ -23,14 +23,14 @@ from .extend import Extender
 from .generators import GENERATORS, extend, load_model, open_generator
 from .rendering import ExtendStats, Generator
 from .resynth import Resynthesizer
-from .stream import Engine, EngineConfig, EngineEvent, EngineStatus
+from .stream import Engine, EngineConfig, EngineEvent, EngineState, EngineStatus
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GENERATORS", "AudioContentError", "AudioFileError", "AudioRepairWarning", "ConfigError", "Continuator",
-    "EncoreError", "Engine", "EngineConfig", "EngineEvent", "EngineStatus", "ExtendConfig", "ExtendStats", "Extender",
-    "Generator", "ModelContract", "ModelContractError", "RenderInterrupted", "ResynthConfig", "Resynthesizer",
-    "Waveform", "default_model_path", "extend", "load_audio", "load_model", "open_generator", "repair_samples",
-    "save_audio",
+    "EncoreError", "Engine", "EngineConfig", "EngineEvent", "EngineState", "EngineStatus", "ExtendConfig",
+    "ExtendStats", "Extender", "Generator", "ModelContract", "ModelContractError", "RenderInterrupted",
+    "ResynthConfig", "Resynthesizer", "Waveform", "default_model_path", "extend", "load_audio", "load_model",
+    "open_generator", "repair_samples", "save_audio",
 ]

@@ -73,6 +73,19 @@ class Extender(Renderer):
         self.stats = ExtendStats()
         self.joins: list[int] = []
         self._song: Waveform | None = None
+        # What start(song) sets up: the context's last crossfade, the levels, the DC blocker, the limiter and
+        # the resampler; placeholders until then.
+        self._tail = np.zeros(0, np.float32)
+        self._target_rms = 0.0
+        self._channel_gains = np.ones(1, np.float32)
+        self._song_tail = np.zeros((0, 1), np.float32)
+        self._first = True
+        self._gain_clamp_noted = False
+        self._dc: DCBlocker | None = None
+        self._limiter: Limiter | None = None
+        self._resampler: soxr.ResampleStream | None = None
+        self._pending = np.zeros((0, 1), np.float32)
+        self._emitted_model_frames = 0
 
     #: Which generator this is (``engine.generators.GENERATORS``).
     generator = "seed"

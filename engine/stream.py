@@ -45,6 +45,7 @@ import time
 import warnings
 from collections import deque
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
@@ -144,11 +145,32 @@ class LiveConfig:
             raise ConfigError(f"threshold must be -90 to 0 dBFS, got {self.threshold_db}")
 
 
+class EngineState(StrEnum):
+    """Where the transport is (:attr:`EngineStatus.state`). A ``StrEnum``: each state equals its name's string
+    (``EngineState.PLAYING == "playing"``), so observers may compare with either.
+
+    idle -> playing (the song, then its continuation) -> finished (its own ending, or the song's end without
+    Endless) or stopped; live: listening -> continuing (Encore carries on) -> fading (the performer plays again)
+    -> listening. ``paused`` is what :meth:`Engine.status` reports while a playing transport is paused; ``error``
+    ends either, with :attr:`EngineStatus.error` saying why.
+    """
+
+    IDLE = "idle"
+    PLAYING = "playing"
+    PAUSED = "paused"
+    FINISHED = "finished"
+    STOPPED = "stopped"
+    LISTENING = "listening"
+    CONTINUING = "continuing"
+    FADING = "fading"
+    ERROR = "error"
+
+
 @dataclass(frozen=True)
 class EngineStatus:
     """A snapshot for observers (CLI, GUI); times in seconds."""
 
-    state: str
+    state: EngineState
     playhead_s: float
     ahead_s: float
     song_s: float
@@ -251,7 +273,7 @@ class Engine:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._write_lock = threading.Lock()
-        self._state = "idle"
+        self._state = EngineState.IDLE
         self._error = ""
         self.continuations = 0
         self._paused = False
@@ -259,7 +281,46 @@ class Engine:
         self._volume = 1.0
         self._endless = True
         self._cannot_extend: str | None = None
-        self._reset_counters()
+        # What play() and live() set up when a stream opens: declared here, so that every attribute exists
+        # from the start (None: nothing was opened yet).
+        self.sample_rate = 0  # the stream's rate, in Hz, once one was opened
+        self._song: Waveform | None = None
+        self._ring: RingBuffer | None = None  # the output ring the callback copies from
+        self._x = 1  # the crossfade, in frames at the stream's rate
+        self._lead_frames = 0
+        self._unit_ramp = np.ones((1, 1), np.float32)
+        self._ramp_scratch = np.empty_like(self._unit_ramp)
+        self._ramp_gain = self._volume
+        self._overlap = 0  # the song's last frames that its continuation crossfades over
+        self._song_frames = 0  # the song's frames on the timeline before its continuation
+        self._continuation_from = 0
+        self._hold_for = 0
+        # Live input (live()): what was heard, what Encore played, the echo gate and the fades.
+        self._live = LiveConfig()
+        self._in_channels = 0
+        self._input: RingBuffer | None = None
+        self._played: RingBuffer | None = None
+        self._played_silence = np.zeros(0, np.float32)
+        self._echo: EchoGate | None = None
+        self._sounded = []
+        self._fade = np.ones((0, 1), np.float32)
+        self._carry_on = threading.Event()
+        self._anticipated_heard: tuple[int, Waveform] | None = None  # (heard until, the memory) analysed ahead
+        # Counters and per-run state, set again by every play() and live().
+        self._playhead = 0
+        self._underruns = 0
+        self._late_chunks = 0
+        self._starved_frames = 0
+        self._pending: np.ndarray | None = None
+        self._after_filler = False
+        self._song_written = False
+        self._play_from: int | None = None
+        self._fade_pos = 0
+        self._written_all = False
+        self._holding = False
+        self._start_position = 0
+        self._seams: deque[int] = deque(maxlen=100_000)
+        self._ending = False
 
     # --- controller ---------------------------------------------------------------------------------------
     def __enter__(self) -> Engine:
@@ -311,7 +372,7 @@ class Engine:
         ConfigError
             No song was ever played, or the engine is listening to live input.
         """
-        if not hasattr(self, "_song") or self._state in LIVE_STATES:
+        if self._song is None or self._state in LIVE_STATES:
             raise ConfigError("seek needs a song that is playing; play one first")
         paused = self._paused
         self.stop()
@@ -346,7 +407,7 @@ class Engine:
         EncoreError
             Endless asked for a song that is playing and cannot be continued (the reason is in the message).
         """
-        if endless and self._cannot_extend is not None and self._state == "playing":
+        if endless and self._cannot_extend is not None and self._state == EngineState.PLAYING:
             raise EncoreError(f"this song cannot be continued: {self._cannot_extend}")
         if endless and not self._song_written:
             self._ending = False  # an end_song() before the song's end meant this switch; it is undone with it
@@ -362,7 +423,7 @@ class Engine:
         and fades, as with Endless off. Before the song's end, the song simply ends at its end. A seek
         afterwards plays on endlessly again.
         """
-        if self._state != "playing" or self._ending:
+        if self._state != EngineState.PLAYING or self._ending:
             return
         self._ending = True
         if not self._song_written or not self.extender.ends_on_phrases:
@@ -389,7 +450,7 @@ class Engine:
         numpy.ndarray
             [shape=(joins,), dtype=float64], ascending; the most recent 100000 joins.
         """
-        rate = getattr(self, "sample_rate", 1) or 1
+        rate = self.sample_rate or 1
         return np.array(self._seams, dtype=np.float64) / rate
 
     def continuation_since(self, position: int) -> tuple[int, np.ndarray]:
@@ -408,7 +469,7 @@ class Engine:
         samples : numpy.ndarray
             [shape=(frames, channels), dtype=float32] at :attr:`sample_rate`, a copy; empty when nothing new.
         """
-        if not hasattr(self, "_ring"):
+        if self._ring is None:
             return position, np.zeros((0, 1), np.float32)
         with self._write_lock:  # the writers may not recycle what is being copied
             end = self._ring.end
@@ -419,7 +480,7 @@ class Engine:
     def stop(self) -> None:
         """Stop playback and the threads; safe to call twice."""
         if self._stream is not None and not self.device_lost and not self._paused \
-                and self._state in ("playing", "continuing"):
+                and self._state in (EngineState.PLAYING, EngineState.CONTINUING):
             self._paused = True  # the callback fades out over one block; let it play that block
             time.sleep(2 * self.config.blocksize / self.sample_rate)
         self._stop.set()
@@ -435,8 +496,8 @@ class Engine:
         for thread in self._threads:
             thread.join(timeout=30)
         self._threads = []
-        if self._state not in ("idle", "finished", "error"):  # playing, or any live state
-            self._state = "stopped"
+        if self._state not in (EngineState.IDLE, EngineState.FINISHED, EngineState.ERROR):  # playing, or any live state
+            self._state = EngineState.STOPPED
 
     def _start(self, position: int, *, paused: bool) -> None:
         """Start the threads (and the device stream) with the playhead at timeline frame ``position``."""
@@ -455,7 +516,7 @@ class Engine:
         self._paused = paused
         if position > 0 or paused:
             self._ramp_gain = 0.0  # fade in: a seek lands mid-music
-        self._state = "playing"
+        self._state = EngineState.PLAYING
         # Without Endless the song's last crossfade stays held back until the song has nearly played out, so a
         # song shorter than the lead can only ever have this much written ahead.
         left = song.frames - position - (0 if self._endless else self._x)
@@ -473,24 +534,25 @@ class Engine:
 
     def status(self) -> EngineStatus:
         """Where playback is and how well generation keeps up (``buffering``: waiting for the lead to play)."""
-        rate = getattr(self, "sample_rate", 1) or 1
-        ring_end = self._ring.end if hasattr(self, "_ring") else 0
+        rate = self.sample_rate or 1
+        ring_end = self._ring.end if self._ring is not None else 0
         stats = self.extender.stats
-        state = "paused" if self._paused and self._state in ("playing", "continuing") else self._state
+        state = EngineState.PAUSED if self._paused and self._state in (EngineState.PLAYING, EngineState.CONTINUING) \
+            else self._state
         return EngineStatus(
             state=state, playhead_s=self._playhead / rate, ahead_s=max(0, ring_end - self._playhead) / rate,
-            song_s=getattr(self, "_song_frames", 0) / rate, chunks=stats.chunks, late_chunks=self._late_chunks,
+            song_s=self._song_frames / rate, chunks=stats.chunks, late_chunks=self._late_chunks,
             underruns=self._underruns, starved_s=self._starved_frames / rate, model=self.extender.model.name,
             real_time_factor=stats.real_time_factor, recent_real_time_factor=stats.recent_real_time_factor,
             continuations=self.continuations, endless=self._endless,
             volume=self._volume, buffering=self._holding, generator=self.extender.generator,
             segmentation=self.extender.segmentation, echo_db=self._echo_db(),
-            ending=self._ending, error=self._error if self._state == "error" else "",
+            ending=self._ending, error=self._error if self._state == EngineState.ERROR else "",
         )
 
     def _echo_db(self) -> float:
         """:attr:`EngineStatus.echo_db` from the live echo gate."""
-        gate = getattr(self, "_echo", None)
+        gate = self._echo
         return gate.echo_db if gate is not None and self._state in LIVE_STATES else math.nan
 
     def live(self, live_config: LiveConfig | None = None, *, input_device=None) -> None:
@@ -535,8 +597,8 @@ class Engine:
         self._paused = False
         self._carry_on = threading.Event()
         self.continuations = 0
-        self._anticipated_heard: tuple[int, Waveform] | None = None  # (heard until, the memory) analysed ahead
-        self._state = "listening"
+        self._anticipated_heard = None
+        self._state = EngineState.LISTENING
         self._start_threads({"encore-live": self._listen, "encore-guard": self._guard})
         self._wait_for_analysis_warm_up()
         try:
@@ -557,7 +619,7 @@ class Engine:
     def input_level_db(self) -> float:
         """Input level of the last 50 ms, in dBFS (for meters)."""
         window = round(LEVEL_WINDOW_S * self.sample_rate)
-        if not hasattr(self, "_input") or self._input.end < window:
+        if self._input is None or self._input.end < window:
             return -np.inf
         level = rms(self._input.latest(window))
         return 20 * np.log10(level) if level > 0 else -np.inf
@@ -585,7 +647,7 @@ class Engine:
             self._callback(out[start:start + n], n, None, None)
         if self._written_all and self._playhead >= self._ring.end:
             deadline = time.monotonic() + 5.0  # the generator says ``finished`` within its 10 ms poll
-            while self._state == "playing" and time.monotonic() < deadline:
+            while self._state == EngineState.PLAYING and time.monotonic() < deadline:
                 time.sleep(0.002)
         return out
 
@@ -617,7 +679,8 @@ class Engine:
             n = 0
         if n < frames:
             outdata[n:] = 0
-            if self._state in ("playing", "continuing") and not self._written_all:  # else silence is the end
+            # else the silence is the end
+            if self._state in (EngineState.PLAYING, EngineState.CONTINUING) and not self._written_all:
                 self._starved_frames += frames - n
         self._playhead = start + n
 
@@ -638,7 +701,7 @@ class Engine:
                 outdata[n:] = 0
                 self._fade_pos = pos + n
                 if self._fade_pos >= self._fade.shape[0]:
-                    self._state = "listening"
+                    self._state = EngineState.LISTENING
         elif self._live.monitor:
             channels = min(indata.shape[1], outdata.shape[1])
             outdata[:, :channels] = indata[:, :channels]
@@ -686,7 +749,7 @@ class Engine:
                 if not echo_reported and self._echo.coupling is not None:
                     echo_reported = True
                     self._emit("echo", self._echo.describe())
-                if self._state == "listening":
+                if self._state == EngineState.LISTENING:
                     self._close_sounded(end)
                     if loud:
                         last_loud = end
@@ -703,11 +766,11 @@ class Engine:
                         heard_from = last_loud = loud_since = None
                     elif asked:
                         self._carry_on.clear()
-                elif self._state == "continuing":
+                elif self._state == EngineState.CONTINUING:
                     loud_since = (loud_since or time.monotonic()) if loud else None
                     if loud_since is not None and time.monotonic() - loud_since >= live.resume_s:
                         self._fade_pos = 0
-                        self._state = "fading"
+                        self._state = EngineState.FADING
                         self._emit("listening", "the performer plays again; fading out")
                         loud_since = None
                     elif self._ring.end - self._playhead < self._lead_frames and self._play_from is None:
@@ -783,7 +846,7 @@ class Engine:
             self._play_from = self._ring.end
             self._seams.append(self._ring.end)
             self._append(self._upmix(first), join=False)
-            self._state = "continuing"
+            self._state = EngineState.CONTINUING
             self._sounded.append([self._input.end, -1])
             self._echo.start_learning(self._input.end)
         self.continuations += 1
@@ -874,7 +937,7 @@ class Engine:
         while self._playhead < self._ring.end and not self._stop.is_set():
             self._stop.wait(0.01)
         if not self._stop.is_set():
-            self._state = "finished"
+            self._state = EngineState.FINISHED
             self._emit("finished")
 
     def _write_generated(self, block: np.ndarray, *, after_song: bool = False, begins: int | None = None) -> None:
@@ -887,7 +950,7 @@ class Engine:
         it (live input), each chunk boundary is marked.
         """
         with self._write_lock:
-            if self._state in ("playing", "continuing"):  # not after a fade-out or a stop
+            if self._state in (EngineState.PLAYING, EngineState.CONTINUING):  # not after a fade-out or a stop
                 at = self._ring.end + (0 if self._pending is None else self._pending.shape[0])
                 if after_song:
                     self._pending = None
@@ -928,7 +991,7 @@ class Engine:
 
             detail += f" (a bug: its traceback is in {log_path()})"
         self._error = detail
-        self._state = "error"
+        self._state = EngineState.ERROR
         self._stop.set()  # every thread ends; the controller's stop() closes the stream
         self._emit("error", detail)
 
@@ -948,11 +1011,11 @@ class Engine:
             # Only a running stream can be late: before it opens (a seek regenerating the continuation up to its
             # position) the playhead stands still and nobody is waiting.
             if self._holding and (self._ring.end - self._playhead >= self._hold_for or self._written_all
-                                  or self._state != "playing"):
+                                  or self._state != EngineState.PLAYING):
                 self._holding = False
             # A song that ends (Endless off) plays out: nothing is late then.
             playing = stream is not None and not self._holding and not self._written_all and (
-                self._state == "continuing" or (self._state == "playing" and self._song_written))
+                self._state == EngineState.CONTINUING or (self._state == EngineState.PLAYING and self._song_written))
             if not playing or self._ring.end - self._playhead >= guard or self._play_from is not None:
                 continue
             with self._write_lock:
@@ -1023,7 +1086,7 @@ class Engine:
         """Wait until ``frames`` are written ahead of the playhead, or generation has ended."""
         deadline = time.monotonic() + timeout
         while self._ring.end - self._playhead < frames:
-            if self._state in ("finished", "error") or self._stop.is_set() or self._written_all:
+            if self._state in (EngineState.FINISHED, EngineState.ERROR) or self._stop.is_set() or self._written_all:
                 return self._ring.end > self._playhead
             if time.monotonic() > deadline:
                 return False
@@ -1075,19 +1138,19 @@ class Engine:
         self._underruns = 0
         self._late_chunks = 0
         self._starved_frames = 0
-        self._pending: np.ndarray | None = None
+        self._pending = None
         self._after_filler = False
         self._song_written = False
-        self._play_from: int | None = None
+        self._play_from = None
         self._fade_pos = 0
         self._written_all = False  # nothing more will be written: the song ended without Endless
         self._holding = False
         self._start_position = 0
-        self._seams: deque[int] = deque(maxlen=100_000)
+        self._seams = deque(maxlen=100_000)
         self._ending = False  # end_song() was asked
 
 
-LIVE_STATES = ("listening", "continuing", "fading")
+LIVE_STATES = (EngineState.LISTENING, EngineState.CONTINUING, EngineState.FADING)
 #: How long play() and seek() wait for the lead before the stream opens and the rest buffers behind it, in s.
 HOLD_WAIT_S = 0.5
 

@@ -83,3 +83,25 @@ def test_imports_run_down_the_house():
         package = module.split(".")[0]
         foreign = {t.split(".")[0] for t in targets} - {package}
         assert foreign <= ALLOWED[package], f"{module} imports {sorted(foreign - ALLOWED[package])}"
+
+
+def _set_outside_init(path: Path, class_name: str) -> set[str]:
+    """Attributes of ``self`` that a class's methods assign but its ``__init__`` never does."""
+    (cls,) = [n for n in ast.parse(path.read_text()).body if isinstance(n, ast.ClassDef) and n.name == class_name]
+    in_init, elsewhere = set(), set()
+    for method in (n for n in cls.body if isinstance(n, ast.FunctionDef)):
+        for node in ast.walk(method):
+            targets = node.targets if isinstance(node, ast.Assign) else \
+                [node.target] if isinstance(node, ast.AnnAssign | ast.AugAssign) else []
+            for target in targets:
+                for part in ast.walk(target):
+                    if isinstance(part, ast.Attribute) and isinstance(part.value, ast.Name) and part.value.id == "self":
+                        (in_init if method.name == "__init__" else elsewhere).add(part.attr)
+    return elsewhere - in_init
+
+
+def test_the_engine_and_the_seed_extender_set_every_attribute_in_init():
+    assert _set_outside_init(ROOT / "engine" / "stream.py", "Engine") == set()
+    assert _set_outside_init(ROOT / "engine" / "extend.py", "Extender") == set()
+    # the finder sees what it should: an attribute first set in a method
+    assert _set_outside_init(ROOT / "engine" / "resynth.py", "Resynthesizer") >= {"sequencer"}
