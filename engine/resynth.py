@@ -162,6 +162,23 @@ class Resynthesizer(Renderer):
         self._anticipated: _Anticipation | None = None  # what anticipate() started
         self._finished = False
         self._pending_frames = 0
+        # What the first block sets up (_prepare): the memory's material and cut points, the sequencer, and the
+        # render's place and gain; placeholders until then.
+        self._started = False
+        self.sequencer: Sequencer | None = None
+        self._material = np.zeros((0, 1), np.float32)
+        self._mono_material = np.zeros(0, np.float32)
+        self._bounds = np.zeros(1, np.int64)
+        self._reference_db, self._ahead_db = 0.0, np.zeros(0)
+        self._crossfade = 2
+        self._snap = 0
+        self._pending: list[np.ndarray] = []
+        self._emitted = 0
+        self._gain_db = 0.0
+        self._fade: list[int] | None = None  # the ending's last bar fading out: [frames in all, frames done]
+        self._limiter: Limiter | None = None
+        self._pos = 0
+        self._segment = 0
         warm_up_in_background()  # librosa's first calls cost seconds: pay them before the song ends
 
     anticipates = True
@@ -186,14 +203,14 @@ class Resynthesizer(Renderer):
         the block that holds the ending's last frame is shorter than the others, and :attr:`finished` is
         True after it."""
         self._ending = ("now", 0.0)
-        if getattr(self, "_started", False):
+        if self._started and self.sequencer is not None:
             self.sequencer.end()
 
     def end_at(self, seconds: float) -> None:
         """End on the song's own ending, at the phrase line that brings the continuation's end nearest
         ``seconds`` (of continuation, counted from the song's end); otherwise as :meth:`end`."""
         self._ending = ("at", float(seconds))
-        if getattr(self, "_started", False):
+        if self._started and self.sequencer is not None:
             self.sequencer.end_at(seconds)
 
     @property
@@ -301,11 +318,11 @@ class Resynthesizer(Renderer):
             self.sequencer.end() if kind == "now" else self.sequencer.end_at(seconds)
         self._crossfade = max(2, round(cfg.crossfade_s * rate)) // 2 * 2
         self._snap = round(cfg.snap_s * rate)
-        self._pending: list[np.ndarray] = []
+        self._pending = []
         self._pending_frames = 0
         self._emitted = 0
         self._gain_db = 0.0
-        self._fade: list[int] | None = None  # the ending's last bar fading out: [frames in all, frames done]
+        self._fade = None
         self._limiter = Limiter(sample_rate=rate, ceiling_db=self.config.limiter_ceiling_db)
         self._begin(last, offset)
 
