@@ -21,9 +21,9 @@ from .errors import (
 )
 from .extend import Extender
 from .generators import GENERATORS, extend, load_model, open_generator
+from .playback import Engine, EngineConfig, EngineEvent, EngineState, EngineStatus
 from .rendering import ExtendStats, Generator
 from .resynth import Resynthesizer
-from .stream import Engine, EngineConfig, EngineEvent, EngineState, EngineStatus
 
 __version__ = "0.1.0"
 

@@ -187,7 +187,7 @@ _PLAY_PROBE = """
 import json, os, sys, time
 started = time.perf_counter()
 import engine
-from engine.stream import Engine
+from engine.playback import Engine
 song = engine.load_audio(sys.argv[2])
 imported = time.perf_counter()
 eng = Engine(model=None if sys.argv[1] == "-" else sys.argv[1], generator=None if sys.argv[3] == "-" else sys.argv[3],
@@ -219,7 +219,7 @@ def run_realtime_bench(args: argparse.Namespace) -> int:
     """Real-time figures on one core, with the other core loaded by a busy loop."""
     from .analysis import warm_up
     from .audio import load_audio
-    from .stream import Engine, EngineConfig
+    from .playback import Engine, EngineConfig
 
     song_path = _song_path(args)
     warm_up()  # loads the thread pools that pin_process then sizes to one core

@@ -182,7 +182,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    from .stream import list_devices
+    from .playback import list_devices
 
     for line in list_devices():
         print(line)
@@ -193,7 +193,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     import threading
 
     from .audio import load_audio
-    from .stream import Engine, EngineConfig
+    from .playback import Engine, EngineConfig
 
     _song_or_demo(args)
     song = load_audio(args.song)
@@ -242,7 +242,7 @@ def cmd_play(args: argparse.Namespace) -> int:
 def cmd_live(args: argparse.Namespace) -> int:
     import threading
 
-    from .stream import Engine, EngineConfig, LiveConfig
+    from .playback import Engine, EngineConfig, LiveConfig
 
     live = LiveConfig(silence_s=args.silence, threshold_db=args.threshold, monitor=args.monitor)
     show = sys.stderr.isatty()
@@ -478,7 +478,7 @@ def console(argv: list[str] | None = None, prog: str = "engine", other_commands:
     """``python -m engine`` and ``encore``'s engine commands: :func:`main`, then an exit that cannot hang on a lost
     audio device."""
     code = main(argv, prog, other_commands)
-    stream = sys.modules.get("engine.stream")  # loaded only by the commands that use audio devices
+    stream = sys.modules.get("engine.playback.devices")  # loaded only by the commands that use audio devices
     if stream is not None:
         stream.exit_if_device_lost(code)
     return code

@@ -1,7 +1,7 @@
 """Where Encore's log goes: a file in the user's cache folder, so a bug's traceback is kept without filling the
 terminal, where the user gets one line.
 
-The engine's threads log with :mod:`logging` (``engine.stream`` and the rest); the commands and the player call
+The engine's threads log with :mod:`logging` (``engine.playback`` and the rest); the commands and the player call
 :func:`configure` once at start. A library user who configures logging themselves gets the records as usual.
 """
 

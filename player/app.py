@@ -14,7 +14,7 @@ from engine.cli import device_argument
 from engine.errors import EncoreError
 from engine.logs import configure as configure_logging
 from engine.logs import log_path
-from engine.stream import exit_if_device_lost
+from engine.playback import exit_if_device_lost
 
 EXIT_USER_ERROR = 2
 

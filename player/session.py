@@ -1,6 +1,6 @@
 """The player's one link to the engine: every call into :class:`engine.Engine`, every observation of it.
 
-Threads: the engine's own threads generate and play (see :mod:`engine.stream`). This object lives on the GUI
+Threads: the engine's own threads generate and play (see :mod:`engine.playback`). This object lives on the GUI
 thread and only looks, on a ``QTimer``: the engine's status, its events, and the continuation it has written
 ahead of the playhead, turned into Qt signals for the widgets. It holds no audio logic; a user's mistake
 (:class:`engine.EncoreError`) becomes a :attr:`PlayerSession.message`, never an exception in a slot.
@@ -16,7 +16,7 @@ from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
 from engine import AudioContentError, EncoreError, Engine, EngineConfig, ResynthConfig, Waveform, load_audio
 from engine.generators import load_model
-from engine.stream import LIVE_STATES, EngineStatus, LiveConfig, audio_devices
+from engine.playback import LIVE_STATES, EngineStatus, LiveConfig, audio_devices
 
 #: How often the view asks the engine how it is doing, in ms (20 frames a second).
 POLL_MS = 50

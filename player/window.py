@@ -30,8 +30,8 @@ from PyQt6.QtWidgets import (
 )
 
 from engine.generators import REGISTRY
+from engine.playback import LIVE_STATES, EngineStatus
 from engine.shipped import DEMO_SONG
-from engine.stream import LIVE_STATES, EngineStatus
 
 from .render import RenderDialog
 from .session import PlayerSession

@@ -24,12 +24,19 @@ def jack_ports(env: dict[str, str] | None = None) -> list[str]:
 
 
 def start_jack() -> None:
-    """Start jackd with the dummy driver (unless one runs) and wait until it answers."""
+    """Start this test process's own jackd with the dummy driver (unless it runs) and wait until it answers.
+
+    The server is named after the process (``$JACK_DEFAULT_SERVER``, which PortAudio, the JACK tools and every
+    subprocess inherit): two test runs side by side on one machine must not share a server, or the first to end
+    stops the other's.
+    """
     if shutil.which("jackd") is None:
         raise RuntimeError("jackd is not installed (Debian: jackd2); `make test` installs it")
+    name = os.environ.setdefault("JACK_DEFAULT_SERVER", f"encore-test-{os.getpid()}")
     if jack_ports():
         return
-    watcher = (f"jackd --no-realtime -d dummy -r {JACK_RATE} -p {JACK_PERIOD} >/dev/null 2>&1 & server=$!; "
+    watcher = (f"jackd -n {name} --no-realtime -d dummy -r {JACK_RATE} -p {JACK_PERIOD} >/dev/null 2>&1 & "
+               f"server=$!; "
                f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 0.5; done; kill $server")
     subprocess.Popen(["sh", "-c", watcher], start_new_session=True, stdin=subprocess.DEVNULL,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from engine.continuator import Continuator
-from engine.stream import Engine, EngineConfig
+from engine.playback import Engine, EngineConfig
 from tests.conftest import synthetic_song
 from tests.jack_server import JACK_RATE, connect, disconnect_capture, jack_device, jack_ports, new_ports
 from tests.onnx_models import make_model
@@ -205,7 +205,7 @@ def test_play_endless_until_ctrl_c_prints_a_summary(sd, repeat_model, tmp_path):
 @pytest.mark.filterwarnings("ignore::engine.extend.ShortSongWarning")
 def test_live_input_is_continued_when_the_performer_stops_and_yields_when_they_play_again(sd, repeat_model):
     """A phrase is played into Encore's input through JACK; Encore's output is recorded."""
-    from engine.stream import LiveConfig
+    from engine.playback import LiveConfig
 
     phrase = synthetic_song(5.0, JACK_RATE).samples
     position = {"frame": 0, "playing": True}
@@ -253,7 +253,7 @@ def test_live_input_is_continued_when_the_performer_stops_and_yields_when_they_p
 def test_live_input_through_speakers_ignores_encores_echo_and_keeps_it_out_of_memory(sd, repeat_model, coupling):
     """A room between Encore's output and its input: Encore's output comes back ``coupling`` times as loud and
     30 ms late, mixed with a performer who plays 5 s, rests, and plays again from 15 to 20 s."""
-    from engine.stream import LiveConfig
+    from engine.playback import LiveConfig
 
     phrase = synthetic_song(5.0, JACK_RATE).samples
     delay = round(0.03 * JACK_RATE)
@@ -327,7 +327,7 @@ def test_live_input_through_speakers_ignores_encores_echo_and_keeps_it_out_of_me
 
 def test_live_input_is_analysed_while_the_performer_is_quiet_not_when_encore_carries_on(sd, analysis_threads):
     """The resynth family's analysis of what was heard runs during the silence before Encore carries on."""
-    from engine.stream import LiveConfig
+    from engine.playback import LiveConfig
     from tests.conftest import bar_song
 
     phrase = bar_song(6.0, JACK_RATE).samples
@@ -369,7 +369,7 @@ def test_engine_live_with_a_device_that_is_not_there(sd, repeat_model):
 
 
 def test_audio_devices_describe_the_server_by_name(sd):
-    from engine.stream import audio_devices
+    from engine.playback import audio_devices
 
     devices = [d for d in audio_devices() if d.host_api == "JACK Audio Connection Kit"]
     assert devices and devices[0].inputs > 0 and devices[0].outputs > 0

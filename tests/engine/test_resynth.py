@@ -83,8 +83,8 @@ def test_the_beat_trackers_tempo_is_librosas_own_estimate_for_less(rng):
     """global_tempo takes librosa's tempogram at every 4th frame: the estimate must be the one librosa makes."""
     import librosa
 
-    from engine.analysis import HOP, global_tempo, tempogram
     from engine.audio import load_audio
+    from engine.beats import HOP, global_tempo, tempogram
     from engine.bench import DEMO_SONG
 
     memories = [to_model_input(bar_song(40.0, 44100, bpm=bpm, meter=meter), ANALYSIS_RATE)

@@ -10,8 +10,8 @@ import pytest
 from engine import Waveform
 from engine.analysis import ANALYSIS_RATE
 from engine.config import ResynthConfig
+from engine.playback import Engine
 from engine.resynth import Resynthesizer
-from engine.stream import Engine
 from tests.conftest import bar_song, phrase_song
 
 #: 12 sections of 8 bars at 120 bpm: 96 bars, 3 min 12 s, 24 phrases.

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from engine.audio import load_audio
+from engine.playback import Engine
 from engine.shipped import DEMO_SONG
-from engine.stream import Engine
 
 #: Resident memory may move by allocator noise, not by the hour: 16 MiB is under 1% of an hour's audio.
 RSS_GROWTH_BOUND_MIB = 16.0

@@ -7,7 +7,7 @@ import pytest
 
 from engine.errors import AudioContentError, ConfigError, EncoreError
 from engine.extend import Extender
-from engine.stream import Engine, EngineConfig
+from engine.playback import Engine, EngineConfig
 from tests.conftest import synthetic_song
 
 
@@ -217,7 +217,7 @@ def test_a_bug_on_the_generator_thread_is_logged_with_its_traceback_and_shown_in
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append
-    logger = logging.getLogger("engine.stream")
+    logger = logging.getLogger("engine.playback")
     logger.addHandler(handler)
     song = synthetic_song(25.0, 8000, channels=1)
     try:

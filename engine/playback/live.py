@@ -1,0 +1,241 @@
+"""Live input: listen, carry on when the performer stops, fade out when they play again.
+
+The live thread runs in place of the generation worker: it watches the input level (and, through speakers,
+tells the performer from Encore's own echo, :mod:`engine.echo`), carries on from what was heard when the
+performer stops, generates while continuing, and asks the callback to fade out when the performer plays again.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import warnings
+
+import numpy as np
+
+from ..audio import Waveform
+from ..echo import (
+    ENVELOPE_SPAN_S,
+    LEVEL_WINDOW_S,
+    MAX_ECHO_DELAY_S,
+    EchoGate,
+    output_envelope,
+    performer_spans,
+    splice,
+)
+from ..errors import EncoreError
+from ..ring import RingBuffer
+from ..seam import rms
+from .devices import _sounddevice
+from .types import LIVE_STATES, EngineState, LiveConfig
+
+#: In live mode, once the performer has been quiet for this share of ``LiveConfig.silence_s``, what a
+#: continuation would continue is analysed in the background (playing again before the rest of the silence
+#: only wastes that analysis).
+ANTICIPATE_AFTER = 0.3
+#: Crossfade where the live memory skips a stretch in which Encore sounded (engine.echo), in seconds.
+SPLICE_FADE_S = 0.01
+
+
+class LiveInput:
+    """The :class:`~engine.playback.Engine`'s live role (a mixin: the state is the engine's)."""
+
+    def live(self, live_config: LiveConfig | None = None, *, input_device=None) -> None:
+        """Listen to the input; when the performer stops (or :meth:`carry_on` is called) continue what was heard.
+
+        The last ``context_s`` of input are always in a ring buffer. When the performer plays again, Encore
+        fades out and listens again. Through speakers the input hears Encore too: the first second of each
+        continuation learns how loud (an ``echo`` event says it), the echo is not taken for the performer,
+        and what Encore continues leaves out the stretches where it sounded (:mod:`engine.echo`). Runs until
+        :meth:`stop`. Only the ``device`` clock can listen.
+
+        Raises
+        ------
+        EncoreError
+            No usable input or output device.
+        """
+        if self.clock != "device":
+            raise RuntimeError("live input needs the device clock")
+        self.stop()
+        sd = _sounddevice()
+        self._live = live_config or LiveConfig()
+        inp = self._device_info(sd, input_device, "input")
+        out = self._device_info(sd, self.device, "output")
+        rate = self._requested_rate or int(out["default_samplerate"])
+        self.sample_rate = rate
+        self._in_channels = min(2, int(inp["max_input_channels"]))
+        out_channels = min(2, int(out["max_output_channels"]))
+        # The input ring is the live memory: what was heard so far, up to what the generator reads (5 min at most).
+        memory_s = min(self.extender.memory_s + 4.0, 300.0)
+        self._input = RingBuffer(round(memory_s * rate), self._in_channels)
+        # What Encore itself sent out, frame for frame with the input (both are written by the same callback),
+        # so the live thread can tell the performer from Encore heard back through speakers (engine.echo).
+        self._played = RingBuffer(rate, 1)  # 1 s: the 0.35 s read stays clear of the callback's next writes
+        self._played_silence = np.zeros(max(self.config.blocksize, 8192), np.float32)
+        self._echo = EchoGate(rate, floor=10 ** (self._live.threshold_db / 20))
+        self._sounded: list[list[int]] = []  # [begin, end) input frames where Encore sounded; end -1 while it does
+        self._prepare_output(out_channels)
+        fade = round(self._live.fade_s * rate)
+        self._fade = np.cos(np.linspace(0, np.pi / 2, fade, dtype=np.float32))[:, None] ** 2
+        self._song_frames = self._continuation_from = 0
+        self._reset_counters()
+        self._paused = False
+        self._carry_on = threading.Event()
+        self.continuations = 0
+        self._anticipated_heard = None
+        self._state = EngineState.LISTENING
+        self._start_threads({"encore-live": self._listen, "encore-guard": self._guard})
+        self._wait_for_analysis_warm_up()
+        try:
+            stream = sd.Stream(samplerate=rate, blocksize=self.config.blocksize, dtype="float32",
+                               device=(input_device, self.device), channels=(self._in_channels, out_channels),
+                               callback=self._duplex_callback)
+            stream.start()
+            self.device_lost = False
+            self._stream = stream  # only a started stream: the guard takes an inactive one for a lost device
+        except sd.PortAudioError as e:
+            self.stop()
+            raise EncoreError(f"cannot open the audio input and output: {e}") from e
+
+    def carry_on(self) -> None:
+        """Carry on from what was heard now, without waiting for the performer's silence (the Enter key)."""
+        self._carry_on.set()
+
+    def input_level_db(self) -> float:
+        """Input level of the last 50 ms, in dBFS (for meters)."""
+        window = round(LEVEL_WINDOW_S * self.sample_rate)
+        if self._input is None or self._input.end < window:
+            return -np.inf
+        level = rms(self._input.latest(window))
+        return 20 * np.log10(level) if level > 0 else -np.inf
+
+    def _echo_db(self) -> float:
+        """:attr:`EngineStatus.echo_db` from the live echo gate."""
+        gate = self._echo
+        return gate.echo_db if gate is not None and self._state in LIVE_STATES else math.nan
+
+    def _listen(self) -> None:
+        rate, live = self.sample_rate, self._live
+        window, threshold = round(LEVEL_WINDOW_S * rate), 10 ** (live.threshold_db / 20)
+        heard_from = last_loud = None
+        loud_since = None
+        echo_reported = False
+        try:
+            while not self._stop.wait(0.02):
+                end = self._input.end
+                if end < window:
+                    continue
+                loud = self._performer_heard(end, window, threshold)
+                if not echo_reported and self._echo.coupling is not None:
+                    echo_reported = True
+                    self._emit("echo", self._echo.describe())
+                if self._state == EngineState.LISTENING:
+                    self._close_sounded(end)
+                    if loud:
+                        last_loud = end
+                        heard_from = end - window if heard_from is None else max(heard_from, self._input.start)
+                    heard = (last_loud - heard_from) / rate if last_loud is not None else 0.0
+                    quiet_s = (end - last_loud) / rate if last_loud is not None else 0.0
+                    stopped = last_loud is not None and quiet_s >= live.silence_s
+                    if not stopped and heard >= live.min_heard_s and quiet_s >= ANTICIPATE_AFTER * live.silence_s:
+                        self._anticipate_heard(last_loud)
+                    asked = self._carry_on.is_set()
+                    if (asked and heard > 0) or (stopped and heard >= live.min_heard_s):
+                        self._carry_on.clear()
+                        self._begin_continuation(end if asked else last_loud)
+                        heard_from = last_loud = loud_since = None
+                    elif asked:
+                        self._carry_on.clear()
+                elif self._state == EngineState.CONTINUING:
+                    loud_since = (loud_since or time.monotonic()) if loud else None
+                    if loud_since is not None and time.monotonic() - loud_since >= live.resume_s:
+                        self._fade_pos = 0
+                        self._state = EngineState.FADING
+                        self._emit("listening", "the performer plays again; fading out")
+                        loud_since = None
+                    elif self._ring.end - self._playhead < self._lead_frames and self._play_from is None:
+                        self._write_generated(self._upmix(self.extender.next_block()))
+        except Exception as e:  # noqa: BLE001 - whatever it is, playback stops cleanly and the controller hears
+            self._fail("live input", e)
+
+    def _performer_heard(self, end: int, window: int, threshold: float) -> bool:
+        """Whether the input's last ``window`` frames (ending at input frame ``end``) are the performer playing:
+        above the threshold, and louder than Encore's own output heard back through the room explains."""
+        level = rms(self._input.latest(window))
+        if level <= threshold and not self._echo.learning:
+            return False
+        # The played ring may be a callback block behind the input, which the envelope's maximum over 0.3 s of
+        # delays absorbs. While learning, quiet input is a level pair too (headphones: the room returns nothing).
+        played = self._played.latest(min(round(ENVELOPE_SPAN_S * self.sample_rate), len(self._played)))
+        performer = self._echo.is_performer(end, level, output_envelope(played, self.sample_rate))
+        return level > threshold and performer
+
+    def _close_sounded(self, end: int) -> None:
+        """Encore is silent again (listening): its last sounding stretch ends, with its echo, after input frame
+        ``end``; stretches older than the input ring are forgotten."""
+        if self._sounded and self._sounded[-1][1] < 0:
+            self._sounded[-1][1] = end + round(MAX_ECHO_DELAY_S * self.sample_rate)
+            self._sounded = [span for span in self._sounded if span[1] > self._input.start]
+
+    def _heard(self, heard_until: int) -> Waveform:
+        """What a continuation from ``heard_until`` (an absolute input frame) continues: the memory's worth of
+        input before it (the same object for the same frame, so an analysis made ahead of it is found).
+
+        Where the room returns Encore's output to the input (speakers: :class:`~engine.echo.EchoGate`), the
+        stretches where Encore sounded are left out, so a continuation never re-synthesises Encore's own echo.
+        """
+        if self._anticipated_heard is not None and self._anticipated_heard[0] == heard_until:
+            return self._anticipated_heard[1]
+        frames = round(self.extender.memory_s * self.sample_rate)
+        if self._echo.echo_db == math.inf:
+            sounded = []  # headphones or a line input: Encore is never in the input
+        else:
+            sounded = [(begin, end if end >= 0 else heard_until) for begin, end in self._sounded]
+        spans = performer_spans(self._input.start, heard_until, sounded, frames)
+        if not spans:
+            return Waveform(self._input.read(heard_until, heard_until), self.sample_rate)
+        pieces = [self._input.read(begin, end) for begin, end in spans]
+        return Waveform(splice(pieces, round(SPLICE_FADE_S * self.sample_rate)), self.sample_rate)
+
+    def _anticipate_heard(self, heard_until: int) -> None:
+        """The performer has gone quiet: analyse what a continuation would continue now, in the background,
+        so that if they stay quiet the continuation starts without waiting for it (a 5-minute memory's first
+        block: 0.64 s with the analysis in it, 0.21 s without). Once per quiet spell."""
+        if not self.extender.anticipates or (self._anticipated_heard is not None
+                                             and self._anticipated_heard[0] == heard_until):
+            return
+        heard = self._heard(heard_until)
+        self._anticipated_heard = (heard_until, heard)
+        self.extender.anticipate(heard)
+
+    def _begin_continuation(self, heard_until: int) -> None:
+        """Continue the input heard up to ``heard_until`` (an absolute input frame), starting now."""
+        heard = self._heard(heard_until)
+        frames = heard.frames
+        self._anticipated_heard = None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a short phrase is looped to fill the context: that is expected
+                self.extender.start(heard)
+        except EncoreError as e:
+            self._emit("error", f"cannot continue what was heard: {e}")
+            return
+        first = self.extender.next_block()[self.extender.overlap_frames:]  # the heard tail is not replayed
+        with self._write_lock:
+            self._pending, self._after_filler = None, False
+            self._play_from = self._ring.end
+            self._seams.append(self._ring.end)
+            self._append(self._upmix(first), join=False)
+            self._state = EngineState.CONTINUING
+            self._sounded.append([self._input.end, -1])
+            self._echo.start_learning(self._input.end)
+        self.continuations += 1
+        self._emit("continuing", f"continuing {frames / self.sample_rate:.1f} s of what was heard")
+
+    def _upmix(self, block: np.ndarray) -> np.ndarray:
+        """Match a block's channels to the output's (the heard input may have fewer)."""
+        channels = self._ring.channels
+        if block.shape[1] == channels:
+            return block
+        return np.repeat(block[:, :1], channels, axis=1)
