@@ -13,10 +13,11 @@ from __future__ import annotations
 import numpy as np
 
 from .types import EngineState
+from .state import PlaybackState
 
 
-class AudioCallback:
-    """The :class:`~engine.playback.Engine`'s callback role (a mixin: the state is the engine's)."""
+class AudioCallback(PlaybackState):
+    """The :class:`~engine.playback.Engine`'s callback role (its state is :class:`~engine.playback.state.PlaybackState`)."""
 
     def _callback(self, outdata, frames, time_info, status) -> None:
         if status is not None and status.output_underflow:

@@ -29,6 +29,7 @@ from ..ring import RingBuffer
 from ..seam import rms
 from .devices import _sounddevice
 from .types import LIVE_STATES, EngineState, LiveConfig
+from .state import PlaybackState
 
 #: In live mode, once the performer has been quiet for this share of ``LiveConfig.silence_s``, what a
 #: continuation would continue is analysed in the background (playing again before the rest of the silence
@@ -38,8 +39,8 @@ ANTICIPATE_AFTER = 0.3
 SPLICE_FADE_S = 0.01
 
 
-class LiveInput:
-    """The :class:`~engine.playback.Engine`'s live role (a mixin: the state is the engine's)."""
+class LiveInput(PlaybackState):
+    """The :class:`~engine.playback.Engine`'s live role (its state is :class:`~engine.playback.state.PlaybackState`)."""
 
     def live(self, live_config: LiveConfig | None = None, *, input_device=None) -> None:
         """Listen to the input; when the performer stops (or :meth:`carry_on` is called) continue what was heard.
@@ -74,7 +75,7 @@ class LiveInput:
         self._played = RingBuffer(rate, 1)  # 1 s: the 0.35 s read stays clear of the callback's next writes
         self._played_silence = np.zeros(max(self.config.blocksize, 8192), np.float32)
         self._echo = EchoGate(rate, floor=10 ** (self._live.threshold_db / 20))
-        self._sounded: list[list[int]] = []  # [begin, end) input frames where Encore sounded; end -1 while it does
+        self._sounded = []  # [begin, end) input frames where Encore sounded; end -1 while it does
         self._prepare_output(out_channels)
         fade = round(self._live.fade_s * rate)
         self._fade = np.cos(np.linspace(0, np.pi / 2, fade, dtype=np.float32))[:, None] ** 2

@@ -67,70 +67,14 @@ class Engine(AudioCallback, LiveInput, GenerationWorker):
                  sample_rate: int | None = None):
         if clock not in ("device", "offline"):
             raise ValueError(f"clock must be 'device' or 'offline', got {clock!r}")
-        self.config = config or EngineConfig()
-        if extend_config is not None and extend_config.crossfade_s != self.config.crossfade_s:
+        config = config or EngineConfig()
+        if extend_config is not None and extend_config.crossfade_s != config.crossfade_s:
             # The song's held-back tail is exactly the continuation's first crossfade; they must agree.
             raise ConfigError(f"the extender's crossfade ({extend_config.crossfade_s} s) must equal the engine's "
-                              f"({self.config.crossfade_s} s)")
-        self.clock = clock
-        self.device = device
-        self.extender = open_generator(model, extend_config or ExtendConfig(crossfade_s=self.config.crossfade_s),
-                                       generator=generator, resynth=resynth)
-        self.events: queue.Queue[EngineEvent] = queue.Queue()
-        self._requested_rate = sample_rate
-        self._stream = None
-        self._threads: list[threading.Thread] = []
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._write_lock = threading.Lock()
-        self._state = EngineState.IDLE
-        self._error = ""
-        self.continuations = 0
-        self._paused = False
-        self.device_lost = False
-        self._volume = 1.0
-        self._endless = True
-        self._cannot_extend: str | None = None
-        # What play() and live() set up when a stream opens: declared here, so that every attribute exists
-        # from the start (None: nothing was opened yet).
-        self.sample_rate = 0  # the stream's rate, in Hz, once one was opened
-        self._song: Waveform | None = None
-        self._ring: RingBuffer | None = None  # the output ring the callback copies from
-        self._x = 1  # the crossfade, in frames at the stream's rate
-        self._lead_frames = 0
-        self._unit_ramp = np.ones((1, 1), np.float32)
-        self._ramp_scratch = np.empty_like(self._unit_ramp)
-        self._ramp_gain = self._volume
-        self._overlap = 0  # the song's last frames that its continuation crossfades over
-        self._song_frames = 0  # the song's frames on the timeline before its continuation
-        self._continuation_from = 0
-        self._hold_for = 0
-        # Live input (live()): what was heard, what Encore played, the echo gate and the fades.
-        self._live = LiveConfig()
-        self._in_channels = 0
-        self._input: RingBuffer | None = None
-        self._played: RingBuffer | None = None
-        self._played_silence = np.zeros(0, np.float32)
-        self._echo: EchoGate | None = None
-        self._sounded = []
-        self._fade = np.ones((0, 1), np.float32)
-        self._carry_on = threading.Event()
-        self._anticipated_heard: tuple[int, Waveform] | None = None  # (heard until, the memory) analysed ahead
-        # Counters and per-run state, set again by every play() and live().
-        self._playhead = 0
-        self._underruns = 0
-        self._late_chunks = 0
-        self._starved_frames = 0
-        self._pending: np.ndarray | None = None
-        self._after_filler = False
-        self._song_written = False
-        self._play_from: int | None = None
-        self._fade_pos = 0
-        self._written_all = False
-        self._holding = False
-        self._start_position = 0
-        self._seams: deque[int] = deque(maxlen=100_000)
-        self._ending = False
+                              f"({config.crossfade_s} s)")
+        extender = open_generator(model, extend_config or ExtendConfig(crossfade_s=config.crossfade_s),
+                                  generator=generator, resynth=resynth)
+        super().__init__(config, extender, clock=clock, device=device, sample_rate=sample_rate)
 
     # --- controller ---------------------------------------------------------------------------------------
     def __enter__(self) -> Engine:

@@ -17,14 +17,15 @@ from ..errors import EncoreError
 from ..seam import crossfade
 from .devices import mark_device_lost
 from .types import EngineState
+from .state import PlaybackState
 
 #: Failures on the engine's threads are logged here, traceback and all; the user gets one line (an ``error``
 #: event and :attr:`EngineStatus.error`).
 log = logging.getLogger(__name__)
 
 
-class GenerationWorker:
-    """The :class:`~engine.playback.Engine`'s writing roles (a mixin: the state is the engine's)."""
+class GenerationWorker(PlaybackState):
+    """The :class:`~engine.playback.Engine`'s writing roles (their state is :class:`~engine.playback.state.PlaybackState`)."""
 
     def _generate(self) -> None:
         try:
