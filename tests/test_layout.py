@@ -85,6 +85,34 @@ def test_imports_run_down_the_house():
         assert foreign <= ALLOWED[package], f"{module} imports {sorted(foreign - ALLOWED[package])}"
 
 
+#: training/'s subpackages by job, each on a floor: a module imports only from lower floors or its own subpackage,
+#: so the paper's model and the resynth scorer never import each other. The commands (training/cli.py, bench.py)
+#: stand on top.
+TRAINING_FLOORS = {"common": 0, "corpus": 1, "seed": 2, "scorer": 2, "evaluation": 2}
+TRAINING_TOP = len(set(TRAINING_FLOORS.values())) + 1
+
+
+def _training_place(module: str) -> tuple[int, str]:
+    """(floor, subpackage) of a module of training/ (its commands on the top floor, in a room of their own)."""
+    parts = module.split(".")
+    if len(parts) > 1 and parts[1] in TRAINING_FLOORS:
+        return TRAINING_FLOORS[parts[1]], parts[1]
+    return TRAINING_TOP, module
+
+
+def test_training_imports_run_down_its_subpackages():
+    graph = _graph()
+    assert {m.split(".")[1] for m in graph if m.startswith("training.") and m.count(".") > 1} == set(TRAINING_FLOORS)
+    for module, targets in graph.items():
+        if not module.startswith("training."):
+            continue
+        floor, room = _training_place(module)
+        for target in (t for t in targets if t.startswith("training.") and t != "training"):
+            target_floor, target_room = _training_place(target)
+            if target_room in TRAINING_FLOORS or room in TRAINING_FLOORS:
+                assert target_room == room or target_floor < floor, f"{module} imports {target}"
+
+
 def _set_outside_init(path: Path, class_name: str, *roles: tuple[Path, str]) -> set[str]:
     """Attributes of ``self`` that a class's methods (and those of its mixin ``roles``, as (file, class)) assign
     but its ``__init__`` never does."""
@@ -121,7 +149,7 @@ def test_the_engine_and_every_generator_set_every_attribute_in_init(tmp_path):
     assert _set_outside_init(sample, "A", (sample, "Role")) == {"b", "c", "d"}
 
 
-def test_no_source_file_of_the_engine_or_the_player_is_over_600_lines():
-    long = {str(p.relative_to(ROOT)): n for package in ("encore", "engine", "player")
+def test_no_source_file_is_over_600_lines():
+    long = {str(p.relative_to(ROOT)): n for package in PACKAGES
             for p in (ROOT / package).rglob("*.py") if (n := len(p.read_text().splitlines())) > 600}
     assert long == {}

@@ -29,7 +29,7 @@ from engine.bench import median_seconds
 from engine.continuator import Continuator
 from engine.errors import ConfigError
 
-from .model import ModelConfig
+from .seed.model import ModelConfig
 
 
 @dataclass(frozen=True)
@@ -97,9 +97,9 @@ def bench_pipeline(shards: str | os.PathLike, model_config: ModelConfig, *, batc
     import keras
     import tensorflow as tf
 
-    from .data import make_shard_dataset
-    from .model import build_model
-    from .shards import read_manifest
+    from .seed.data import make_shard_dataset
+    from .seed.model import build_model
+    from .seed.shards import read_manifest
 
     if batch_size < 1 or batches < 1 or warmup < 1:
         raise ConfigError(f"batch size, batches and warm-up must be 1 or more, got {batch_size}, {batches}, "
@@ -153,7 +153,7 @@ def synthetic_shards(out_dir: str | os.PathLike, *, sample_rate: int, songs: int
     pathlib.Path
         The shards folder.
     """
-    from .shards import write_shards
+    from .seed.shards import write_shards
 
     out_dir = Path(out_dir)
     (out_dir / "audio").mkdir(parents=True, exist_ok=True)
@@ -210,8 +210,8 @@ def runtime_rows(model: Continuator, repeats: int) -> list[tuple[str, float]]:
     import keras
     import tensorflow as tf
 
-    from .export import architecture_metadata, contract_for, to_onnx
-    from .model import build_model
+    from .seed.export import architecture_metadata, contract_for, to_onnx
+    from .seed.model import build_model
 
     c = model.contract
     rng = np.random.default_rng(0)

@@ -16,7 +16,7 @@ from engine.errors import EncoreError
 
 
 def cmd_corpus(args: argparse.Namespace) -> int:
-    from .corpus import build_corpus, corpus_summary
+    from .corpus.build import build_corpus, corpus_summary
 
     manifest = build_corpus(args.out_dir, sources=tuple(args.sources.split(",")), max_scores=args.max_scores,
                             workers=args.workers, progress=lambda line: print(line, flush=True))
@@ -24,8 +24,8 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     if not args.no_shards:
         import json
 
-        from .shards import read_manifest, write_shards
-        from .split import list_audio_files
+        from .corpus.split import list_audio_files
+        from .seed.shards import read_manifest, write_shards
 
         sample_rate = json.loads(Path(manifest).read_text())["sample_rate"]
         shards = write_shards(list_audio_files(Path(args.out_dir) / "audio"), Path(args.out_dir) / "shards",
@@ -38,8 +38,8 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 def cmd_shards(args: argparse.Namespace) -> int:
     import time
 
-    from .shards import read_manifest, write_shards
-    from .split import DataConfig, list_audio_files
+    from .corpus.split import DataConfig, list_audio_files
+    from .seed.shards import read_manifest, write_shards
 
     started = time.monotonic()
     out_dir = Path(args.out_dir) if args.out_dir else Path(args.data_dir) / "shards"
@@ -60,7 +60,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return _bench_runtimes(args)
 
     from .bench import bench_pipeline, synthetic_shards
-    from .shards import find_shards, read_manifest
+    from .seed.shards import find_shards, read_manifest
 
     model_config = _model_config(args)
     with tempfile.TemporaryDirectory(prefix="encore-bench-") as tmp:
@@ -119,7 +119,7 @@ def _bench_runtimes(args: argparse.Namespace) -> int:
 
 
 def _model_config(args: argparse.Namespace):
-    from .model import ModelConfig
+    from .seed.model import ModelConfig
 
     widths = tuple(int(w) for w in args.widths.split(",")) if args.widths else ()
     try:
@@ -129,7 +129,7 @@ def _model_config(args: argparse.Namespace):
 
 
 def cmd_demo_song(args: argparse.Namespace) -> int:
-    from .corpus import render_demo_song
+    from .corpus.build import render_demo_song
 
     path = render_demo_song(args.path, seconds=args.seconds)
     print(f"wrote {path}")
@@ -141,8 +141,8 @@ FIT_DEFAULTS = {"batch_size": (20, 128), "learning_rate": (0.01, 0.001), "files"
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from .fit import FitConfig, fit
-    from .split import DataConfig
+    from .corpus.split import DataConfig
+    from .seed.fit import FitConfig, fit
 
     for name, defaults in FIT_DEFAULTS.items():
         if getattr(args, name) is None:
@@ -153,7 +153,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                            patience=args.patience, max_minutes=args.max_minutes, augment=args.augment,
                            strategy=args.strategy, backup_every=args.backup_every)
     if args.model == "resynth":
-        from .resynth import ExampleConfig, ScorerConfig, fit_resynth
+        from .scorer.resynth import ExampleConfig, ScorerConfig, fit_resynth
 
         examples = ExampleConfig(candidates=args.candidates, examples_per_song=args.examples_per_song,
                                  target=args.target, standin_harmony_weight=args.standin_harmony_weight)
@@ -170,16 +170,17 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export
+    from .scorer.resynth import export_resynth, is_resynth_run
+    from .seed.export import export
 
-    path = export(args.run_dir, args.output)
+    path = (export_resynth if is_resynth_run(args.run_dir) else export)(args.run_dir, args.output)
     print(f"wrote {path}")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
-    from .resynth import format_table, is_resynth_run, report_resynth
+    from .scorer.resynth import format_table, is_resynth_run, report_resynth
+    from .seed.report import write_report
 
     if is_resynth_run(args.run_dir):
         print(format_table(report_resynth(args.run_dir)))
@@ -195,7 +196,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_evalset(args: argparse.Namespace) -> int:
     import json
 
-    from .evalset import build_evalset
+    from .corpus.evalset import build_evalset
 
     manifest = build_evalset(args.out_dir, clips_per_package=args.clips_per_package,
                              progress=None if args.quiet else lambda line: print(line, flush=True))
@@ -205,7 +206,7 @@ def cmd_evalset(args: argparse.Namespace) -> int:
 
 
 def cmd_devset(args: argparse.Namespace) -> int:
-    from .devset import build_devset
+    from .corpus.devset import build_devset
 
     clips = build_devset(args.corpus_dir, args.out_dir, clips=args.clips, files=args.files, seed=args.seed,
                          progress=None if args.quiet else lambda line: print(line, flush=True))
@@ -217,8 +218,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from engine.analysis import warm_up
     from engine.cores import pinned
 
-    from .allocator import freed_memory_kept
-    from .evaluate import evaluate, format_table
+    from .evaluation.allocator import freed_memory_kept
+    from .evaluation.evaluate import evaluate, format_table
 
     generators = [name.strip() for name in args.generators.split(",") if name.strip()]
     # One core, as a listener's machine busy with other things would give: the real-time factors are per core
@@ -240,7 +241,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_downbeats(args: argparse.Namespace) -> int:
-    from .downbeats import format_table, run
+    from .evaluation.downbeats import format_table, run
 
     results = run(args.out_dir, scores=args.scores, recorded=args.recorded, workers=args.workers,
                   progress=None if args.quiet else lambda line: print(line, file=sys.stderr, flush=True))
@@ -250,7 +251,7 @@ def cmd_downbeats(args: argparse.Namespace) -> int:
 
 
 def cmd_rejudge(args: argparse.Namespace) -> int:
-    from .evaluate import format_table, rejudge
+    from .evaluation.evaluate import format_table, rejudge
 
     results = rejudge(args.eval_dir)
     print(format_table(results))
@@ -259,8 +260,8 @@ def cmd_rejudge(args: argparse.Namespace) -> int:
 
 
 def cmd_longlisten(args: argparse.Namespace) -> int:
-    from .allocator import freed_memory_kept
-    from .longlisten import format_table, longlisten
+    from .evaluation.allocator import freed_memory_kept
+    from .evaluation.longlisten import format_table, longlisten
 
     generators = [name.strip() for name in args.generators.split(",") if name.strip()]
     # Freed memory kept for the next song's arrays (training.allocator); workers of --jobs keep theirs.

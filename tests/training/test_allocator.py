@@ -11,7 +11,7 @@ import sys
 _PROBE = """
 import json, resource
 import numpy as np
-from training.allocator import freed_memory_kept
+from training.evaluation.allocator import freed_memory_kept
 
 def faults_of_a_fresh_array(megabytes=200):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

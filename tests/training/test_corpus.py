@@ -10,7 +10,7 @@ import pytest
 import soundfile
 
 from engine.errors import ConfigError
-from training import corpus
+from training.corpus import build as corpus
 
 needs_fluidsynth = pytest.mark.skipif(shutil.which("fluidsynth") is None or not corpus.SOUNDFONT.is_file(),
                                       reason="needs the fluidsynth binary and fluid-soundfont-gm "

@@ -19,7 +19,7 @@ import pytest
 
 from engine.audio import save_audio
 from tests.conftest import synthetic_song
-from training.distribute import FAULT_ENV, ClusterInfo, cluster_from_env
+from training.seed.distribute import FAULT_ENV, ClusterInfo, cluster_from_env
 
 pytestmark = pytest.mark.slow
 

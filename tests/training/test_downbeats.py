@@ -11,7 +11,7 @@ from engine.analysis import ANALYSIS_RATE, Analysis, analyse
 from engine.audio import load_audio, to_model_input
 from engine.bench import DEMO_SONG
 from tests.conftest import bar_song
-from training.downbeats import (
+from training.evaluation.downbeats import (
     LabelledRender,
     beat_labels,
     demo_labels,
@@ -51,7 +51,7 @@ def _bars(signature: str, bars: int, *, pickup: float = 0.0):
 
 
 def _arranged(score, qpm: float):
-    from training.corpus import _set_programs, _set_tempo
+    from training.corpus.build import _set_programs, _set_tempo
 
     _set_programs(score, [0])
     _set_tempo(score, qpm)

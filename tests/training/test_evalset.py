@@ -10,7 +10,8 @@ import soundfile
 
 from engine.audio import Waveform
 from engine.errors import ConfigError
-from training import corpus, evalset
+from training.corpus import build as corpus
+from training.corpus import evalset
 
 RATE = 22050
 
@@ -114,8 +115,8 @@ def test_a_build_from_stand_in_packages_is_complete_and_idempotent(tmp_path, mon
 
 
 def test_the_dev_set_is_cut_from_the_validation_songs_only(tmp_path):
-    from training.devset import build_devset
-    from training.split import DataConfig, list_audio_files, split_files
+    from training.corpus.devset import build_devset
+    from training.corpus.split import DataConfig, list_audio_files, split_files
 
     corpus_dir = tmp_path / "corpus"
     corpus_dir.mkdir()

@@ -13,8 +13,8 @@ from engine.audio import Waveform
 from engine.errors import ConfigError, EncoreError
 from engine.seam import click_score
 from tests.conftest import bar_song, synthetic_song
-from training import evaluate as ev
 from training.cli import main as training_main
+from training.evaluation import evaluate as ev
 
 RATE = 22050
 

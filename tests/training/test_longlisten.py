@@ -13,10 +13,10 @@ import soundfile
 from engine.audio import Waveform, save_audio
 from engine.errors import ConfigError
 from tests.conftest import phrase_song
-from training import evalset
-from training import longlisten as ll
 from training.cli import main
-from training.evaluate import SLIP_FAR_MS, make_generator
+from training.corpus import evalset
+from training.evaluation import longlisten as ll
+from training.evaluation.evaluate import SLIP_FAR_MS, make_generator
 
 RATE = 22050
 MINUTES = 2.0

@@ -12,7 +12,7 @@ import scipy.signal
 from engine.errors import ConfigError
 from engine.seam import equal_power_ramps
 from tests.conftest import bar_song
-from training import metrics
+from training.evaluation import metrics
 
 RATE = 22050
 C_MAJOR = (261.63, 329.63, 392.00)

@@ -30,7 +30,7 @@ from engine.errors import ConfigError, ModelContractError  # noqa: E402
 from engine.resynth import Sequencer  # noqa: E402
 from engine.scorer import SegmentScorer  # noqa: E402
 from training.cli import main as training_main  # noqa: E402
-from training.resynth import (  # noqa: E402
+from training.scorer.resynth import (  # noqa: E402
     ExampleConfig,
     ScorerConfig,
     build_scorer,
@@ -41,7 +41,7 @@ from training.resynth import (  # noqa: E402
     most_similar_scores,
     rank_metrics,
 )
-from training.segments import segment_files  # noqa: E402
+from training.scorer.segments import segment_files  # noqa: E402
 
 #: Largest |Keras - ONNX Runtime| seen on the same inputs (float32 sums reassociated by ONNX Runtime's kernels):
 #: queries, which carry the logit scale (elements up to about 8), 1.9e-6 here and for the shipped model on 2592

@@ -20,10 +20,10 @@ tf = pytest.importorskip("tensorflow", reason="training needs the [train] extra"
 from engine.audio import load_audio, to_model_input  # noqa: E402
 from engine.errors import ConfigError  # noqa: E402
 from training.cli import main as training_main  # noqa: E402
-from training.data import Augmentation, datasets_for, make_dataset, make_shard_dataset  # noqa: E402
-from training.model import ModelConfig  # noqa: E402
-from training.shards import read_manifest, write_shards  # noqa: E402
-from training.split import DataConfig, list_audio_files, split_files  # noqa: E402
+from training.corpus.split import DataConfig, list_audio_files, split_files  # noqa: E402
+from training.seed.data import Augmentation, datasets_for, make_dataset, make_shard_dataset  # noqa: E402
+from training.seed.model import ModelConfig  # noqa: E402
+from training.seed.shards import read_manifest, write_shards  # noqa: E402
 
 RATE = 1000
 #: 4 s in, 2 s out, 1 s chunks: a 6000-sample window.
@@ -318,7 +318,7 @@ def test_corpus_command_also_writes_shards(tmp_path, monkeypatch, no_shards):
                                         "summary": {"by_source": {"music21": {"items": 3, "hours": 0.01}}}}))
         return manifest
 
-    monkeypatch.setattr("training.corpus.build_corpus", fake_build_corpus)
+    monkeypatch.setattr("training.corpus.build.build_corpus", fake_build_corpus)
     assert training_main(["corpus", str(tmp_path / "corpus"), *(["--no-shards"] if no_shards else [])]) == 0
     assert (tmp_path / "corpus" / "shards").exists() != no_shards
     if not no_shards:

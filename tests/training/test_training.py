@@ -16,8 +16,8 @@ from engine.cli import main as engine_main  # noqa: E402
 from engine.continuator import Continuator  # noqa: E402
 from tests.conftest import synthetic_song  # noqa: E402
 from training.cli import main as training_main  # noqa: E402
-from training.fit import load_run  # noqa: E402
-from training.model import HistoryMix, ModelConfig, Unit, build_model, parameter_count  # noqa: E402
+from training.seed.fit import load_run  # noqa: E402
+from training.seed.model import HistoryMix, ModelConfig, Unit, build_model, parameter_count  # noqa: E402
 
 #: Largest |Keras - ONNX Runtime| seen on the same input: 2.3e-8 on the compact preset at 22050 Hz (float32
 #: sums over 22050 inputs reassociated by a different kernel). The bound leaves a 40x margin.
@@ -82,7 +82,7 @@ def test_fit_writes_a_run(trained_run):
 
 @pytest.mark.parametrize("large", [False, True], ids=["onnx", "onnx+external-data"])
 def test_export_parity_and_contract(trained_run, tmp_path, large):
-    from training.export import export
+    from training.seed.export import export
 
     path = export(trained_run, tmp_path / "tiny.onnx", large_model=large)
     assert (tmp_path / "tiny.onnx.data").exists() == large

@@ -41,10 +41,10 @@ import soundfile
 from engine.audio import load_audio, to_model_input
 from engine.errors import AudioContentError, AudioFileError, ConfigError
 
-from .files import file_size, first_line, write_atomically
+from ..common.files import file_size, first_line, write_atomically
 
 if TYPE_CHECKING:
-    from .split import DataConfig
+    from ..corpus.split import DataConfig
 
 SHARDS_FORMAT = "encore-shards"
 SHARDS_VERSION = 1
@@ -182,7 +182,7 @@ def write_shards(files: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
     """
     import tensorflow as tf
 
-    from .split import DataConfig, split_files
+    from ..corpus.split import DataConfig, split_files
 
     say = progress or (lambda line: None)
     split = split or DataConfig(files=0)
@@ -478,7 +478,7 @@ def _corpus_line(source: Path) -> str | None:
     """The corpus summary when the source folder is a ``training corpus`` build, else None."""
     if not (source / MANIFEST_NAME).is_file():
         return None
-    from .corpus import corpus_summary
+    from ..corpus.build import corpus_summary
 
     try:
         return corpus_summary(source / MANIFEST_NAME)
@@ -487,7 +487,7 @@ def _corpus_line(source: Path) -> str | None:
 
 
 def _paper_split() -> tuple[int, int]:
-    from .split import PAPER_SPLIT
+    from ..corpus.split import PAPER_SPLIT
 
     return PAPER_SPLIT
 

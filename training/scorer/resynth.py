@@ -76,9 +76,10 @@ from engine.analysis import (
 from engine.contract import ModelContract
 from engine.errors import ConfigError
 
-from .fit import WEIGHTS_FILE, FitConfig, HistoryWriter, TimeBudget, corpus_summary_of
+from ..common.runs import WEIGHTS_FILE, FitConfig, HistoryWriter, TimeBudget
+from ..corpus.build import corpus_summary_of
+from ..corpus.split import DataConfig, list_audio_files, split_files
 from .segments import default_cache_dir, segment_files
-from .split import DataConfig, list_audio_files, split_files
 
 # === Config ===
 
@@ -1026,7 +1027,7 @@ def to_onnx(scorer: keras.Model, config: ScorerConfig, metadata: dict[str, str])
     import tensorflow as tf
     import tf2onnx
 
-    from .onnx_graph import OPSET, finish_graph
+    from ..common.onnx_graph import OPSET, finish_graph
 
     # One structured argument: tf2onnx calls model(*args), and a second positional one would be ``training``.
     signature = [(tf.TensorSpec((None, config.context_segments, FEATURE_DIM + 1), tf.float32, name=CONTEXT_NAME),
@@ -1041,12 +1042,14 @@ def to_onnx(scorer: keras.Model, config: ScorerConfig, metadata: dict[str, str])
     return proto
 
 
-def export_resynth(run_dir: str | Path, out_path: Path) -> Path:
-    """Write a resynth run's best weights as ONNX with the resynth contract (see :func:`training.export.export`)."""
+def export_resynth(run_dir: str | Path, out_path: str | Path) -> Path:
+    """Write a resynth run's best weights as ONNX with the resynth contract (the seed model's twin:
+    :func:`training.seed.export.export`)."""
     import onnx
 
-    from .onnx_graph import project_version
+    from ..common.onnx_graph import checked_output_path, project_version
 
+    out_path = checked_output_path(out_path)
     scorer, config, settings = load_resynth_run(run_dir)
     contract = contract_for(config, corpus=str(settings.get("corpus", "")), project_version=project_version())
     metadata = {**contract.to_metadata(), "encore.parameters": str(scorer.count_params()),

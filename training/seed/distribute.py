@@ -29,6 +29,8 @@ import numpy as np
 
 from engine.errors import ConfigError
 
+from ..common.runs import read_history
+
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker", "tpu")
 #: Fault drills: a worker whose environment sets this kills itself (SIGKILL) right after that global step.
 FAULT_ENV = "ENCORE_FAULT_AT_STEP"
@@ -291,13 +293,3 @@ def _validation_loss(model, dataset) -> float:
         errors = np.mean(np.square(np.asarray(predicted) - continuation.numpy()), axis=(1, 2))
         total, count = total + float(errors.sum()), count + errors.shape[0]
     return total / count if count else math.nan
-
-
-def read_history(path: Path | None) -> list[dict]:
-    """The epochs a run's history.json already holds (none when it is missing or unreadable)."""
-    if path is None or not path.exists():
-        return []
-    try:
-        return json.loads(path.read_text())
-    except ValueError:
-        return []

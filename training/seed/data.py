@@ -27,8 +27,8 @@ import numpy as np
 from engine.audio import load_audio, to_model_input
 from engine.errors import AudioFileError, ConfigError
 
+from ..corpus.split import DataConfig, list_audio_files, split_files
 from .model import ModelConfig
-from .split import DataConfig, list_audio_files, split_files
 
 #: Memory the training shuffle buffer of the shard pipeline may hold by default: about 100 windows of 30 s at
 #: 22050 Hz. Windows are large (2.6 MB), so a buffer counted in windows alone would grow with the rate.

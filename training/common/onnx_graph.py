@@ -1,13 +1,13 @@
 """What every exporter does to the graph tf2onnx gives: the opset, the outputs named as the contract says, and the
-contract written into the ONNX metadata. Shared by the seed model's export (:mod:`training.export`) and the resynth
-scorer's (:mod:`training.resynth`), so neither imports the other for it.
+contract written into the ONNX metadata. Shared by the seed model's export (:mod:`training.seed.export`) and the resynth
+scorer's (:mod:`training.scorer`), so neither imports the other for it.
 """
 
 from __future__ import annotations
 
-from engine.errors import ConfigError
+from pathlib import Path
 
-from .model import INPUT_NAME, OUTPUT_NAME
+from engine.errors import ConfigError
 
 OPSET = 17
 
@@ -21,9 +21,18 @@ def project_version() -> str:
         return "0.1.0"
 
 
-def finish_graph(proto, metadata: dict[str, str], *, inputs: tuple[str, ...] = (INPUT_NAME,),
-                 outputs: tuple[str, ...] = (OUTPUT_NAME,),
-                 doc: str = "Encore seed generator, exported from Keras with tf2onnx") -> None:
+def checked_output_path(out_path: str | Path) -> Path:
+    """The path an exporter writes, refused with one line unless it is a ``.onnx`` file in a folder that exists."""
+    out_path = Path(out_path)
+    if out_path.suffix != ".onnx":
+        raise ConfigError(f"{out_path}: the exported model's name must end in .onnx")
+    if not out_path.parent.is_dir():
+        raise ConfigError(f"{out_path}: folder {out_path.parent} does not exist")
+    return out_path
+
+
+def finish_graph(proto, metadata: dict[str, str], *, inputs: tuple[str, ...], outputs: tuple[str, ...],
+                 doc: str) -> None:
     """Name the outputs as the contract says (in order), check the inputs, and write the contract into the metadata."""
     import onnx
 

@@ -154,7 +154,7 @@ def song_listing(*, songs: int | None = None, songs_dir: str | os.PathLike | Non
         return [(path.stem, path) for path in song_files(songs_dir)[:songs]]
     import soundfile
 
-    from . import evalset
+    from ..corpus import evalset
 
     packages = evalset.EVAL_PACKAGES
     count = DEFAULT_SONGS if songs is None else songs

@@ -46,7 +46,8 @@ from engine.analysis import ANALYSIS_RATE, HOP, Analysis
 from engine.audio import load_audio, resample, to_model_input
 from engine.errors import AudioContentError, AudioFileError, ConfigError
 
-from .corpus import (
+from ..common.files import first_line, write_atomically
+from ..corpus.build import (
     DEMO_SCORE,
     DEMO_TEMPO_QPM,
     PEAK_DBFS,
@@ -69,7 +70,6 @@ from .corpus import (
     _write_midi,
     render_demo_song,
 )
-from .files import first_line, write_atomically
 
 #: Bump when rendering or labelling changes: every stored render then stops matching and is made again.
 RECIPE_VERSION = 1
@@ -707,7 +707,7 @@ def recorded_tracks(per_package: int = RECORDED_PER_PACKAGE) -> list[str]:
     ConfigError
         Neither package is installed.
     """
-    from .evalset import _package_tracks
+    from ..corpus.evalset import _package_tracks
 
     chosen = []
     for package in RECORDED_PACKAGES:

@@ -38,7 +38,8 @@ import soundfile
 from engine.audio import Waveform, load_audio, resample
 from engine.errors import AudioContentError, AudioFileError, ConfigError
 
-from .corpus import (
+from ..common.files import file_size, first_line, write_atomically
+from .build import (
     DEBIAN_PACKAGES,
     _dep5_licence,
     _dep5_stanzas,
@@ -47,7 +48,6 @@ from .corpus import (
     _package_version,
     _safe_name,
 )
-from .files import file_size, first_line, write_atomically
 
 MANIFEST_VERSION = 1
 #: Bump when the window choice or the clip format changes: every cached analysis is then redone.

@@ -8,64 +8,25 @@ per epoch), ``model.weights.h5`` (the best weights on validation) and ``train.lo
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import keras
 
 from engine.errors import ConfigError
 
+from ..common.runs import WEIGHTS_FILE, FitConfig, HistoryWriter, TimeBudget
+from ..corpus.build import corpus_summary_of
+from ..corpus.split import DataConfig
 from .data import datasets_for
 from .distribute import (
     backup_dir,
     fault_drill_callback,
     make_strategy,
-    read_history,
     remove_empty_backup,
     train_multi_worker,
 )
 from .model import ModelConfig, build_model
-from .split import DataConfig, list_audio_files
-
-WEIGHTS_FILE = "model.weights.h5"
-
-
-@dataclass(frozen=True)
-class FitConfig:
-    """Optimiser settings; the defaults are the paper's.
-
-    Parameters
-    ----------
-    epochs : int
-        Most epochs (the paper: 200).
-    batch_size, validation_batch_size : int
-        The paper: 20 and 10.
-    learning_rate : float
-        Adam's learning rate (the paper: 0.01).
-    patience : int
-        Stop after this many epochs without a better validation loss and keep the best weights; 0 never stops
-        early (the paper did not validate).
-    max_minutes : float
-        Wall-clock budget; 0 for none. Training stops at the end of the epoch that crosses it.
-    augment : bool
-        Random gain, polarity and (shards) a small varispeed on training windows (:class:`training.data.Augmentation`).
-    strategy : str
-        tf.distribute strategy: ``auto``, ``default``, ``mirrored``, ``multi-worker`` or ``tpu``
-        (:mod:`training.distribute`).
-    backup_every : int
-        Steps between fault-tolerance backups; 0 backs up at every epoch's end only.
-    """
-
-    epochs: int = 200
-    batch_size: int = 20
-    validation_batch_size: int = 10
-    learning_rate: float = 0.01
-    patience: int = 0
-    max_minutes: float = 0.0
-    augment: bool = False
-    strategy: str = "auto"
-    backup_every: int = 0
 
 
 def fit(data_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, data_config: DataConfig,
@@ -171,51 +132,3 @@ def load_run(run_dir: str | Path):
     model = build_model(model_config)
     model.load_weights(str(weights_path))
     return model, model_config, settings
-
-
-def corpus_summary_of(data_dir: str | Path) -> str:
-    """One line that says what a folder of training audio is (from its manifest when it has one)."""
-    manifest = Path(data_dir) / "manifest.json"
-    if manifest.exists():
-        try:
-            from .corpus import corpus_summary
-
-            return corpus_summary(manifest)
-        except Exception as e:  # a summary is documentation: never fail a run over it
-            return f"{Path(data_dir).name} (manifest unreadable: {e})"
-    files = list_audio_files(data_dir)
-    return f"{Path(data_dir).name}: {len(files)} audio files, no manifest"
-
-
-class HistoryWriter(keras.callbacks.Callback):
-    """Writes history.json after every epoch, so a killed run still has its curves."""
-
-    def __init__(self, path: Path):
-        super().__init__()
-        self.path = path
-
-    def on_train_begin(self, logs=None):
-        # A run resumed from its backup keeps the epochs it had already written.
-        self.rows = read_history(self.path)
-        self.started = time.time()
-
-    def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch + 1, "seconds": round(time.time() - self.started, 1)}
-        row.update({k: float(v) for k, v in (logs or {}).items()})
-        self.rows.append(row)
-        self.path.write_text(json.dumps(self.rows, indent=1))
-
-
-class TimeBudget(keras.callbacks.Callback):
-    """Stops training at the end of the epoch that crosses a wall-clock budget."""
-
-    def __init__(self, seconds: float):
-        super().__init__()
-        self.seconds = seconds
-
-    def on_train_begin(self, logs=None):
-        self.deadline = time.time() + self.seconds
-
-    def on_epoch_end(self, epoch, logs=None):
-        if time.time() > self.deadline:
-            self.model.stop_training = True

@@ -45,7 +45,8 @@ import soundfile
 from engine.audio import Waveform, load_audio, resample, save_audio
 from engine.errors import AudioContentError, AudioFileError, ConfigError
 
-from .files import file_size, first_line, write_atomically
+from ..common.files import file_size, first_line, write_atomically
+from .split import list_audio_files
 
 MANIFEST_VERSION = 1
 #: Bump when rendering or transcoding changes: every stored record then stops matching and is redone.
@@ -1307,3 +1308,15 @@ def _ogg_crc(page: bytes) -> int:
     for byte in page:
         crc = ((crc << 8) & 0xFFFFFFFF) ^ _OGG_CRC_TABLE[((crc >> 24) ^ byte) & 0xFF]
     return crc
+
+
+def corpus_summary_of(data_dir: str | Path) -> str:
+    """One line that says what a folder of training audio is (from its manifest when it has one)."""
+    manifest = Path(data_dir) / "manifest.json"
+    if manifest.exists():
+        try:
+            return corpus_summary(manifest)
+        except Exception as e:  # a summary is documentation: never fail a run over it
+            return f"{Path(data_dir).name} (manifest unreadable: {e})"
+    files = list_audio_files(data_dir)
+    return f"{Path(data_dir).name}: {len(files)} audio files, no manifest"

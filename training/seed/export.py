@@ -18,22 +18,24 @@ from pathlib import Path
 import numpy as np
 
 from engine.contract import ModelContract
-from engine.errors import ConfigError
 
+from ..common.onnx_graph import OPSET, checked_output_path, finish_graph, project_version
 from .fit import load_run
 from .model import INPUT_NAME, OUTPUT_NAME, ModelConfig
-from .onnx_graph import OPSET, finish_graph, project_version
 
 #: Above this many parameters the graph cannot be one protobuf (2 GiB) with room to spare.
 LARGE_MODEL_PARAMETERS = 300_000_000
+GRAPH_DOC = "Encore seed generator, exported from Keras with tf2onnx"
+
+
 def export(run_dir: str | Path, out_path: str | Path, *, large_model: bool | None = None) -> Path:
     """Convert a run's best weights to ONNX with the contract metadata.
 
     Parameters
     ----------
     run_dir : path
-        A folder written by ``training fit``: a seed model, or a resynth scorer (:mod:`training.resynth`), which
-        is exported with the resynth contract.
+        A folder written by ``training fit`` for a seed model (a resynth scorer's run is exported by
+        :func:`training.scorer.resynth.export_resynth`; ``training export`` picks the one a run needs).
     out_path : path
         Destination ``.onnx`` file; large models also write ``<out_path>.data``.
     large_model : bool, optional
@@ -47,15 +49,7 @@ def export(run_dir: str | Path, out_path: str | Path, *, large_model: bool | Non
     import onnx
     import tf2onnx
 
-    out_path = Path(out_path)
-    if out_path.suffix != ".onnx":
-        raise ConfigError(f"{out_path}: the exported model's name must end in .onnx")
-    if not out_path.parent.is_dir():
-        raise ConfigError(f"{out_path}: folder {out_path.parent} does not exist")
-    from .resynth import export_resynth, is_resynth_run
-
-    if is_resynth_run(run_dir):
-        return export_resynth(run_dir, out_path)
+    out_path = checked_output_path(out_path)
     model, config, settings = load_run(run_dir)
     if large_model is None:
         large_model = model.count_params() > LARGE_MODEL_PARAMETERS
@@ -75,7 +69,7 @@ def export(run_dir: str | Path, out_path: str | Path, *, large_model: bool | Non
         with zipfile.ZipFile(zipped) as archive:
             archive.extractall(tmp)
         proto = onnx.load_model(str(Path(tmp) / "__MODEL_PROTO.onnx"), load_external_data=True)
-        finish_graph(proto, metadata)
+        finish_graph(proto, metadata, inputs=(INPUT_NAME,), outputs=(OUTPUT_NAME,), doc=GRAPH_DOC)
         data_name = out_path.name + ".data"
         (out_path.parent / data_name).unlink(missing_ok=True)
         onnx.save_model(proto, str(out_path), save_as_external_data=True, all_tensors_to_one_file=True,
@@ -104,7 +98,7 @@ def to_onnx(model, config: ModelConfig, metadata: dict[str, str]):
     import tf2onnx
 
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=_signature(config), opset=OPSET)
-    finish_graph(proto, metadata)
+    finish_graph(proto, metadata, inputs=(INPUT_NAME,), outputs=(OUTPUT_NAME,), doc=GRAPH_DOC)
     return proto
 
 
