@@ -183,7 +183,8 @@ class Extender(Renderer):
             [shape=(horizon_samples - crossfade_samples,), dtype=float32] mono at the model's rate, before the
             limiter (it is what the next context reads).
         """
-        if self._song is None:
+        song, dc = self._song, self._dc  # both set by start(), together
+        if song is None or dc is None:
             raise RuntimeError("call start(song) first")
         contract, x = self.model.contract, self.crossfade_frames
         started = time.perf_counter()
@@ -210,10 +211,10 @@ class Extender(Renderer):
         block = np.concatenate([crossfade(self._tail, raw[:x]), raw[x:-x]])
         self._tail = raw[-x:].copy()
         # Joins are counted in frames of the continuation at the song's rate, 0 at the song's end.
-        scale = self._song.sample_rate / self.model_rate
+        scale = song.sample_rate / self.model_rate
         self.joins.append(round((self._emitted_model_frames + x / 2) * scale) - self.overlap_frames // 2)
         self._emitted_model_frames += block.shape[0]
-        block = self._dc.process(block)
+        block = dc.process(block)
         self.ring.write(block)
 
         finished = time.perf_counter()
@@ -235,6 +236,9 @@ class Extender(Renderer):
             song's last :attr:`overlap_frames` frames.
         """
         block = self.next_model_block()
+        limiter = self._limiter
+        if limiter is None:  # next_model_block() has refused before start(), which sets it
+            raise RuntimeError("call start(song) first")
         started = time.perf_counter()
         if self._resampler is not None:
             block = self._resampler.resample_chunk(block)
@@ -243,7 +247,7 @@ class Extender(Renderer):
             n = min(self._song_tail.shape[0], out.shape[0])
             out[:n] = crossfade(self._song_tail[:n], out[:n])
             self._first = False
-        out = self._limiter.process(out)
+        out = limiter.process(out)
         spent = time.perf_counter() - started
         # This block's resampling and limiting belong to its chunk, in the per-chunk figures too.
         self.stats.compute_seconds += spent

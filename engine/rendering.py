@@ -166,7 +166,11 @@ class Renderer:
     config: ExtendConfig
     _song: Waveform | None
     ends_on_phrases = False
-    finished = False
+
+    @property
+    def finished(self) -> bool:
+        """Its own ending has been returned to its last frame (a subclass that can end says when)."""
+        return False
 
     # --- context manager: streaming state is explicit -------------------------------------------------
     def __enter__(self):

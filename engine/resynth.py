@@ -82,7 +82,7 @@ class SimilarityScorer:
 class LearnedScorer:
     """The trained scorer: ``log softmax(query . keys)`` over the allowed candidates."""
 
-    def __init__(self, model):
+    def __init__(self, model) -> None:
         self.model = model
         self.name = model.name
         self.contract = model.contract
@@ -96,7 +96,10 @@ class LearnedScorer:
 
     def log_probabilities(self, contexts: np.ndarray, allowed: np.ndarray) -> np.ndarray:
         """[shape=(beams, segments)] log-probabilities over each beam's allowed candidates (-inf elsewhere)."""
-        logits = self.model.queries(contexts).astype(np.float64) @ self._keys.T
+        keys = self._keys
+        if keys is None:
+            raise RuntimeError("call prepare(analysis) first")
+        logits = self.model.queries(contexts).astype(np.float64) @ keys.T
         logits = np.where(allowed, logits, -np.inf)
         peak = logits.max(axis=1, keepdims=True)
         peak = np.where(np.isfinite(peak), peak, 0.0)
@@ -140,6 +143,7 @@ class Resynthesizer(Renderer):
 
     def __init__(self, model=None, config: ExtendConfig | None = None, *, resynth: ResynthConfig | None = None,
                  threads: int = 1):
+        self.scorer: SimilarityScorer | LearnedScorer
         if isinstance(model, SimilarityScorer) or (isinstance(model, str) and model == "jukebox"):
             self.scorer = SimilarityScorer()
         else:
@@ -228,11 +232,12 @@ class Resynthesizer(Renderer):
     def segmentation(self) -> str:
         """How the memory was cut (``engine info`` and the status say it): known once the song's analysis done
         ahead (:meth:`anticipate`) is ready, else at the first block; "" before."""
-        memory = _Memory(None, None, self.analysis, self.structure) if self.analysis is not None else None
+        analysis, structure = self.analysis, self.structure
         anticipated = self._anticipated
-        if memory is None and anticipated is not None and anticipated.key[0] == self._memory_key:
-            memory = anticipated.result
-        return memory.describe() if memory is not None and memory.structure is not None else ""
+        if analysis is None and anticipated is not None and anticipated.key[0] == self._memory_key \
+                and anticipated.result is not None:
+            analysis, structure = anticipated.result.analysis, anticipated.result.structure
+        return _describe(analysis, structure) if analysis is not None and structure is not None else ""
 
     def start(self, song: Waveform) -> None:
         """Take ``song`` as the memory; the continuation follows its end. The analysis runs at the first block.
@@ -285,12 +290,24 @@ class Resynthesizer(Renderer):
 
     def _memory_frames(self, song: Waveform | None = None) -> int:
         """Frames at the end of ``song`` (the started one when None) that are the memory (``memory_s`` at most)."""
-        song = self._song if song is None else song
+        song = self._started_song() if song is None else song
         return min(song.frames, round(self.resynth.memory_s * song.sample_rate))
+
+    def _started_song(self) -> Waveform:
+        """The song :meth:`start` took."""
+        if self._song is None:
+            raise RuntimeError("call start(song) first")
+        return self._song
+
+    def _started_sequencer(self) -> Sequencer:
+        """The sequencer the first block set up (:meth:`_prepare`): rendering runs only after it."""
+        if self.sequencer is None:
+            raise RuntimeError("the sequencer does not exist before the first block")
+        return self.sequencer
 
     def _prepare(self) -> None:
         """Analyse the memory and set up sequencing and rendering (the first block's work)."""
-        song, cfg = self._song, self.resynth
+        song, cfg = self._started_song(), self.resynth
         rate = song.sample_rate
         keep = self._memory_frames()
         self._material = song.samples[song.frames - keep:]
@@ -311,11 +328,12 @@ class Resynthesizer(Renderer):
         self._reference_db, self._ahead_db = _levels(a, self.config.loudness_reference_s)
         last = a.segments - 1  # the segment the memory ends in: the first step replaces it
         offset = int(song.frames - (song.frames - keep) - self._bounds[last])
-        self.sequencer = Sequencer(a, memory.mono, self.scorer, cfg, np.arange(last), structure=self.structure,
-                                   entry_offset_s=offset / rate)
+        sequencer = Sequencer(a, memory.mono, self.scorer, cfg, np.arange(last), structure=self.structure,
+                              entry_offset_s=offset / rate)
+        self.sequencer = sequencer
         if self._ending is not None:
             kind, seconds = self._ending
-            self.sequencer.end() if kind == "now" else self.sequencer.end_at(seconds)
+            sequencer.end() if kind == "now" else sequencer.end_at(seconds)
         self._crossfade = max(2, round(cfg.crossfade_s * rate)) // 2 * 2
         self._snap = round(cfg.snap_s * rate)
         self._pending = []
@@ -328,14 +346,14 @@ class Resynthesizer(Renderer):
 
     def _begin(self, last: int, offset: int) -> None:
         """The first cut: from the song's end (``offset`` frames into segment ``last``) into a chosen segment."""
-        j = self.sequencer.next_segment()
+        j = self._started_sequencer().next_segment()
         x = self.overlap_frames
         # The same distance into j as the song's end is into its last segment, so the beat goes on. That may lie
         # past j's end (a tracker's last beat is often missing): rendering then goes on from there.
         q = int(self._bounds[j]) + offset + self._entry_lag(last - 1, j, at_memory_end=True)
         q = int(np.clip(q, x, self._material.shape[0] - 1))
         self._gain_db = self._matched_gain(j)
-        tail = self._song.samples[-x:]
+        tail = self._started_song().samples[-x:]
         fade_in, fade_out = equal_power_ramps(x)
         incoming = self._material[q - x:q] * self._gain_factor
         self._push(tail * fade_out[:, None] + incoming * fade_in[:, None])
@@ -346,8 +364,8 @@ class Resynthesizer(Renderer):
     def _entry_lag(self, current: int, j: int, *, at_memory_end: bool = False) -> int:
         """Frames (at the song's rate) to enter ``j`` after or before its boundary, so that its rhythm carries on
         the one being left (:meth:`Sequencer.cuts`)."""
-        lag = self.sequencer.cuts(current, np.array([j]), at_memory_end=at_memory_end)[0][0]
-        return round(float(lag) * self._song.sample_rate / ANALYSIS_RATE)
+        lag = self._started_sequencer().cuts(current, np.array([j]), at_memory_end=at_memory_end)[0][0]
+        return round(float(lag) * self._started_song().sample_rate / ANALYSIS_RATE)
 
     @property
     def _gain_factor(self) -> np.float32:
@@ -372,7 +390,10 @@ class Resynthesizer(Renderer):
     def _start_fade(self, segment: int) -> None:
         """Fade out from here to the end of the whole bar that ``segment`` starts (the ending's last)."""
         if self._fade is None:
-            bar_end = self.structure.bar_starts[self.structure.bars]
+            structure = self.structure
+            if structure is None:
+                raise RuntimeError("the structure does not exist before the first block")
+            bar_end = structure.bar_starts[structure.bars]
             self._fade = [max(1, int(self._bounds[bar_end] - self._bounds[segment])), 0]
 
     def _snap_to_rising_zero(self, position: int) -> int:
@@ -384,11 +405,11 @@ class Resynthesizer(Renderer):
 
     def _render_segment(self) -> None:
         """Play on to the end of the current segment and into the next one the sequencer chose."""
-        current, material = self._segment, self._material
-        fade_at = self.sequencer.fade_segment
+        current, material, sequencer = self._segment, self._material, self._started_sequencer()
+        fade_at = sequencer.fade_segment
         if current == fade_at:
             self._start_fade(current)
-        j = self.sequencer.next_segment()
+        j = sequencer.next_segment()
         end = int(self._bounds[current + 1])
         if j == END or j == current + 1:
             self._push(material[self._pos:end] * self._gain_factor)
@@ -398,7 +419,7 @@ class Resynthesizer(Renderer):
             return
         h = self._crossfade // 2
         # Leave at the segment's end, or, where the first cut entered past it, from here with a whole crossfade.
-        early = round(CUT_EARLY_S * self._song.sample_rate)
+        early = round(CUT_EARLY_S * self._started_song().sample_rate)
         entry = int(self._bounds[j]) - early + self._entry_lag(current, j)
         # The song's first bar has nothing before it to fade from: both cuts move later alike, keeping the beat.
         late = max(h - entry, 0)
@@ -430,7 +451,7 @@ class Resynthesizer(Renderer):
         self._finished = True
         if self._fade is None and self._pending_frames:
             last = self._pending[-1]
-            ramp = min(last.shape[0], round(0.01 * self._song.sample_rate))
+            ramp = min(last.shape[0], round(0.01 * self._started_song().sample_rate))
             if ramp:
                 last[-ramp:] *= np.linspace(1.0, 0.0, ramp, dtype=np.float32)[:, None]
 
@@ -444,8 +465,7 @@ class Resynthesizer(Renderer):
             crossfade over the song's last :attr:`overlap_frames` frames. After :meth:`end` or :meth:`end_at`,
             the block that holds the ending's last frame is shorter, and every block after it is empty.
         """
-        if self._song is None:
-            raise RuntimeError("call start(song) first")
+        song = self._started_song()
         started = time.perf_counter()
         if not self._started:
             # librosa's one-time load (the engine's warm-up thread) is waited for, not raced, and not counted.
@@ -454,21 +474,24 @@ class Resynthesizer(Renderer):
             started += self.stats.load_wait_seconds
             self._prepare()
             self._started = True
-        frames = round(self.scorer.contract.horizon_s * self._song.sample_rate)
+        frames = round(self.scorer.contract.horizon_s * song.sample_rate)
         while self._pending_frames < frames and not self._finished:
             self._render_segment()
         if not self._pending:
-            return np.zeros((0, self._song.channels), np.float32)
+            return np.zeros((0, song.channels), np.float32)
         joined = np.concatenate(self._pending)
         block, rest = joined[:frames], joined[frames:]
         self._pending, self._pending_frames = ([rest], rest.shape[0]) if rest.shape[0] else ([], 0)
         self._emitted += block.shape[0]
-        block = self._limiter.process(block)
+        limiter = self._limiter
+        if limiter is None:  # _prepare() made it, in the first block
+            raise RuntimeError("the limiter does not exist before the first block")
+        block = limiter.process(block)
         finished = time.perf_counter()
         self.stats.chunks += 1
         self.stats.compute_seconds += finished - started
         self.stats.chunk_seconds.append(finished - started)
-        self.stats.seconds_generated += block.shape[0] / self._song.sample_rate
+        self.stats.seconds_generated += block.shape[0] / song.sample_rate
         if self.stats.chunks == 1:
             self.stats.first_chunk_seconds = finished - started
         if len(self.joins) > 100_000:  # an endless run must not grow without bound
@@ -483,15 +506,15 @@ class _Memory:
     """A memory ready to continue: in mono at the song's rate and at :data:`ANALYSIS_RATE`, its analysis and its
     bars and phrases."""
 
-    mono_material: np.ndarray | None
-    mono: np.ndarray | None
+    mono_material: np.ndarray
+    mono: np.ndarray
     analysis: Analysis
-    structure: Structure | None
+    structure: Structure
 
-    def describe(self) -> str:
-        """The segmentation line: ``beats: 96 bpm, 2/4, ...; 36 bars, 9 phrases of 4 bars, 2 sections``."""
-        described = self.analysis.describe()
-        return f"{described}; {self.structure.describe()}" if self.structure is not None else described
+
+def _describe(analysis: Analysis, structure: Structure) -> str:
+    """The segmentation line: ``beats: 96 bpm, 2/4, ...; 36 bars, 9 phrases of 4 bars, 2 sections``."""
+    return f"{analysis.describe()}; {structure.describe()}"
 
 
 @dataclass

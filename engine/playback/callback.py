@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .types import EngineState
 from .state import PlaybackState
+from .types import EngineState
 
 
 class AudioCallback(PlaybackState):
-    """The :class:`~engine.playback.Engine`'s callback role (its state is :class:`~engine.playback.state.PlaybackState`)."""
+    """The :class:`~engine.playback.Engine`'s callback role (its state is
+    :class:`~engine.playback.state.PlaybackState`)."""
 
     def _callback(self, outdata, frames, time_info, status) -> None:
         if status is not None and status.output_underflow:
@@ -31,11 +32,14 @@ class AudioCallback(PlaybackState):
 
     def _copy_out(self, outdata, frames: int) -> None:
         """Copy the next ``frames`` of the ring into ``outdata`` and advance the playhead; silence if starved."""
+        ring = self._ring  # a local, so the check below holds for the whole block (no call, no allocation)
+        if ring is None:  # no stream opens before _prepare_output has made it: this would be a bug
+            raise RuntimeError("the audio callback ran before the output ring was made")
         start = self._playhead
-        n = min(frames, self._ring.end - start)
+        n = min(frames, ring.end - start)
         if n > 0:
             offset = 0
-            for view in self._ring.views(start, start + n):
+            for view in ring.views(start, start + n):
                 length = view.shape[0]
                 if view.ndim == 1:
                     outdata[offset:offset + length, 0] = view
@@ -55,7 +59,10 @@ class AudioCallback(PlaybackState):
         """Live mode: keep the input in its ring, then play the continuation, the input (monitor) or silence."""
         if status.input_overflow or status.output_underflow:
             self._underruns += 1
-        self._input.write(indata if self._in_channels > 1 else indata[:, 0])
+        heard, played = self._input, self._played  # locals, as in _copy_out
+        if heard is None or played is None:  # live() makes both before its stream opens
+            raise RuntimeError("the live callback ran before the input rings were made")
+        heard.write(indata if self._in_channels > 1 else indata[:, 0])
         state = self._state
         if state in ("continuing", "fading"):
             if self._play_from is not None:
@@ -78,11 +85,11 @@ class AudioCallback(PlaybackState):
         self._apply_volume(outdata, frames, self._volume)
         # Only Encore's own continuation counts as what the room may echo (the monitored input is the performer).
         if state in ("continuing", "fading"):
-            self._played.write(outdata[:, 0])
+            played.write(outdata[:, 0])
         elif frames <= self._played_silence.shape[0]:
-            self._played.write(self._played_silence[:frames])
+            played.write(self._played_silence[:frames])
         else:
-            self._played.write(np.zeros(frames, np.float32))
+            played.write(np.zeros(frames, np.float32))
 
     def _apply_volume(self, outdata, frames: int, target: float) -> None:
         """Scale by ``target`` in place, ramping linearly across the block when it changed (no zipper click)."""

@@ -28,8 +28,8 @@ from ..errors import EncoreError
 from ..ring import RingBuffer
 from ..seam import rms
 from .devices import _sounddevice
-from .types import LIVE_STATES, EngineState, LiveConfig
 from .state import PlaybackState
+from .types import LIVE_STATES, EngineState, LiveConfig
 
 #: In live mode, once the performer has been quiet for this share of ``LiveConfig.silence_s``, what a
 #: continuation would continue is analysed in the background (playing again before the rest of the silence
@@ -119,26 +119,34 @@ class LiveInput(PlaybackState):
     def _listen(self) -> None:
         rate, live = self.sample_rate, self._live
         window, threshold = round(LEVEL_WINDOW_S * rate), 10 ** (live.threshold_db / 20)
-        heard_from = last_loud = None
+        # Input frames where what was heard began and where it was last loud: both None until the performer is
+        # first heard, and again after each continuation begins.
+        heard_from: int | None = None
+        last_loud: int | None = None
         loud_since = None
         echo_reported = False
         try:
+            heard_ring, ring, gate = self._input_ring(), self._output_ring(), self._echo_gate()
             while not self._stop.wait(0.02):
-                end = self._input.end
+                end = heard_ring.end
                 if end < window:
                     continue
                 loud = self._performer_heard(end, window, threshold)
-                if not echo_reported and self._echo.coupling is not None:
+                if not echo_reported and gate.coupling is not None:
                     echo_reported = True
-                    self._emit("echo", self._echo.describe())
+                    self._emit("echo", gate.describe())
                 if self._state == EngineState.LISTENING:
                     self._close_sounded(end)
                     if loud:
                         last_loud = end
-                        heard_from = end - window if heard_from is None else max(heard_from, self._input.start)
-                    heard = (last_loud - heard_from) / rate if last_loud is not None else 0.0
-                    quiet_s = (end - last_loud) / rate if last_loud is not None else 0.0
-                    stopped = last_loud is not None and quiet_s >= live.silence_s
+                        heard_from = end - window if heard_from is None else max(heard_from, heard_ring.start)
+                    if heard_from is None or last_loud is None:  # nothing heard yet: Enter has nothing to carry on
+                        if self._carry_on.is_set():
+                            self._carry_on.clear()
+                        continue
+                    heard = (last_loud - heard_from) / rate
+                    quiet_s = (end - last_loud) / rate
+                    stopped = quiet_s >= live.silence_s
                     if not stopped and heard >= live.min_heard_s and quiet_s >= ANTICIPATE_AFTER * live.silence_s:
                         self._anticipate_heard(last_loud)
                     asked = self._carry_on.is_set()
@@ -155,7 +163,7 @@ class LiveInput(PlaybackState):
                         self._state = EngineState.FADING
                         self._emit("listening", "the performer plays again; fading out")
                         loud_since = None
-                    elif self._ring.end - self._playhead < self._lead_frames and self._play_from is None:
+                    elif ring.end - self._playhead < self._lead_frames and self._play_from is None:
                         self._write_generated(self._upmix(self.extender.next_block()))
         except Exception as e:  # noqa: BLE001 - whatever it is, playback stops cleanly and the controller hears
             self._fail("live input", e)
@@ -163,13 +171,14 @@ class LiveInput(PlaybackState):
     def _performer_heard(self, end: int, window: int, threshold: float) -> bool:
         """Whether the input's last ``window`` frames (ending at input frame ``end``) are the performer playing:
         above the threshold, and louder than Encore's own output heard back through the room explains."""
-        level = rms(self._input.latest(window))
-        if level <= threshold and not self._echo.learning:
+        gate, played_ring = self._echo_gate(), self._played_ring()
+        level = rms(self._input_ring().latest(window))
+        if level <= threshold and not gate.learning:
             return False
         # The played ring may be a callback block behind the input, which the envelope's maximum over 0.3 s of
         # delays absorbs. While learning, quiet input is a level pair too (headphones: the room returns nothing).
-        played = self._played.latest(min(round(ENVELOPE_SPAN_S * self.sample_rate), len(self._played)))
-        performer = self._echo.is_performer(end, level, output_envelope(played, self.sample_rate))
+        played = played_ring.latest(min(round(ENVELOPE_SPAN_S * self.sample_rate), len(played_ring)))
+        performer = gate.is_performer(end, level, output_envelope(played, self.sample_rate))
         return level > threshold and performer
 
     def _close_sounded(self, end: int) -> None:
@@ -177,7 +186,8 @@ class LiveInput(PlaybackState):
         ``end``; stretches older than the input ring are forgotten."""
         if self._sounded and self._sounded[-1][1] < 0:
             self._sounded[-1][1] = end + round(MAX_ECHO_DELAY_S * self.sample_rate)
-            self._sounded = [span for span in self._sounded if span[1] > self._input.start]
+            oldest = self._input_ring().start
+            self._sounded = [span for span in self._sounded if span[1] > oldest]
 
     def _heard(self, heard_until: int) -> Waveform:
         """What a continuation from ``heard_until`` (an absolute input frame) continues: the memory's worth of
@@ -189,14 +199,14 @@ class LiveInput(PlaybackState):
         if self._anticipated_heard is not None and self._anticipated_heard[0] == heard_until:
             return self._anticipated_heard[1]
         frames = round(self.extender.memory_s * self.sample_rate)
-        if self._echo.echo_db == math.inf:
-            sounded = []  # headphones or a line input: Encore is never in the input
-        else:
+        heard_ring = self._input_ring()
+        sounded: list[tuple[int, int]] = []  # headphones or a line input: Encore is never in the input
+        if self._echo_gate().echo_db != math.inf:
             sounded = [(begin, end if end >= 0 else heard_until) for begin, end in self._sounded]
-        spans = performer_spans(self._input.start, heard_until, sounded, frames)
+        spans = performer_spans(heard_ring.start, heard_until, sounded, frames)
         if not spans:
-            return Waveform(self._input.read(heard_until, heard_until), self.sample_rate)
-        pieces = [self._input.read(begin, end) for begin, end in spans]
+            return Waveform(heard_ring.read(heard_until, heard_until), self.sample_rate)
+        pieces = [heard_ring.read(begin, end) for begin, end in spans]
         return Waveform(splice(pieces, round(SPLICE_FADE_S * self.sample_rate)), self.sample_rate)
 
     def _anticipate_heard(self, heard_until: int) -> None:
@@ -223,20 +233,21 @@ class LiveInput(PlaybackState):
             self._emit("error", f"cannot continue what was heard: {e}")
             return
         first = self.extender.next_block()[self.extender.overlap_frames:]  # the heard tail is not replayed
+        ring, heard_ring = self._output_ring(), self._input_ring()
         with self._write_lock:
             self._pending, self._after_filler = None, False
-            self._play_from = self._ring.end
-            self._seams.append(self._ring.end)
+            self._play_from = ring.end
+            self._seams.append(ring.end)
             self._append(self._upmix(first), join=False)
             self._state = EngineState.CONTINUING
-            self._sounded.append([self._input.end, -1])
-            self._echo.start_learning(self._input.end)
+            self._sounded.append([heard_ring.end, -1])
+            self._echo_gate().start_learning(heard_ring.end)
         self.continuations += 1
         self._emit("continuing", f"continuing {frames / self.sample_rate:.1f} s of what was heard")
 
     def _upmix(self, block: np.ndarray) -> np.ndarray:
         """Match a block's channels to the output's (the heard input may have fewer)."""
-        channels = self._ring.channels
+        channels = self._output_ring().channels
         if block.shape[1] == channels:
             return block
         return np.repeat(block[:, :1], channels, axis=1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -22,6 +22,8 @@ from .types import EngineConfig, EngineEvent, EngineState, LiveConfig
 
 if TYPE_CHECKING:
     from ..rendering import Generator
+
+_T = TypeVar("_T")
 
 
 class PlaybackState:
@@ -67,7 +69,7 @@ class PlaybackState:
         self._ring: RingBuffer | None = None  # the output ring the callback copies from
         self._x = 1  # the crossfade, in frames at the stream's rate
         self._lead_frames = 0
-        self._unit_ramp = np.ones((1, 1), np.float32)
+        self._unit_ramp: np.ndarray = np.ones((1, 1), np.float32)  # [shape=(blocksize, 1), dtype=float32]
         self._ramp_scratch = np.empty_like(self._unit_ramp)
         self._ramp_gain = self._volume
         self._overlap = 0  # the song's last frames that its continuation crossfades over
@@ -101,6 +103,27 @@ class PlaybackState:
         self._seams: deque[int] = deque(maxlen=100_000)
         self._ending = False
 
+    # --- what play() and live() set up: a role that reads it before them is a bug, and says so ---------------
+    def _output_ring(self) -> RingBuffer:
+        """The output ring the callback copies from (``_prepare_output``)."""
+        return _set_up(self._ring, "the output ring")
+
+    def _playing_song(self) -> Waveform:
+        """The song play() started, at the stream's rate."""
+        return _set_up(self._song, "the song")
+
+    def _input_ring(self) -> RingBuffer:
+        """The live memory: what the input heard."""
+        return _set_up(self._input, "the input ring")
+
+    def _played_ring(self) -> RingBuffer:
+        """What Encore itself sent out, frame for frame with the input."""
+        return _set_up(self._played, "the ring of what was played")
+
+    def _echo_gate(self) -> EchoGate:
+        """The live echo gate (:mod:`engine.echo`)."""
+        return _set_up(self._echo, "the echo gate")
+
     if TYPE_CHECKING:
         # What one role calls on another: defined by the role named, declared here for the type checker.
         def stop(self) -> None: ...  # transport
@@ -124,3 +147,15 @@ class PlaybackState:
         def _fail(self, what: str, error: Exception) -> None: ...  # worker
 
         def _append(self, block: np.ndarray, *, join: bool) -> None: ...  # worker
+
+        def _guard(self) -> None: ...  # worker
+
+        def _duplex_callback(self, indata: np.ndarray, outdata: np.ndarray, frames: int, time_info: Any,
+                             status: Any) -> None: ...  # callback
+
+
+def _set_up(value: _T | None, what: str) -> _T:
+    """``value``, which play() or live() set up; a RuntimeError (a bug in the caller) while it is None."""
+    if value is None:
+        raise RuntimeError(f"{what} does not exist before play() or live() set it up")
+    return value

@@ -7,7 +7,6 @@ calls (play, seek, pause, stop, status, render) and the set-up they share.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 import warnings
@@ -17,16 +16,13 @@ import numpy as np
 
 from ..audio import Waveform, resample
 from ..config import ExtendConfig
-from ..echo import (
-    EchoGate,
-)
 from ..errors import ConfigError, EncoreError
 from ..generators import open_generator
 from ..ring import RingBuffer
 from .callback import AudioCallback
 from .devices import _sounddevice
 from .live import LiveInput
-from .types import LIVE_STATES, EngineConfig, EngineEvent, EngineState, EngineStatus, LiveConfig
+from .types import LIVE_STATES, EngineConfig, EngineEvent, EngineState, EngineStatus
 from .worker import GenerationWorker
 
 #: How long play() and seek() wait for the lead before the stream opens and the rest buffers behind it, in s.
@@ -255,7 +251,7 @@ class Engine(AudioCallback, LiveInput, GenerationWorker):
 
     def _start(self, position: int, *, paused: bool) -> None:
         """Start the threads (and the device stream) with the playhead at timeline frame ``position``."""
-        song = self._song
+        song = self._playing_song()
         self._reset_counters()
         self._overlap = self.extender.overlap_frames if self._cannot_extend is None else 0
         self._song_frames = song.frames - self._overlap if self._endless else song.frames
@@ -265,7 +261,7 @@ class Engine(AudioCallback, LiveInput, GenerationWorker):
         if not self._endless:
             position = min(position, song.frames)
         self._prepare_output(song.channels)
-        self._ring.clear(position)
+        self._output_ring().clear(position)
         self._playhead = self._start_position = position
         self._paused = paused
         if position > 0 or paused:
@@ -318,14 +314,15 @@ class Engine(AudioCallback, LiveInput, GenerationWorker):
         if self.clock != "offline":
             raise RuntimeError("render() drives the offline clock; this engine plays on a device")
         frames = round(seconds * self.sample_rate)
-        out = np.zeros((frames, self._ring.channels), np.float32)
+        ring = self._output_ring()
+        out = np.zeros((frames, ring.channels), np.float32)
         block = self.config.blocksize
         for start in range(0, frames, block):
             n = min(block, frames - start)
             if not self._wait_for_lead(n, timeout=60.0):
                 break
             self._callback(out[start:start + n], n, None, None)
-        if self._written_all and self._playhead >= self._ring.end:
+        if self._written_all and self._playhead >= ring.end:
             deadline = time.monotonic() + 5.0  # the generator says ``finished`` within its 10 ms poll
             while self._state == EngineState.PLAYING and time.monotonic() < deadline:
                 time.sleep(0.002)
@@ -353,9 +350,10 @@ class Engine(AudioCallback, LiveInput, GenerationWorker):
     def _wait_for_lead(self, frames: int, timeout: float) -> bool:
         """Wait until ``frames`` are written ahead of the playhead, or generation has ended."""
         deadline = time.monotonic() + timeout
-        while self._ring.end - self._playhead < frames:
+        ring = self._output_ring()
+        while ring.end - self._playhead < frames:
             if self._state in (EngineState.FINISHED, EngineState.ERROR) or self._stop.is_set() or self._written_all:
-                return self._ring.end > self._playhead
+                return ring.end > self._playhead
             if time.monotonic() > deadline:
                 return False
             self._wake.set()

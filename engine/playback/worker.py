@@ -10,14 +10,16 @@ to copy; the callback never takes it.
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 import numpy as np
 
 from ..errors import EncoreError
+from ..rendering import EndsOnPhrases
 from ..seam import crossfade
 from .devices import mark_device_lost
-from .types import EngineState
 from .state import PlaybackState
+from .types import EngineState
 
 #: Failures on the engine's threads are logged here, traceback and all; the user gets one line (an ``error``
 #: event and :attr:`EngineStatus.error`).
@@ -25,11 +27,12 @@ log = logging.getLogger(__name__)
 
 
 class GenerationWorker(PlaybackState):
-    """The :class:`~engine.playback.Engine`'s writing roles (their state is :class:`~engine.playback.state.PlaybackState`)."""
+    """The :class:`~engine.playback.Engine`'s writing roles (their state is
+    :class:`~engine.playback.state.PlaybackState`)."""
 
     def _generate(self) -> None:
         try:
-            song, start = self._song, self._start_position
+            song, start, ring = self._playing_song(), self._start_position, self._output_ring()
             written = min(start, song.frames)
             while written < song.frames and not self._stop.is_set():
                 if self._room() < self.config.blocksize:
@@ -52,12 +55,14 @@ class GenerationWorker(PlaybackState):
             while not self._stop.is_set():
                 if not self._endless and not self._wait_for_endless_or_end():
                     return  # switched off, and played out; switched on again in time goes on below
-                if self._ending and not told_to_end:  # the generator is this thread's alone: it is told here
-                    self.extender.end()
+                # The generator is this thread's alone: it is told here. Only one that ends on phrases is: for the
+                # seed model end_song() is Endless off, and it may ask before it has switched Endless off.
+                if self._ending and not told_to_end and self.extender.ends_on_phrases:
+                    cast(EndsOnPhrases, self.extender).end()
                     told_to_end = True
                     self._emit("ending", f"the song's own ending follows what is written up to "
-                                         f"{self._ring.end / self.sample_rate:.1f} s")
-                if self._ring.end - self._playhead >= self._lead_frames:
+                                         f"{ring.end / self.sample_rate:.1f} s")
+                if ring.end - self._playhead >= self._lead_frames:
                     self._wake.wait(0.01)
                     self._wake.clear()
                     continue
@@ -81,8 +86,9 @@ class GenerationWorker(PlaybackState):
         is on again, and a chunk is due); False once what was written has played out (or playback stopped)."""
         # Play out while twice the guard is left: well before the guard would take the end for a late chunk.
         play_out_at = round(2 * self.config.guard_s * self.sample_rate)
+        ring = self._output_ring()
         while not self._stop.is_set():
-            ahead = self._ring.end - self._playhead
+            ahead = ring.end - self._playhead
             if self._endless and self._cannot_extend is None and ahead < self._lead_frames:
                 return True  # decided only when the continuation is due, so Endless can change until then
             if not self._endless and ahead <= play_out_at:
@@ -101,7 +107,8 @@ class GenerationWorker(PlaybackState):
                                                                    dtype=np.float32))[:, None] ** 2
             self._flush_pending()
             self._written_all = True
-        while self._playhead < self._ring.end and not self._stop.is_set():
+        ring = self._output_ring()
+        while self._playhead < ring.end and not self._stop.is_set():
             self._stop.wait(0.01)
         if not self._stop.is_set():
             self._state = EngineState.FINISHED
@@ -116,12 +123,13 @@ class GenerationWorker(PlaybackState):
         are marked as seams where they are written (a resynth chunk boundary is no join; its cuts are). Without
         it (live input), each chunk boundary is marked.
         """
+        ring = self._output_ring()
         with self._write_lock:
             if self._state in (EngineState.PLAYING, EngineState.CONTINUING):  # not after a fade-out or a stop
-                at = self._ring.end + (0 if self._pending is None else self._pending.shape[0])
+                at = ring.end + (0 if self._pending is None else self._pending.shape[0])
                 if after_song:
                     self._pending = None
-                    at = self._ring.end
+                    at = ring.end
                 if begins is None:
                     if not after_song:
                         self._seams.append(at)
@@ -166,6 +174,7 @@ class GenerationWorker(PlaybackState):
     def _guard(self) -> None:
         guard = round(self.config.guard_s * self.sample_rate)
         filler = round(self.config.filler_s * self.sample_rate)
+        ring = self._output_ring()
         while not self._stop.wait(0.02):
             stream = self._stream
             if stream is not None and not stream.active and not self._stop.is_set():
@@ -177,22 +186,21 @@ class GenerationWorker(PlaybackState):
                 return
             # Only a running stream can be late: before it opens (a seek regenerating the continuation up to its
             # position) the playhead stands still and nobody is waiting.
-            if self._holding and (self._ring.end - self._playhead >= self._hold_for or self._written_all
+            if self._holding and (ring.end - self._playhead >= self._hold_for or self._written_all
                                   or self._state != EngineState.PLAYING):
                 self._holding = False
             # A song that ends (Endless off) plays out: nothing is late then.
             playing = stream is not None and not self._holding and not self._written_all and (
                 self._state == EngineState.CONTINUING or (self._state == EngineState.PLAYING and self._song_written))
-            if not playing or self._ring.end - self._playhead >= guard or self._play_from is not None:
+            if not playing or ring.end - self._playhead >= guard or self._play_from is not None:
                 continue
             with self._write_lock:
-                if self._ring.end - self._playhead >= guard or len(self._ring) < filler + self._x \
-                        or self._written_all:
+                if ring.end - self._playhead >= guard or len(ring) < filler + self._x or self._written_all:
                     continue
                 # Repeat the last second, joined to what precedes it on both sides by crossfades.
-                recent = self._ring.read(self._ring.end - filler, self._ring.end)
+                recent = ring.read(ring.end - filler, ring.end)
                 recent = recent if recent.ndim == 2 else recent[:, None]
-                self._seams.append(self._ring.end + (0 if self._pending is None else self._pending.shape[0]))
+                self._seams.append(ring.end + (0 if self._pending is None else self._pending.shape[0]))
                 self._append(recent, join=True)
                 self._after_filler = True
                 self._late_chunks += 1
@@ -201,7 +209,8 @@ class GenerationWorker(PlaybackState):
     # --- writing (generator and guard, under the lock where both may write) ----------------------------------
     def _room(self) -> int:
         """Frames that may be written without reaching what the callback has not played yet."""
-        return self._ring.capacity - (self._ring.end - self._playhead) - 2 * self._x
+        ring = self._output_ring()
+        return ring.capacity - (ring.end - self._playhead) - 2 * self._x
 
     def _append(self, block: np.ndarray, *, join: bool) -> None:
         """Write ``block`` after what was written, holding its last crossfade back for the next join.
@@ -228,4 +237,5 @@ class GenerationWorker(PlaybackState):
 
     def _write(self, frames: np.ndarray) -> None:
         if frames.shape[0]:
-            self._ring.write(frames[:, 0] if self._ring.channels == 1 else frames)
+            ring = self._output_ring()
+            ring.write(frames[:, 0] if ring.channels == 1 else frames)
