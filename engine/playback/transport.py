@@ -159,8 +159,10 @@ class Engine(AudioCallback, LiveInput, GenerationWorker):
         """
         if endless and self._cannot_extend is not None and self._state == EngineState.PLAYING:
             raise EncoreError(f"this song cannot be continued: {self._cannot_extend}")
-        if endless and not self._song_written:
-            self._ending = False  # an end_song() before the song's end meant this switch; it is undone with it
+        if endless and (not self._song_written or not self.extender.ends_on_phrases):
+            # An end_song() before the song's end, or of the seed model (it knows no phrases), meant this switch;
+            # it is undone with it.
+            self._ending = False
         self._endless = bool(endless)
         self._wake.set()
 

@@ -188,6 +188,22 @@ def test_endless_switched_off_during_the_continuation_plays_out_with_a_fade_and_
     assert np.abs(end[-20:]).max() < 0.05 * np.abs(tail[:sounding[-1]]).max()
 
 
+def test_the_seed_models_end_song_is_endless_off_and_endless_on_undoes_it(repeat_model):
+    # The seed model knows no phrases: its end_song() switches Endless off, and is never told end() (it has none).
+    song = synthetic_song(22.0, 8000)
+    with Engine(model=repeat_model, clock="offline") as eng:
+        eng.play(song, endless=True)
+        eng.render(30.0)
+        eng.end_song()
+        assert eng.status().ending
+        eng.set_endless(True)  # undone in time: it goes on, endlessly
+        eng.render(30.0)
+        status = eng.status()
+    assert status.state == "playing" and not status.ending and status.error == ""
+    kinds = [eng.events.get_nowait().kind for _ in range(eng.events.qsize())]
+    assert "ending" not in kinds and "error" not in kinds
+
+
 def test_a_playing_song_is_analysed_once_while_it_plays_not_when_its_continuation_is_due(analysis_threads):
     import time
 
