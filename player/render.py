@@ -14,13 +14,11 @@ from PyQt6.QtCore import QThread, pyqtSignal
 from PyQt6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -30,6 +28,8 @@ from engine import EncoreError, ExtendConfig, Waveform
 from engine.audio import check_not_the_source
 from engine.generators import open_generator
 from engine.logs import log_path
+
+from .widgets import double_spin_box, progress_bar
 
 PROGRESS_STEPS = 1000
 
@@ -86,8 +86,7 @@ class RenderDialog(QDialog):
         self.model, self.song, self.song_path, self.crossfade_s = model, song, song_path, crossfade_s
         self.thread_: RenderThread | None = None
 
-        self.minutes = QDoubleSpinBox(minimum=0.1, maximum=600.0, value=10.0, decimals=1, singleStep=1.0,
-                                      suffix=" min")
+        self.minutes = double_spin_box(0.1, 600.0, 10.0, decimals=1, single_step=1.0, suffix=" min")
         self.path_edit = QLineEdit(str(Path(song_path).with_name(Path(song_path).stem + "-endless.flac")))
         choose = QPushButton("Choose…")
         choose.clicked.connect(self._choose)
@@ -98,12 +97,16 @@ class RenderDialog(QDialog):
         form.addRow("Continuation", self.minutes)
         form.addRow("File (.wav or .flac)", path_row)
 
-        self.progress = QProgressBar(minimum=0, maximum=PROGRESS_STEPS, value=0)
+        self.progress = progress_bar(0, PROGRESS_STEPS, 0)
         self.result_label = QLabel("")
         self.result_label.setWordWrap(True)
         self.buttons = QDialogButtonBox()
-        self.render_button = self.buttons.addButton("Render", QDialogButtonBox.ButtonRole.AcceptRole)
-        self.cancel_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
+        self.render_button = QPushButton("Render")  # what addButton("Render", role) would make, held with its type
+        self.buttons.addButton(self.render_button, QDialogButtonBox.ButtonRole.AcceptRole)
+        cancel_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
+        if cancel_button is None:  # Qt makes every standard button but NoButton
+            raise RuntimeError("QDialogButtonBox made no Cancel button")
+        self.cancel_button = cancel_button
         self.render_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
 
@@ -157,9 +160,10 @@ class RenderDialog(QDialog):
         super().closeEvent(event)
 
     def _cancel_and_wait(self) -> None:
-        if self.running:
-            self.thread_.requestInterruption()
-            self.thread_.wait()  # the render checks between blocks: this is one block at most
+        thread = self.thread_
+        if thread is not None and thread.isRunning():
+            thread.requestInterruption()
+            thread.wait()  # the render checks between blocks: this is one block at most
 
     def _choose(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Render to", self.path_edit.text(), "Audio (*.flac *.wav)")

@@ -44,14 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     window = MainWindow(session, settings=settings)
     window.resize(1100, 620)
     window.show()
-    if not window.open_song(args.song or DEMO_SONG):
+    song = session.song if window.open_song(args.song or DEMO_SONG) else None
+    if song is None:
         print(f"player.screenshot: error: {window.last_message}", file=sys.stderr)
         return 2
     app.processEvents()
     ready_s = time.perf_counter() - started  # imports, model load, window, song decoded and drawn
     updates: list[float] = []  # when the window heard from the engine: gaps here are a frozen view
     session.statusChanged.connect(lambda _: updates.append(time.perf_counter()))
-    song_s = session.song.seconds
+    song_s = song.seconds
     clicked = time.perf_counter()
     session.seek(max(0.0, song_s - args.before_end))
     session.play()
@@ -67,8 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(10):  # let the last status reach the widgets and be painted
         app.processEvents()
         time.sleep(0.02)
-    geometry = window.frameGeometry()
-    picture = window.screen().grabWindow(0, geometry.x(), geometry.y(), geometry.width(), geometry.height())
+    geometry, screen = window.frameGeometry(), window.screen()
+    if screen is None:
+        print("player.screenshot: error: the window is on no screen", file=sys.stderr)
+        return 1
+    # The screen's pixels where the window is (its default ``window``, 0, is the whole screen).
+    picture = screen.grabWindow(x=geometry.x(), y=geometry.y(), width=geometry.width(), height=geometry.height())
     if picture.isNull() or not picture.save(args.output):
         print(f"player.screenshot: error: could not save {args.output}", file=sys.stderr)
         return 1

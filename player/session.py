@@ -65,7 +65,8 @@ class PlayerSession(QObject):
         self._start_s = 0.0  # where Play starts when nothing plays: 0, or where a stopped song was clicked
         self._drawn_until = 0
         self._seam_count = 0
-        self._live_input = self._live_config = None
+        self._live_input: int | str | None = None  # the input device (sounddevice's notation) live() was given
+        self._live_config: LiveConfig | None = None
         self._engine = self._new_engine()
         self._timer = QTimer(self)
         self._timer.timeout.connect(self._poll)

@@ -71,7 +71,7 @@ class WaveformView(pg.PlotWidget):
 
     seekRequested = pyqtSignal(float)
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None) -> None:
         super().__init__(parent, background=BACKGROUND)
         self.setMouseEnabled(x=False, y=False)
         self.setMenuEnabled(False)

@@ -11,20 +11,20 @@ from pathlib import Path
 
 import numpy as np
 from PyQt6.QtCore import QSettings, Qt, QTimer
-from PyQt6.QtGui import QAction, QKeySequence, QShortcut
+from PyQt6.QtGui import QKeySequence, QShortcut
 from PyQt6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QMainWindow,
-    QProgressBar,
+    QMenu,
+    QMenuBar,
     QPushButton,
     QSlider,
-    QSpinBox,
+    QStatusBar,
     QVBoxLayout,
     QWidget,
 )
@@ -36,6 +36,7 @@ from engine.shipped import DEMO_SONG
 from .render import RenderDialog
 from .session import PlayerSession
 from .waveform import CONTINUATION_COLOUR, SONG_COLOUR, WaveformView
+from .widgets import action, double_spin_box, progress_bar, spin_box
 
 AUDIO_FILTER = "Audio (*.mp3 *.ogg *.oga *.flac *.wav *.aiff *.aif);;All files (*)"
 MAX_RECENT = 8
@@ -80,7 +81,9 @@ class MainWindow(QMainWindow):
         self.banner.setWordWrap(True)
 
         self.banner.hide()
-        self._banner_timer = QTimer(self, singleShot=True, interval=MESSAGE_MS)
+        self._banner_timer = QTimer(self)
+        self._banner_timer.setSingleShot(True)
+        self._banner_timer.setInterval(MESSAGE_MS)
         self._banner_timer.timeout.connect(self.banner.hide)
         layout.addWidget(self.banner)
         self.title = QLabel("No song: open one (Ctrl+O) or drop a file here")
@@ -96,9 +99,12 @@ class MainWindow(QMainWindow):
         layout.addLayout(controls)
         self.setCentralWidget(central)
         self.status_label = QLabel("")
-        self.statusBar().addPermanentWidget(self.status_label, stretch=1)
+        self.status_bar = QStatusBar()  # what statusBar() would make on first use, held with its type
+        self.setStatusBar(self.status_bar)
+        self.status_bar.addPermanentWidget(self.status_label, stretch=1)
 
-        QShortcut(QKeySequence(Qt.Key.Key_Space), self, activated=self.session.toggle_play)
+        play_pause = QShortcut(QKeySequence(Qt.Key.Key_Space), self)
+        play_pause.activated.connect(self.session.toggle_play)
         self._connect_session()
         self._refresh_devices()
         self._rebuild_recent_menu()
@@ -107,23 +113,28 @@ class MainWindow(QMainWindow):
 
     # --- layout -------------------------------------------------------------------------------------------------
     def _build_menus(self) -> None:
-        file_menu = self.menuBar().addMenu("&File")
-        self.open_action = QAction("&Open…", self, shortcut=QKeySequence.StandardKey.Open,
-                                   triggered=self.choose_song)
+        # The menus are made here, as menuBar().addMenu() would make them, and held with their types.
+        menu_bar = QMenuBar(self)
+        self.setMenuBar(menu_bar)
+        file_menu = QMenu("&File", menu_bar)
+        menu_bar.addMenu(file_menu)
+        self.open_action = action("&Open…", self, self.choose_song, shortcut=QKeySequence.StandardKey.Open)
         file_menu.addAction(self.open_action)
-        file_menu.addAction(QAction("Open the &demo song", self, triggered=self.open_demo))
-        self.recent_menu = file_menu.addMenu("Open &recent")
+        file_menu.addAction(action("Open the &demo song", self, self.open_demo))
+        self.recent_menu = QMenu("Open &recent", file_menu)
+        file_menu.addMenu(self.recent_menu)
         file_menu.addSeparator()
-        self.render_action = QAction("&Render…", self, shortcut=QKeySequence("Ctrl+R"), triggered=self.open_render)
+        self.render_action = action("&Render…", self, self.open_render, shortcut=QKeySequence("Ctrl+R"))
         file_menu.addAction(self.render_action)
         file_menu.addSeparator()
-        file_menu.addAction(QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit, triggered=self.close))
-        model_menu = self.menuBar().addMenu("&Model")
+        file_menu.addAction(action("&Quit", self, self.close, shortcut=QKeySequence.StandardKey.Quit))
+        model_menu = QMenu("&Model", menu_bar)
+        menu_bar.addMenu(model_menu)
         for kind in REGISTRY.values():  # one entry per generator, as the engine lists them
-            model_menu.addAction(QAction(f"&{kind.name.capitalize()} ({kind.summary})", self,
-                                         triggered=lambda _=False, name=kind.name: self.session.load_model(
-                                             None, generator=name)))
-        model_menu.addAction(QAction("Choose an ONNX &file…", self, triggered=self.choose_model))
+            model_menu.addAction(action(f"&{kind.name.capitalize()} ({kind.summary})", self,
+                                        lambda _=False, name=kind.name: self.session.load_model(
+                                            None, generator=name)))
+        model_menu.addAction(action("Choose an ONNX &file…", self, self.choose_model))
 
     def _build_transport(self) -> QHBoxLayout:
         row = QHBoxLayout()
@@ -144,7 +155,9 @@ class MainWindow(QMainWindow):
         self.end_button.setToolTip("Play on to the song's own ending from the next phrase line, then stop")
         self.end_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.end_button.clicked.connect(self.session.end_song)
-        self.volume_slider = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=100, value=100)
+        self.volume_slider = QSlider(Qt.Orientation.Horizontal)
+        self.volume_slider.setRange(0, 100)
+        self.volume_slider.setValue(100)
         self.volume_slider.setMaximumWidth(160)
         self.volume_slider.valueChanged.connect(lambda v: self.session.set_volume((v / 100) ** 2))  # loudness-like
         legend = QLabel(f"<span style='color:rgb{SONG_COLOUR}'>■</span> song &nbsp; "
@@ -163,21 +176,18 @@ class MainWindow(QMainWindow):
         self.model_label = QLabel("")
         layout.addLayout(_labelled_row("Model", self.model_label, _button("Choose…", self.choose_model)))
         settings_row = QHBoxLayout()
-        self.crossfade_spin = QSpinBox(minimum=5, maximum=1000, value=round(self.session.config.crossfade_s * 1000),
-                                       suffix=" ms")
+        self.crossfade_spin = spin_box(5, 1000, round(self.session.config.crossfade_s * 1000), suffix=" ms")
         self.crossfade_spin.setToolTip("Crossfade at every join")
         self.crossfade_spin.editingFinished.connect(
             lambda: self.session.apply_settings(crossfade_s=self.crossfade_spin.value() / 1000))
-        self.lead_spin = QDoubleSpinBox(minimum=2.0, maximum=60.0, value=self.session.config.lead_s, suffix=" s",
-                                        decimals=1)
+        self.lead_spin = double_spin_box(2.0, 60.0, self.session.config.lead_s, decimals=1, suffix=" s")
         self.lead_spin.setToolTip("Audio generated ahead of the playhead")
         self.lead_spin.editingFinished.connect(lambda: self.session.apply_settings(lead_s=self.lead_spin.value()))
         settings_row.addWidget(QLabel("Crossfade"))
         settings_row.addWidget(self.crossfade_spin)
         settings_row.addWidget(QLabel("Lead"))
         settings_row.addWidget(self.lead_spin)
-        self.variety_spin = QDoubleSpinBox(minimum=0.0, maximum=1.0, value=self.session.resynth.variety,
-                                           singleStep=0.1, decimals=2)
+        self.variety_spin = double_spin_box(0.0, 1.0, self.session.resynth.variety, decimals=2, single_step=0.1)
         self.variety_spin.setToolTip("resynth and jukebox: 0 keeps close to the song's own order, 1 wanders")
         self.variety_spin.editingFinished.connect(
             lambda: self.session.apply_settings(variety=self.variety_spin.value()))
@@ -195,7 +205,7 @@ class MainWindow(QMainWindow):
         layout = QVBoxLayout(box)
         self.input_combo = QComboBox()
         layout.addLayout(_labelled_row("Input", self.input_combo, _button("Refresh", self._refresh_devices)))
-        self.level_meter = QProgressBar(minimum=METER_FLOOR_DB, maximum=0, value=METER_FLOOR_DB)
+        self.level_meter = progress_bar(METER_FLOOR_DB, 0, METER_FLOOR_DB)
         self.level_meter.setFormat("input %v dBFS")
         layout.addWidget(self.level_meter)
         buttons = QHBoxLayout()
@@ -250,15 +260,16 @@ class MainWindow(QMainWindow):
 
     def open_render(self) -> None:
         """Render...: the dialog that writes N minutes of the endless song to a file."""
-        if self.session.song is None:
+        song, song_path = self.session.song, self.session.song_path  # opened together
+        if song is None or song_path is None:
             self.show_message("open a song first: Render writes it and its continuation to a file")
             return
         if self.render_dialog is not None and self.render_dialog.running:
             self.render_dialog.show()  # one render at a time: show the one that runs
             self.render_dialog.raise_()
             return
-        self.render_dialog = RenderDialog(self.session.model, self.session.song, self.session.song_path,
-                                          self.session.config.crossfade_s, parent=self)
+        self.render_dialog = RenderDialog(self.session.model, song, song_path, self.session.config.crossfade_s,
+                                          parent=self)
         self.render_dialog.show()
 
     def show_message(self, text: str, *, error: bool = True) -> None:
@@ -269,7 +280,7 @@ class MainWindow(QMainWindow):
         self.banner.setText(text)
         self.banner.show()
         self._banner_timer.start()
-        self.statusBar().showMessage(text, MESSAGE_MS)
+        self.status_bar.showMessage(text, MESSAGE_MS)
 
     # --- session observers --------------------------------------------------------------------------------------
     def _song_loaded(self, song, path: str) -> None:
@@ -347,8 +358,8 @@ class MainWindow(QMainWindow):
     def _rebuild_recent_menu(self) -> None:
         self.recent_menu.clear()
         for path in self._recent():
-            self.recent_menu.addAction(QAction(Path(path).name, self, toolTip=path,
-                                               triggered=lambda _=False, p=path: self.open_song(p)))
+            self.recent_menu.addAction(action(Path(path).name, self, lambda _=False, p=path: self.open_song(p),
+                                              tool_tip=path))
         self.recent_menu.setEnabled(bool(self._recent()))
 
     def _last_folder(self) -> str:
