@@ -43,6 +43,7 @@ screenshot: $(VENV)/.dev apt-runtime apt-test
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check encore engine training player tests
+	$(BIN)/mypy engine player
 
 bench: $(VENV)/.dev apt-runtime
 	$(BIN)/encore bench
