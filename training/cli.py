@@ -153,7 +153,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
                            patience=args.patience, max_minutes=args.max_minutes, augment=args.augment,
                            strategy=args.strategy, backup_every=args.backup_every)
     if args.model == "resynth":
-        from .scorer.resynth import ExampleConfig, ScorerConfig, fit_resynth
+        from .scorer.examples import ExampleConfig
+        from .scorer.fit import fit_resynth
+        from .scorer.model import ScorerConfig
 
         examples = ExampleConfig(candidates=args.candidates, examples_per_song=args.examples_per_song,
                                  target=args.target, standin_harmony_weight=args.standin_harmony_weight)
@@ -170,7 +172,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .scorer.resynth import export_resynth, is_resynth_run
+    from .scorer.export import export_resynth
+    from .scorer.run import is_resynth_run
     from .seed.export import export
 
     path = (export_resynth if is_resynth_run(args.run_dir) else export)(args.run_dir, args.output)
@@ -179,7 +182,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .scorer.resynth import format_table, is_resynth_run, report_resynth
+    from .scorer.report import format_table, report_resynth
+    from .scorer.run import is_resynth_run
     from .seed.report import write_report
 
     if is_resynth_run(args.run_dir):

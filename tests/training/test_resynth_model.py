@@ -30,17 +30,10 @@ from engine.errors import ConfigError, ModelContractError  # noqa: E402
 from engine.resynth import Sequencer  # noqa: E402
 from engine.scorer import SegmentScorer  # noqa: E402
 from training.cli import main as training_main  # noqa: E402
-from training.scorer.resynth import (  # noqa: E402
-    ExampleConfig,
-    ScorerConfig,
-    build_scorer,
-    continuation_costs,
-    draw_examples,
-    engine_scores,
-    load_resynth_run,
-    most_similar_scores,
-    rank_metrics,
-)
+from training.scorer.examples import ExampleConfig, continuation_costs, draw_examples  # noqa: E402
+from training.scorer.model import ScorerConfig, build_scorer  # noqa: E402
+from training.scorer.report import engine_scores, most_similar_scores, rank_metrics  # noqa: E402
+from training.scorer.run import load_resynth_run  # noqa: E402
 from training.scorer.segments import segment_files  # noqa: E402
 
 #: Largest |Keras - ONNX Runtime| seen on the same inputs (float32 sums reassociated by ONNX Runtime's kernels):
