@@ -129,7 +129,7 @@ def _model_config(args: argparse.Namespace):
 
 
 def cmd_demo_song(args: argparse.Namespace) -> int:
-    from .corpus.build import render_demo_song
+    from .corpus.demo import render_demo_song
 
     path = render_demo_song(args.path, seconds=args.seconds)
     print(f"wrote {path}")

@@ -10,9 +10,10 @@ import pytest
 import soundfile
 
 from engine.errors import ConfigError
-from training.corpus import build as corpus
+from training.corpus import arrangement, build, jobs, packages, scores
+from training.corpus.demo import render_demo_song
 
-needs_fluidsynth = pytest.mark.skipif(shutil.which("fluidsynth") is None or not corpus.SOUNDFONT.is_file(),
+needs_fluidsynth = pytest.mark.skipif(shutil.which("fluidsynth") is None or not scores.SOUNDFONT.is_file(),
                                       reason="needs the fluidsynth binary and fluid-soundfont-gm "
                                              "(sudo apt-get install fluidsynth fluid-soundfont-gm)")
 
@@ -20,14 +21,14 @@ needs_fluidsynth = pytest.mark.skipif(shutil.which("fluidsynth") is None or not 
 @pytest.fixture(scope="module")
 def music21_root():
     pytest.importorskip("music21")
-    return corpus._music21_corpus()[1]
+    return scores.music21_corpus()[1]
 
 
 @needs_fluidsynth
 def test_one_score_renders_deterministically_and_resumes(tmp_path, music21_root):
     builds = []
     for name in ("a", "b"):
-        manifest_path = corpus.build_corpus(tmp_path / name, sources=("music21",), max_scores=1, workers=1)
+        manifest_path = build.build_corpus(tmp_path / name, sources=("music21",), max_scores=1, workers=1)
         builds.append(json.loads(manifest_path.read_text()))
     manifest = builds[0]
     assert manifest["version"] == 1 and manifest["created_by"] == "training corpus"
@@ -36,8 +37,8 @@ def test_one_score_renders_deterministically_and_resumes(tmp_path, music21_root)
     [item] = manifest["items"]
     assert item["source"] == "music21" and item["licence"] == "public-domain"
     assert item["path"] == f"audio/music21/{item['origin'].rsplit('.', 1)[0].replace('/', '-')}.flac"
-    assert item["instruments"] and corpus.QPM_RANGE[0] <= item["tempo_qpm"] <= corpus.QPM_RANGE[1]
-    assert item["seconds"] >= corpus.MIN_SECONDS
+    assert item["instruments"] and arrangement.QPM_RANGE[0] <= item["tempo_qpm"] <= arrangement.QPM_RANGE[1]
+    assert item["seconds"] >= jobs.MIN_SECONDS
     assert manifest["summary"]["by_source"]["music21"]["items"] == 1
 
     flac = tmp_path / "a" / item["path"]
@@ -50,20 +51,20 @@ def test_one_score_renders_deterministically_and_resumes(tmp_path, music21_root)
 
     assert builds[0] == builds[1]
     assert flac.read_bytes() == (tmp_path / "b" / item["path"]).read_bytes()
-    assert corpus.corpus_summary(tmp_path / "a" / "manifest.json").startswith("music21: 1 piece ")
+    assert build.corpus_summary(tmp_path / "a" / "manifest.json").startswith("music21: 1 piece ")
 
     # A second build over the first reuses the file instead of rendering it again.
     lines = []
     before = flac.stat().st_mtime_ns
-    corpus.build_corpus(tmp_path / "a", sources=("music21",), max_scores=1, workers=1, progress=lines.append)
+    build.build_corpus(tmp_path / "a", sources=("music21",), max_scores=1, workers=1, progress=lines.append)
     assert flac.stat().st_mtime_ns == before
     assert any("1 already done" in line for line in lines)
 
 
 def test_no_debian_package_installed_is_a_one_line_config_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(corpus, "DEBIAN_PACKAGES", ("encore-no-such-soundtrack",))
+    monkeypatch.setattr(build, "DEBIAN_PACKAGES", ("encore-no-such-soundtrack",))
     with pytest.raises(ConfigError) as error:
-        corpus.build_corpus(tmp_path, sources=("debian",))
+        build.build_corpus(tmp_path, sources=("debian",))
     message = str(error.value)
     assert "\n" not in message
     assert "apt-get install encore-no-such-soundtrack" in message
@@ -76,11 +77,11 @@ def test_some_debian_packages_missing_is_a_warning(tmp_path, monkeypatch):
     soundfile.write(str(track), (0.1 * rng.standard_normal((44100 * 35, 2))).astype(np.float32), 44100,
                     format="OGG", subtype="VORBIS")
     listings = {"encore-fake-music": [str(track.parent), str(track)], "encore-missing-music": []}
-    monkeypatch.setattr(corpus, "DEBIAN_PACKAGES", tuple(listings))
-    monkeypatch.setattr(corpus, "_dpkg_files", lambda package: listings[package])
+    monkeypatch.setattr(build, "DEBIAN_PACKAGES", tuple(listings))
+    monkeypatch.setattr(packages, "dpkg_files", lambda package: listings[package])
     lines = []
-    manifest = json.loads(corpus.build_corpus(tmp_path / "out", sources=("debian",), workers=1,
-                                              progress=lines.append).read_text())
+    manifest = json.loads(build.build_corpus(tmp_path / "out", sources=("debian",), workers=1,
+                                             progress=lines.append).read_text())
     assert manifest["missing_packages"] == ["encore-missing-music"]
     assert any("apt-get install encore-missing-music" in line for line in lines)
     [item] = manifest["items"]
@@ -91,10 +92,10 @@ def test_some_debian_packages_missing_is_a_warning(tmp_path, monkeypatch):
 
 
 def test_demo_score_is_never_in_the_corpus(music21_root):
-    assert (music21_root / corpus.DEMO_SCORE).is_file()
-    selection, excluded = corpus._select_scores(music21_root)
-    assert corpus.DEMO_SCORE not in selection
-    assert {"origin": corpus.DEMO_SCORE, "reason": "the demo song's score"} in excluded
+    assert (music21_root / scores.DEMO_SCORE).is_file()
+    selection, excluded = scores.select_scores(music21_root)
+    assert scores.DEMO_SCORE not in selection
+    assert {"origin": scores.DEMO_SCORE, "reason": "the demo song's score"} in excluded
     assert len(set(selection)) == len(selection) > 500
     # The first picks span collections rather than exhausting one composer.
     assert len({path.split("/")[0] for path in selection[:20]}) == 20
@@ -107,9 +108,9 @@ def test_loops_are_found_and_music_is_not():
     bursts = [rng.standard_normal(rate // 4) * rng.uniform(0.01, 0.5) for _ in range(35 * 4)]
     period = np.concatenate([np.convolve(b, np.ones(rng.integers(1, 20)) / 10, mode="same") for b in bursts])
     looped = np.tile(period, 3).astype(np.float32)
-    found = corpus._loop_period(looped, rate)
+    found = packages._loop_period(looped, rate)
     assert found is not None and found[0] == pytest.approx(35.0, abs=0.2)
-    assert corpus._loop_period(rng.standard_normal(rate * 120).astype(np.float32) * 0.1, rate) is None
+    assert packages._loop_period(rng.standard_normal(rate * 120).astype(np.float32) * 0.1, rate) is None
 
 
 def test_dep5_licence_of_an_installed_file():
@@ -129,20 +130,20 @@ Files: debian/*
 Copyright: A Packager
 License: GPL-2+
 """
-    stanzas = corpus._dep5_stanzas(copyright_text)
-    assert corpus._dep5_licence(stanzas, "/usr/share/games/x/base/0music.pk3!music/Song.ogg") == "CC-BY-SA-3.0"
-    assert corpus._dep5_licence(stanzas, "/usr/share/games/x/music/Else.ogg") == "GPL-2+"
+    stanzas = packages.dep5_stanzas(copyright_text)
+    assert packages.dep5_licence(stanzas, "/usr/share/games/x/base/0music.pk3!music/Song.ogg") == "CC-BY-SA-3.0"
+    assert packages.dep5_licence(stanzas, "/usr/share/games/x/music/Else.ogg") == "GPL-2+"
 
 
 @needs_fluidsynth
 def test_demo_song_is_stereo_deterministic_ogg(tmp_path, music21_root):
-    first = corpus.render_demo_song(tmp_path / "one" / "demo.ogg", seconds=6.0)
-    second = corpus.render_demo_song(tmp_path / "two.ogg", seconds=6.0)
+    first = render_demo_song(tmp_path / "one" / "demo.ogg", seconds=6.0)
+    second = render_demo_song(tmp_path / "two.ogg", seconds=6.0)
     assert first.read_bytes() == second.read_bytes()
     samples, rate = soundfile.read(str(first), dtype="float32")  # libsndfile checks every page's CRC
     assert rate == 44100 and samples.shape[1] == 2
     assert samples.shape[0] / rate == pytest.approx(6.0, abs=0.05)
-    assert 20 * np.log10(np.max(np.abs(samples))) == pytest.approx(corpus.PEAK_DBFS, abs=0.5)
+    assert 20 * np.log10(np.max(np.abs(samples))) == pytest.approx(scores.PEAK_DBFS, abs=0.5)
     # Cut mid-music: the last half second is as busy as the song, not a fade into silence.
     rms = float(np.sqrt(np.mean(samples ** 2)))
     assert np.sqrt(np.mean(samples[-rate // 2: -rate // 50] ** 2)) > 0.3 * rms
@@ -150,6 +151,6 @@ def test_demo_song_is_stereo_deterministic_ogg(tmp_path, music21_root):
 
 def test_bad_arguments_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="unknown corpus source"):
-        corpus.build_corpus(tmp_path, sources=("youtube",))
+        build.build_corpus(tmp_path, sources=("youtube",))
     with pytest.raises(ConfigError, match="workers"):
-        corpus.build_corpus(tmp_path, sources=("music21",), workers=0)
+        build.build_corpus(tmp_path, sources=("music21",), workers=0)

@@ -51,10 +51,10 @@ def _bars(signature: str, bars: int, *, pickup: float = 0.0):
 
 
 def _arranged(score, qpm: float):
-    from training.corpus.build import _set_programs, _set_tempo
+    from training.corpus.arrangement import set_programs, set_tempo
 
-    _set_programs(score, [0])
-    _set_tempo(score, qpm)
+    set_programs(score, [0])
+    set_tempo(score, qpm)
     return score
 
 

@@ -10,8 +10,8 @@ import soundfile
 
 from engine.audio import Waveform
 from engine.errors import ConfigError
-from training.corpus import build as corpus
 from training.corpus import evalset
+from training.corpus.packages import DEBIAN_PACKAGES
 
 RATE = 22050
 
@@ -28,7 +28,7 @@ def _track(seconds: float, *, seed: int, quiet: tuple[float, float] | None = Non
 
 
 def test_evaluation_packages_are_never_training_sources():
-    assert not set(evalset.EVAL_PACKAGES) & set(corpus.DEBIAN_PACKAGES)
+    assert not set(evalset.EVAL_PACKAGES) & set(DEBIAN_PACKAGES)
 
 
 def test_windows_skip_the_start_the_end_and_quiet_stretches():
@@ -57,12 +57,12 @@ def test_variants_of_a_track_are_left_out(tmp_path):
     music.mkdir()
     for name in ("celtic", "celtic_fast", "farm", "farm_f", "lone_fast"):
         (music / f"{name}.ogg").write_bytes(b"x")
-    tracks = evalset._package_tracks("pkg", sorted(str(p) for p in music.iterdir()))
+    tracks = evalset.package_tracks("pkg", sorted(str(p) for p in music.iterdir()))
     assert sorted(p.rsplit("/", 1)[1] for p in tracks) == ["celtic.ogg", "farm.ogg", "lone_fast.ogg"]
 
 
 def test_a_missing_package_names_the_install_command(tmp_path, monkeypatch):
-    monkeypatch.setattr(evalset, "_dpkg_files", lambda package: [])
+    monkeypatch.setattr(evalset, "dpkg_files", lambda package: [])
     with pytest.raises(ConfigError, match=r"sudo apt-get install wesnoth-1.16-music supertuxkart-data"):
         evalset.build_evalset(tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -82,8 +82,8 @@ def test_a_build_from_stand_in_packages_is_complete_and_idempotent(tmp_path, mon
                                        "Files: *\nCopyright: someone\nLicense: CC-BY-SA-4.0\n")
     monkeypatch.setattr(evalset, "EVAL_PACKAGES", ("pkg-a", "pkg-b"))
     monkeypatch.setattr(evalset, "DOC_ROOT", tmp_path / "doc")
-    monkeypatch.setattr(evalset, "_dpkg_files", lambda package: files[package])
-    monkeypatch.setattr(evalset, "_package_version", lambda package: "1.0-1")
+    monkeypatch.setattr(evalset, "dpkg_files", lambda package: files[package])
+    monkeypatch.setattr(evalset, "package_version", lambda package: "1.0-1")
 
     out = tmp_path / "evalset"
     manifest_path = evalset.build_evalset(out, clips_per_package=3)

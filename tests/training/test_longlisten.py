@@ -218,7 +218,7 @@ def test_the_packages_songs_come_in_the_evaluation_sets_fixed_order(tmp_path, mo
             soundfile.write(str(folder / f"{name}.flac"), np.zeros(seconds * 8000, np.float32), 8000)
         files[package] = sorted(str(p) for p in folder.iterdir())
     monkeypatch.setattr(evalset, "EVAL_PACKAGES", ("pkg-a", "pkg-b"))
-    monkeypatch.setattr(evalset, "_dpkg_files", lambda package: files[package])
+    monkeypatch.setattr("training.corpus.packages.dpkg_files", lambda package: files[package])
     listing = ll.song_listing(songs=5)
     # Half from each (the odd one from the second), the variant and the track under 30 s left out.
     long_enough = {"pkg-a": ["one", "two"], "pkg-b": ["five", "four", "three"]}

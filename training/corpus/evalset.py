@@ -1,7 +1,7 @@
 """The evaluation set: 40 s clips of real music that the models never train on.
 
-Two Debian soundtrack packages that are *not* corpus sources (:data:`training.corpus.DEBIAN_PACKAGES` holds
-neither, and must never hold them): ``wesnoth-1.16-music`` (orchestral) and ``supertuxkart-data`` (its
+Two Debian soundtrack packages that are *not* corpus sources (:data:`training.corpus.packages.DEBIAN_PACKAGES`
+holds neither, and must never hold them): ``wesnoth-1.16-music`` (orchestral) and ``supertuxkart-data`` (its
 ``music`` folder: pop, electronic, folk). Nothing is downloaded; the packages come from apt
 (``make apt-eval``).
 
@@ -39,15 +39,8 @@ from engine.audio import Waveform, load_audio, resample
 from engine.errors import AudioContentError, AudioFileError, ConfigError
 
 from ..common.files import file_size, first_line, write_atomically
-from .build import (
-    DEBIAN_PACKAGES,
-    _dep5_licence,
-    _dep5_stanzas,
-    _dpkg_files,
-    _music_files,
-    _package_version,
-    _safe_name,
-)
+from .jobs import safe_name
+from .packages import DEBIAN_PACKAGES, dep5_licence, dep5_stanzas, dpkg_files, music_files, package_version
 
 MANIFEST_VERSION = 1
 #: Bump when the window choice or the clip format changes: every cached analysis is then redone.
@@ -104,8 +97,8 @@ def build_evalset(out_dir: str | os.PathLike, *, clips_per_package: int = 18,
     if not 1 <= clips_per_package <= 200:
         raise ConfigError(f"clips per package must be 1 to 200, got {clips_per_package}")
     say = progress or (lambda line: None)
-    files = {package: _dpkg_files(package) for package in EVAL_PACKAGES}
-    missing = [package for package, found in files.items() if not any(_music_files(found))]
+    files = {package: dpkg_files(package) for package in EVAL_PACKAGES}
+    missing = [package for package, found in files.items() if not any(music_files(found))]
     if missing:
         raise ConfigError(f"the evaluation set needs {', '.join(missing)}: sudo apt-get install {' '.join(missing)}")
 
@@ -123,18 +116,18 @@ def build_evalset(out_dir: str | os.PathLike, *, clips_per_package: int = 18,
         copyright_text = copyright_path.read_text(errors="replace") if copyright_path.is_file() else ""
         licence_copy = out_dir / "licenses" / f"{package}.copyright"
         _write_if_changed(licence_copy, copyright_text.encode())
-        tracks = _package_tracks(package, files[package])
+        tracks = package_tracks(package, files[package])
         analyses = {origin: _analyse_cached(out_dir, package, origin, say) for origin in tracks}
         chosen = _choose(package, analyses, clips_per_package)
         if not chosen:
             raise ConfigError(f"{package}: no track has {CLIP_S:g} s of music without a quiet stretch")
-        stanzas = _dep5_stanzas(copyright_text)
-        version = _package_version(package)
+        stanzas = dep5_stanzas(copyright_text)
+        version = package_version(package)
         for origin, start_s in chosen:
-            licence = _dep5_licence(stanzas, origin)
+            licence = dep5_licence(stanzas, origin)
             if licence == "see copyright":
                 licence = LICENCE_FALLBACK.get(package, licence)
-            name = f"{package}--{_safe_name(Path(origin).stem)}--{start_s}.flac"
+            name = f"{package}--{safe_name(Path(origin).stem)}--{start_s}.flac"
             entry = {"path": name, "package": package, "package_version": version, "origin": origin,
                      "start_s": float(start_s), "seconds": CLIP_S,
                      "sample_rate": int(analyses[origin]["sample_rate"]),
@@ -168,9 +161,9 @@ def build_evalset(out_dir: str | os.PathLike, *, clips_per_package: int = 18,
 # ------------------------------------------------------------------------------------------- tracks
 
 
-def _package_tracks(package: str, files: Sequence[str]) -> list[str]:
+def package_tracks(package: str, files: Sequence[str]) -> list[str]:
     """The package's music files, less variants of another track (``celtic_fast`` of ``celtic``)."""
-    music = [path for path in _music_files(files) if "!" not in path]  # neither package packs music in archives
+    music = [path for path in music_files(files) if "!" not in path]  # neither package packs music in archives
     stems = {Path(path).stem for path in music}
     return [path for path in music
             if not any(Path(path).stem.endswith(suffix) and Path(path).stem[:-len(suffix)] in stems
@@ -181,7 +174,7 @@ def _analyse_cached(out_dir: Path, package: str, origin: str, say: Callable[[str
     """:func:`_analyse` of one track, kept under ``out_dir/.state/`` and reused while the file is unchanged."""
     key = {"recipe": RECIPE_VERSION, "origin": origin, "size": file_size(Path(origin)),
            "mtime": int(os.path.getmtime(origin)) if os.path.exists(origin) else -1}
-    state = out_dir / ".state" / f"{package}--{_safe_name(Path(origin).stem)}.json"
+    state = out_dir / ".state" / f"{package}--{safe_name(Path(origin).stem)}.json"
     try:
         record = json.loads(state.read_text())
         if record.get("key") == key:

@@ -47,28 +47,22 @@ from engine.audio import load_audio, resample, to_model_input
 from engine.errors import AudioContentError, AudioFileError, ConfigError
 
 from ..common.files import first_line, write_atomically
-from ..corpus.build import (
+from ..corpus.arrangement import arrange
+from ..corpus.demo import DEMO_TEMPO_QPM, render_demo_song
+from ..corpus.jobs import OverBudget, Skip, audible_span, executor, safe_name, time_budget
+from ..corpus.packages import dpkg_files
+from ..corpus.scores import (
     DEMO_SCORE,
-    DEMO_TEMPO_QPM,
     PEAK_DBFS,
     SCORE_TIME_BUDGET_S,
-    _arrange,
-    _audible_span,
-    _check_renderer,
-    _dpkg_files,
-    _drop_measures_after,
-    _executor,
-    _expand_repeats,
-    _fluidsynth,
-    _music21_corpus,
-    _OverBudget,
-    _parse_score,
-    _safe_name,
-    _select_scores,
-    _Skip,
-    _time_budget,
-    _write_midi,
-    render_demo_song,
+    check_renderer,
+    drop_measures_after,
+    expand_repeats,
+    music21_corpus,
+    parse_score,
+    render_midi,
+    select_scores,
+    write_midi,
 )
 
 #: Bump when rendering or labelling changes: every stored render then stops matching and is made again.
@@ -245,14 +239,14 @@ def build_set(out_dir: str | os.PathLike, *, scores: int = DEFAULT_SCORES, worke
     if workers < 1:
         raise ConfigError(f"workers must be 1 or more, got {workers}")
     say = progress or (lambda line: None)
-    _check_renderer()
-    music21_version, corpus_root = _music21_corpus()
+    check_renderer()
+    music21_version, corpus_root = music21_corpus()
     folder = Path(out_dir) / "renders"
     folder.mkdir(parents=True, exist_ok=True)
     renders = [_demo_render(folder, music21_version, say)]
-    candidates = _select_scores(corpus_root)[0][CORPUS_SCORES:]
+    candidates = select_scores(corpus_root)[0][CORPUS_SCORES:]
     taken = 0
-    with _executor(workers) as pool:
+    with executor(workers) as pool:
         while len(renders) < scores and taken < len(candidates):
             batch = candidates[taken:taken + scores - len(renders)]
             taken += len(batch)
@@ -282,7 +276,7 @@ def _key(origin: str, music21_version: str) -> str:
 
 
 def _name(origin: str) -> str:
-    return _safe_name(str(Path(origin).with_suffix("")).replace("/", "-"))
+    return safe_name(str(Path(origin).with_suffix("")).replace("/", "-"))
 
 
 def _stored(folder: Path, origin: str, music21_version: str) -> dict | None:
@@ -321,7 +315,7 @@ def _render_score(origin: str, corpus_root: str, folder: str, key: str) -> dict:
     base = {"key": key, "name": name, "origin": origin}
     try:
         record, samples = _render_labelled(origin, Path(corpus_root))
-    except _Skip as skip:
+    except Skip as skip:
         return _store(Path(folder), {**base, "status": "skipped", "reason": str(skip)}, None)
     return _store(Path(folder), {**base, "status": "ok", **record}, samples)
 
@@ -331,16 +325,16 @@ def _render_labelled(origin: str, corpus_root: Path) -> tuple[dict, np.ndarray]:
     repeats, arrange with the corpus's seed), cut at :data:`RENDER_S`, with its labels (:func:`render_score`)."""
     rng = random.Random(hashlib.sha256(origin.encode()).hexdigest())  # the corpus's seed: the same arrangement
     try:
-        with _time_budget(SCORE_TIME_BUDGET_S):
-            score = _parse_score(corpus_root / origin)
-            score, _ = _expand_repeats(score)
-            arrangement = _arrange(score, rng)
-    except _OverBudget:
-        raise _Skip(f"parsing took over {SCORE_TIME_BUDGET_S:.0f} s") from None
-    except _Skip:
+        with time_budget(SCORE_TIME_BUDGET_S):
+            score = parse_score(corpus_root / origin)
+            score, _ = expand_repeats(score)
+            arrangement = arrange(score, rng)
+    except OverBudget:
+        raise Skip(f"parsing took over {SCORE_TIME_BUDGET_S:.0f} s") from None
+    except Skip:
         raise
     except Exception as e:  # music21 raises all sorts on odd files, as in the corpus build
-        raise _Skip(f"music21 cannot parse or arrange it ({type(e).__name__}: {first_line(e)})") from None
+        raise Skip(f"music21 cannot parse or arrange it ({type(e).__name__}: {first_line(e)})") from None
     record, samples = render_score(score, float(arrangement["tempo_qpm"]))
     record.update(arrangement=arrangement["arrangement"], instruments=[i["name"] for i in arrangement["instruments"]])
     return record, samples
@@ -376,20 +370,20 @@ def render_score(score, qpm: float, *, min_seconds: float = MIN_RENDER_S) -> tup
     with tempfile.TemporaryDirectory(prefix="encore-downbeats-") as tmp:
         midi_path = Path(tmp) / "score.mid"
         try:
-            _drop_measures_after(score, (RENDER_S + 5.0) * qpm / 60.0)
+            drop_measures_after(score, (RENDER_S + 5.0) * qpm / 60.0)
             measures = bar_lines(score)
-            _write_midi(score, midi_path)
+            write_midi(score, midi_path)
         except Exception as e:  # music21's MIDI writer fails on odd scores, as in the corpus build
-            raise _Skip(f"music21 cannot write it ({type(e).__name__}: {first_line(e)})") from None
+            raise Skip(f"music21 cannot write it ({type(e).__name__}: {first_line(e)})") from None
         if not measures:
-            raise _Skip("has no measures")
+            raise Skip("has no measures")
         signatures = {m[4] for m in measures}
         if len(signatures) > 1:
-            raise _Skip(f"changes time signature ({', '.join(sorted(signatures))})")
-        mono = _fluidsynth([midi_path], ANALYSIS_RATE, Path(tmp) / "render.wav", RENDER_S + 60.0).mean(axis=1)
-    start, end = _audible_span(mono, ANALYSIS_RATE)
+            raise Skip(f"changes time signature ({', '.join(sorted(signatures))})")
+        mono = render_midi([midi_path], ANALYSIS_RATE, Path(tmp) / "render.wav", RENDER_S + 60.0).mean(axis=1)
+    start, end = audible_span(mono, ANALYSIS_RATE)
     if end - start < min_seconds * ANALYSIS_RATE:
-        raise _Skip(f"lasts {max(end - start, 0) / ANALYSIS_RATE:.1f} s, under {min_seconds:g} s")
+        raise Skip(f"lasts {max(end - start, 0) / ANALYSIS_RATE:.1f} s, under {min_seconds:g} s")
     mono = mono[start:min(end, start + round(RENDER_S * ANALYSIS_RATE))]
     fade = ANALYSIS_RATE  # 1 s, as the corpus fades a cut score
     mono[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
@@ -422,8 +416,8 @@ def demo_labels(seconds: float = 45.0) -> tuple[np.ndarray, np.ndarray, str, int
     beat_bpm : float
         Beats per minute.
     """
-    _, corpus_root = _music21_corpus()
-    score, _ = _expand_repeats(_parse_score(corpus_root / DEMO_SCORE))
+    _, corpus_root = music21_corpus()
+    score, _ = expand_repeats(parse_score(corpus_root / DEMO_SCORE))
     measures = bar_lines(score)
     first_note = float(score.flatten().notes[0].offset) * 60.0 / DEMO_TEMPO_QPM
     beats, downbeats = beat_labels(measures, DEMO_TEMPO_QPM, shift_s=-first_note, seconds=seconds)
@@ -707,11 +701,11 @@ def recorded_tracks(per_package: int = RECORDED_PER_PACKAGE) -> list[str]:
     ConfigError
         Neither package is installed.
     """
-    from ..corpus.evalset import _package_tracks
+    from ..corpus.evalset import package_tracks
 
     chosen = []
     for package in RECORDED_PACKAGES:
-        tracks = sorted(_package_tracks(package, _dpkg_files(package)))
+        tracks = sorted(package_tracks(package, dpkg_files(package)))
         random.Random(f"encore-evalset:{package}").shuffle(tracks)
         kept = 0
         for track in tracks:

@@ -155,6 +155,8 @@ def song_listing(*, songs: int | None = None, songs_dir: str | os.PathLike | Non
     import soundfile
 
     from ..corpus import evalset
+    from ..corpus.jobs import safe_name
+    from ..corpus.packages import dpkg_files
 
     packages = evalset.EVAL_PACKAGES
     count = DEFAULT_SONGS if songs is None else songs
@@ -162,7 +164,7 @@ def song_listing(*, songs: int | None = None, songs_dir: str | os.PathLike | Non
     wanted[-1] += count - sum(wanted)
     listing = []
     for package, take in zip(packages, wanted, strict=True):
-        tracks = sorted(evalset._package_tracks(package, evalset._dpkg_files(package)))
+        tracks = sorted(evalset.package_tracks(package, dpkg_files(package)))
         if not tracks:
             raise ConfigError(f"the long listen needs {package}: sudo apt-get install {package} (make apt-eval)")
         # The evaluation set's shuffle (training.evalset._choose): the same tracks first everywhere.
@@ -175,7 +177,7 @@ def song_listing(*, songs: int | None = None, songs_dir: str | os.PathLike | Non
             except (RuntimeError, OSError):
                 seconds = math.inf  # decoded later; too short there, it is skipped then
             if seconds >= MIN_SONG_S:
-                listing.append((f"{package}--{evalset._safe_name(Path(origin).stem)}", Path(origin)))
+                listing.append((f"{package}--{safe_name(Path(origin).stem)}", Path(origin)))
                 take -= 1
     return listing
 
