@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 
@@ -12,6 +13,7 @@ import soundfile
 from engine.errors import ConfigError
 from training.corpus import arrangement, build, jobs, packages, scores
 from training.corpus.demo import render_demo_song
+from training.corpus.ogg import OGG_SERIAL, write_ogg_vorbis
 
 needs_fluidsynth = pytest.mark.skipif(shutil.which("fluidsynth") is None or not scores.SOUNDFONT.is_file(),
                                       reason="needs the fluidsynth binary and fluid-soundfont-gm "
@@ -147,6 +149,30 @@ def test_demo_song_is_stereo_deterministic_ogg(tmp_path, music21_root):
     # Cut mid-music: the last half second is as busy as the song, not a fade into silence.
     rms = float(np.sqrt(np.mean(samples ** 2)))
     assert np.sqrt(np.mean(samples[-rate // 2: -rate // 50] ** 2)) > 0.3 * rms
+
+
+def test_the_ogg_writer_fixes_the_serial_and_changes_nothing_else(tmp_path):
+    """The demo song's bytes stay the same run to run: libsndfile's random serial number is replaced on every
+    page, each page's checksum with it, and no other byte of libsndfile's stream changes."""
+    OggPage = pytest.importorskip("mutagen.ogg").OggPage
+    rng = np.random.default_rng(3)
+    samples = np.clip(0.3 * rng.standard_normal((44100 * 3, 2)), -1.0, 1.0).astype(np.float32)
+    written = write_ogg_vorbis(tmp_path / "a.ogg", samples, 44100).read_bytes()
+    assert write_ogg_vorbis(tmp_path / "b.ogg", samples, 44100).read_bytes() == written
+    soundfile.write(str(tmp_path / "raw.ogg"), samples, 44100, format="OGG", subtype="VORBIS")
+    raw = (tmp_path / "raw.ogg").read_bytes()
+
+    source, pages = io.BytesIO(written), []
+    while source.tell() < len(written):
+        pages.append(OggPage(source))
+    assert len(pages) > 3 and {page.serial for page in pages} == {OGG_SERIAL}
+    assert len(raw) == len(written)
+    differ = np.flatnonzero(np.frombuffer(raw, np.uint8) != np.frombuffer(written, np.uint8))
+    serial_and_checksum = {page.offset + i for page in pages for i in (*range(14, 18), *range(22, 26))}
+    assert set(differ.tolist()) <= serial_and_checksum
+    # libvorbis skips a page whose checksum is wrong: every frame decoding back says every checksum is right.
+    decoded, rate = soundfile.read(str(tmp_path / "a.ogg"), dtype="float32")
+    assert rate == 44100 and decoded.shape == samples.shape
 
 
 def test_bad_arguments_are_config_errors(tmp_path):

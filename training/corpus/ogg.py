@@ -1,14 +1,20 @@
-"""Ogg Vorbis with a fixed stream serial number, so the same audio gives the same bytes."""
+"""Ogg Vorbis with a fixed stream serial number, so the same audio gives the same bytes.
+
+libsndfile encodes the Vorbis stream but draws the Ogg stream serial number at random, which would change the
+bytes of every file it writes. mutagen's Ogg page reader sets the serial number on each page and recomputes its
+checksum; nothing else changes.
+"""
 
 from __future__ import annotations
 
+import io
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile
 
-from engine.errors import AudioFileError
+from engine.errors import AudioFileError, ConfigError
 
 from ..common.files import first_line, write_atomically
 
@@ -17,7 +23,29 @@ OGG_SERIAL = 0x656E636F  # "enco"
 
 
 def write_ogg_vorbis(path: Path, samples: np.ndarray, sample_rate: int) -> Path:
-    """Write Ogg Vorbis with a fixed stream serial number, so the same audio gives the same bytes."""
+    """Write Ogg Vorbis with the stream serial number :data:`OGG_SERIAL`, so the same audio gives the same bytes.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file to write (atomically: an interrupted write leaves no half file).
+    samples : numpy.ndarray
+        [shape=(frames,) or (frames, channels), dtype=float32], clipped to [-1, 1].
+    sample_rate : int
+        In Hz.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    AudioFileError
+        libsndfile cannot encode the audio, or ``path`` cannot be written.
+    ConfigError
+        mutagen is not installed.
+    """
     with tempfile.TemporaryDirectory(prefix="encore-ogg-") as tmp:
         raw = Path(tmp) / "song.ogg"
         try:
@@ -33,37 +61,18 @@ def write_ogg_vorbis(path: Path, samples: np.ndarray, sample_rate: int) -> Path:
 
 
 def _with_ogg_serial(data: bytes, serial: int) -> bytes:
-    """Set every page's stream serial number and recompute the page checksums (single-stream files)."""
-    pages = bytearray(data)
-    offset = 0
-    while offset < len(pages):
-        if pages[offset:offset + 4] != b"OggS":
-            raise AudioFileError("libsndfile wrote a malformed Ogg stream")
-        segments = pages[offset + 26]
-        length = 27 + segments + sum(pages[offset + 27:offset + 27 + segments])
-        pages[offset + 14:offset + 18] = serial.to_bytes(4, "little")
-        pages[offset + 22:offset + 26] = b"\0\0\0\0"
-        pages[offset + 22:offset + 26] = _ogg_crc(bytes(pages[offset:offset + length])).to_bytes(4, "little")
-        offset += length
-    return bytes(pages)
+    """Set every page's stream serial number, each page's checksum recomputed (a file of one stream)."""
+    try:
+        from mutagen.ogg import OggPage, error
+    except ImportError as e:
+        raise ConfigError("mutagen is not installed: pip install 'encore[train]'") from e
 
-
-def _ogg_crc_table() -> list[int]:
-    table = []
-    for byte in range(256):
-        crc = byte << 24
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x04C11DB7) if crc & 0x80000000 else (crc << 1)
-        table.append(crc & 0xFFFFFFFF)
-    return table
-
-
-_OGG_CRC_TABLE = _ogg_crc_table()
-
-
-def _ogg_crc(page: bytes) -> int:
-    """Ogg's page checksum: CRC-32, polynomial 0x04C11DB7, not reflected, zero start, no final xor."""
-    crc = 0
-    for byte in page:
-        crc = ((crc << 8) & 0xFFFFFFFF) ^ _OGG_CRC_TABLE[((crc >> 24) ^ byte) & 0xFF]
-    return crc
+    source, pages = io.BytesIO(data), []
+    try:
+        while source.tell() < len(data):
+            page = OggPage(source)
+            page.serial = serial
+            pages.append(page.write())  # write() computes the CRC afresh
+    except (error, EOFError) as e:
+        raise AudioFileError(f"libsndfile wrote a malformed Ogg stream ({first_line(e)})") from e
+    return b"".join(pages)
