@@ -11,16 +11,9 @@ from engine.analysis import ANALYSIS_RATE, Analysis, analyse
 from engine.audio import load_audio, to_model_input
 from engine.bench import DEMO_SONG
 from tests.conftest import bar_song
-from training.evaluation.downbeats import (
-    LabelledRender,
-    beat_labels,
-    demo_labels,
-    evaluate_render,
-    f_measure,
-    find_repeats,
-    render_score,
-    repeat_agreement,
-)
+from training.evaluation.beat_scores import evaluate_render, f_measure
+from training.evaluation.labelled_renders import LabelledRender, beat_labels, demo_labels, render_score
+from training.evaluation.recorded_agreement import find_repeats, repeat_agreement
 
 
 def _bars(signature: str, bars: int, *, pickup: float = 0.0):
