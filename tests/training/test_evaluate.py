@@ -15,6 +15,7 @@ from engine.seam import click_score
 from tests.conftest import bar_song, synthetic_song
 from training.cli import main as training_main
 from training.evaluation import evaluate as ev
+from training.evaluation.metrics.spectra import logmel_distance
 
 RATE = 22050
 
@@ -91,8 +92,8 @@ def test_match_goes_on_from_the_beat_whose_last_8_beats_best_match_the_memory_en
     assert back >= 8.0 - 0.1 and abs(back - 8.0 * round(back / 8.0)) < 0.1
     true = song.mono()[memory.frames:memory.frames + 10 * RATE]
     loop = ev.LoopGenerator().extend(memory, 10.0, only_extension=True)
-    assert (ev.metrics.logmel_distance(continuation.mono(), true, sample_rate=RATE)
-            < 0.5 * ev.metrics.logmel_distance(loop.mono(), true, sample_rate=RATE))
+    assert (logmel_distance(continuation.mono(), true, sample_rate=RATE)
+            < 0.5 * logmel_distance(loop.mono(), true, sample_rate=RATE))
 
 
 def test_match_jumps_back_only_when_its_run_reaches_the_memory_end():
@@ -295,7 +296,7 @@ def test_generators_that_draw_at_random_are_scored_over_several_draws(songs_dir,
     for seed in range(3):
         generator.resynth = ev.replace(generator.resynth, seed=seed)
         generated = generator.extend(memory, 10.0, only_extension=True).mono()[:10 * RATE]
-        distances.append(ev.metrics.logmel_distance(generated, true, sample_rate=rate))
+        distances.append(logmel_distance(generated, true, sample_rate=rate))
     assert row["logmel_db"] == pytest.approx(np.mean(distances), rel=1e-6)
     assert 0.0 <= row["tempo"]["held"] <= 1.0 and 0.0 <= row["key"]["held"] <= 1.0
     # Every draw's joins are measured for slips, and the summary pools them.

@@ -12,7 +12,7 @@ import scipy.signal
 from engine.errors import ConfigError
 from engine.seam import equal_power_ramps
 from tests.conftest import bar_song
-from training.evaluation import metrics
+from training.evaluation.metrics import harmony, repetition, rhythm, seams, spectra, speed
 
 RATE = 22050
 C_MAJOR = (261.63, 329.63, 392.00)
@@ -44,26 +44,26 @@ def continuation() -> np.ndarray:
 
 
 def test_logmel_distance_is_zero_for_the_same_audio_and_large_against_silence(continuation, rng):
-    assert metrics.logmel_distance(continuation, continuation, sample_rate=RATE) == 0.0
-    same_style = metrics.logmel_distance(beat_chord(10.0, seed=3), continuation, sample_rate=RATE)
-    silent = metrics.logmel_distance(np.zeros_like(continuation), continuation, sample_rate=RATE)
-    noise = metrics.logmel_distance(0.3 * rng.standard_normal(continuation.size).astype(np.float32), continuation,
+    assert spectra.logmel_distance(continuation, continuation, sample_rate=RATE) == 0.0
+    same_style = spectra.logmel_distance(beat_chord(10.0, seed=3), continuation, sample_rate=RATE)
+    silent = spectra.logmel_distance(np.zeros_like(continuation), continuation, sample_rate=RATE)
+    noise = spectra.logmel_distance(0.3 * rng.standard_normal(continuation.size).astype(np.float32), continuation,
                                     sample_rate=RATE)
     assert same_style < 3.0 < 15.0 < min(noise, silent)
 
 
 def test_harmony_distance_tells_a_transposition(continuation):
-    assert metrics.harmony_distance(continuation, continuation, sample_rate=RATE) == 0.0
-    assert metrics.harmony_distance(beat_chord(10.0, seed=3), continuation, sample_rate=RATE) < 0.05
+    assert harmony.harmony_distance(continuation, continuation, sample_rate=RATE) == 0.0
+    assert harmony.harmony_distance(beat_chord(10.0, seed=3), continuation, sample_rate=RATE) < 0.05
     # C major against F# major share no pitch class: each one's strong classes are the other's weak ones.
-    assert metrics.harmony_distance(beat_chord(10.0, chord=F_SHARP_MAJOR), continuation, sample_rate=RATE) > 1.2
+    assert harmony.harmony_distance(beat_chord(10.0, chord=F_SHARP_MAJOR), continuation, sample_rate=RATE) > 1.2
     # A fifth away (G major) shares G: nearer than the tritone, still far from the same key.
     g_major = tuple(f * 2 ** (7 / 12) for f in C_MAJOR)
-    assert 0.5 < metrics.harmony_distance(beat_chord(10.0, chord=g_major), continuation, sample_rate=RATE) < 1.2
-    assert metrics.harmony_distance(np.zeros_like(continuation), continuation, sample_rate=RATE) == 1.0
+    assert 0.5 < harmony.harmony_distance(beat_chord(10.0, chord=g_major), continuation, sample_rate=RATE) < 1.2
+    assert harmony.harmony_distance(np.zeros_like(continuation), continuation, sample_rate=RATE) == 1.0
     # Read at one rate whatever the file's: the same chord at 44.1 and at 8 kHz reads as at 22.05 kHz.
     for rate in (44100, 8000):
-        assert metrics.harmony_distance(beat_chord(10.0, seed=3, rate=rate), beat_chord(10.0, seed=2, rate=rate),
+        assert harmony.harmony_distance(beat_chord(10.0, seed=3, rate=rate), beat_chord(10.0, seed=2, rate=rate),
                                         sample_rate=rate) < 0.05
 
 
@@ -83,19 +83,19 @@ def test_harmony_ranks_silence_noise_and_a_faint_hiss_below_a_loop_of_the_song(r
         "a hiss 30 dB down": level * 10 ** (-30 / 20) * hiss / np.sqrt(np.mean(hiss ** 2)),
         "noise faintly under nothing": 1e-4 * rng.standard_normal(true.size),
     }
-    assert metrics.harmony_distance(true, true, sample_rate=rate) == 0.0
-    looped = metrics.harmony_distance(loop, true, sample_rate=rate)
+    assert harmony.harmony_distance(true, true, sample_rate=rate) == 0.0
+    looped = harmony.harmony_distance(loop, true, sample_rate=rate)
     assert looped < 0.3  # the same four chords, one bar out of step
     for name, audio in degenerate.items():
-        distance = metrics.harmony_distance(audio.astype(np.float32), true, sample_rate=rate)
+        distance = harmony.harmony_distance(audio.astype(np.float32), true, sample_rate=rate)
         assert looped < 0.8 < distance < 1.2, f"{name}: {distance:.3f} against the loop's {looped:.3f}"
-    assert metrics.harmony_distance(np.full_like(true, np.nan), true, sample_rate=rate) == 1.0  # read as silence
+    assert harmony.harmony_distance(np.full_like(true, np.nan), true, sample_rate=rate) == 1.0  # read as silence
 
 
 def test_spectral_flatness_ratio(continuation, rng):
-    assert metrics.spectral_flatness_ratio(continuation, continuation, sample_rate=RATE) == 1.0
+    assert spectra.spectral_flatness_ratio(continuation, continuation, sample_rate=RATE) == 1.0
     noise = rng.standard_normal(continuation.size).astype(np.float32)
-    assert metrics.spectral_flatness_ratio(noise, continuation, sample_rate=RATE) > 2.0
+    assert spectra.spectral_flatness_ratio(noise, continuation, sample_rate=RATE) > 2.0
 
 
 def test_spectral_flatness_does_not_hear_the_cut_at_the_ends():
@@ -104,14 +104,14 @@ def test_spectral_flatness_does_not_hear_the_cut_at_the_ends():
     t = np.arange(30 * RATE) / RATE
     tone = 0.5 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 660 * t + 1.0)
     tone = (tone + 1e-4 * np.random.default_rng(0).standard_normal(t.size)).astype(np.float32)
-    ratio = metrics.spectral_flatness_ratio(tone[12345:12345 + 10 * RATE], tone[200_000:200_000 + 20 * RATE],
+    ratio = spectra.spectral_flatness_ratio(tone[12345:12345 + 10 * RATE], tone[200_000:200_000 + 20 * RATE],
                                             sample_rate=RATE)
     assert ratio == pytest.approx(1.0, abs=0.02)
 
 
 def test_metrics_refuse_stereo():
     with pytest.raises(ConfigError, match="mono"):
-        metrics.logmel_distance(np.zeros((100, 2)), np.zeros(100), sample_rate=RATE)
+        spectra.logmel_distance(np.zeros((100, 2)), np.zeros(100), sample_rate=RATE)
 
 
 # ------------------------------------------------------------------------------------------- seams
@@ -122,71 +122,71 @@ def test_a_step_scores_far_above_a_smooth_join_and_the_music_own_range(context):
     sine = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
     stepped = sine.copy()
     stepped[RATE:] += 0.8
-    [smooth], [step] = (metrics.seam_scores(x, [RATE], sample_rate=RATE) for x in (sine, stepped))
+    [smooth], [step] = (seams.seam_scores(x, [RATE], sample_rate=RATE) for x in (sine, stepped))
     assert smooth["position"] == RATE and smooth["jump"] < 2.0 < 10.0 < step["jump"]
-    assert metrics.seam_scores(sine, [0, 10 * RATE], sample_rate=RATE) == []  # outside the signal: left out
+    assert seams.seam_scores(sine, [0, 10 * RATE], sample_rate=RATE) == []  # outside the signal: left out
 
-    reference = metrics.reference_seam_scores(context, sample_rate=RATE, count=12, seed=3)
-    assert len(reference) == 12 and reference == metrics.reference_seam_scores(context, sample_rate=RATE,
-                                                                                count=12, seed=3)
-    summary = metrics.seam_summary(reference)
+    reference = seams.reference_seam_scores(context, sample_rate=RATE, count=12, seed=3)
+    assert len(reference) == 12 and reference == seams.reference_seam_scores(context, sample_rate=RATE,
+                                                                              count=12, seed=3)
+    summary = seams.seam_summary(reference)
     assert summary["count"] == 12 and summary["jump_median"] <= summary["jump_p95"]
     # A beatless signal falls back to random positions.
-    assert len(metrics.reference_seam_scores(sine, sample_rate=RATE, count=5)) == 5
+    assert len(seams.reference_seam_scores(sine, sample_rate=RATE, count=5)) == 5
 
 
 def test_loudness_step(context, continuation):
     joined = np.concatenate([context, continuation])
-    assert abs(metrics.loudness_step_lu(joined, context.size, sample_rate=RATE)) < 0.5
+    assert abs(seams.loudness_step_lu(joined, context.size, sample_rate=RATE)) < 0.5
     quieter = np.concatenate([context, continuation * 10 ** (-6 / 20)])
-    assert metrics.loudness_step_lu(quieter, context.size, sample_rate=RATE) == pytest.approx(-6.0, abs=0.5)
+    assert seams.loudness_step_lu(quieter, context.size, sample_rate=RATE) == pytest.approx(-6.0, abs=0.5)
     silent_after = np.concatenate([context, np.zeros_like(continuation)])
-    step = metrics.loudness_step_lu(silent_after, context.size, sample_rate=RATE)
+    step = seams.loudness_step_lu(silent_after, context.size, sample_rate=RATE)
     assert np.isfinite(step) and step < -40
     with pytest.raises(ConfigError, match="0.4 s"):
-        metrics.loudness_step_lu(joined, 100, sample_rate=RATE)
+        seams.loudness_step_lu(joined, 100, sample_rate=RATE)
 
 
 # --------------------------------------------------------------------------------- tempo, key, beats
 
 
 def test_tempo_is_found_and_held_only_at_the_same_pulse(context, continuation):
-    assert metrics.tempo_bpm(context, sample_rate=RATE) == pytest.approx(120.0, rel=0.01)
-    held = metrics.tempo_held(context, continuation, sample_rate=RATE)
+    assert rhythm.tempo_bpm(context, sample_rate=RATE) == pytest.approx(120.0, rel=0.01)
+    held = rhythm.tempo_held(context, continuation, sample_rate=RATE)
     assert held["held"] and held["ratio"] == pytest.approx(1.0, abs=0.01)
-    faster = metrics.tempo_held(context, beat_chord(10.0, bpm=140.0, seed=4), sample_rate=RATE)
+    faster = rhythm.tempo_held(context, beat_chord(10.0, bpm=140.0, seed=4), sample_rate=RATE)
     assert not faster["held"] and faster["generated_bpm"] == pytest.approx(140.0, rel=0.02)
-    silent = metrics.tempo_held(context, np.zeros_like(continuation), sample_rate=RATE)
+    silent = rhythm.tempo_held(context, np.zeros_like(continuation), sample_rate=RATE)
     assert not silent["held"] and np.isnan(silent["ratio"])
 
 
 def test_key_is_held_in_the_same_chord_and_lost_a_tritone_away(context, continuation):
-    same = metrics.key_held(context, continuation, sample_rate=RATE)
+    same = harmony.key_held(context, continuation, sample_rate=RATE)
     assert same["held"] and same["context_key"] == same["generated_key"] and same["correlation"] > 0.95
-    moved = metrics.key_held(context, beat_chord(10.0, chord=F_SHARP_MAJOR), sample_rate=RATE)
+    moved = harmony.key_held(context, beat_chord(10.0, chord=F_SHARP_MAJOR), sample_rate=RATE)
     assert not moved["held"] and moved["correlation"] < 0.8
     assert moved["generated_key"] != moved["context_key"]
-    name, r = metrics.key_estimate(context, sample_rate=RATE)
+    name, r = harmony.key_estimate(context, sample_rate=RATE)
     assert name.split()[0] in ("C", "E", "A") and r > 0.5  # a C major triad: C major or a close relative
-    assert metrics.key_estimate(np.zeros(RATE), sample_rate=RATE) == (None, pytest.approx(np.nan, nan_ok=True))
+    assert harmony.key_estimate(np.zeros(RATE), sample_rate=RATE) == (None, pytest.approx(np.nan, nan_ok=True))
 
 
 def test_beat_continuity(context, continuation):
-    on_grid = metrics.beat_continuity_f(context, continuation, sample_rate=RATE)
+    on_grid = rhythm.beat_continuity_f(context, continuation, sample_rate=RATE)
     assert on_grid["f"] > 0.9 and on_grid["reason"] is None
     assert on_grid["grid_bpm"] == pytest.approx(120.0, rel=0.01) and on_grid["reference_beats"] == 20
     # The same beat a quarter beat late: every beat misses the +-70 ms window.
     shifted = beat_chord(10.0, seed=2, offset_s=0.125)
-    assert metrics.beat_continuity_f(context, shifted, sample_rate=RATE)["f"] < 0.5
-    silent = metrics.beat_continuity_f(context, np.zeros_like(continuation), sample_rate=RATE)
+    assert rhythm.beat_continuity_f(context, shifted, sample_rate=RATE)["f"] < 0.5
+    silent = rhythm.beat_continuity_f(context, np.zeros_like(continuation), sample_rate=RATE)
     assert silent["f"] == 0.0 and "no beat" in silent["reason"]
     # Slips: none at the cut of an on-grid continuation; 80 ms at a join into the same beat 80 ms late.
     stumbling = np.concatenate([continuation[:5 * RATE], beat_chord(10.0, seed=2, offset_s=0.08)[5 * RATE:]])
-    slips = metrics.beat_continuity_f(context, stumbling, sample_rate=RATE, joins_s=[0.0, 5.0])["join_slips_ms"]
+    slips = rhythm.beat_continuity_f(context, stumbling, sample_rate=RATE, joins_s=[0.0, 5.0])["join_slips_ms"]
     assert len(slips) == 2 and slips[0] < 10.0 and slips[1] == pytest.approx(80.0, abs=12.0)
     t = np.arange(20 * RATE) / RATE
     drone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
-    beatless = metrics.beat_continuity_f(drone, continuation, sample_rate=RATE)
+    beatless = rhythm.beat_continuity_f(drone, continuation, sample_rate=RATE)
     assert np.isnan(beatless["f"]) and beatless["reason"] == "no beat in the context"
 
 
@@ -196,7 +196,7 @@ def test_beat_continuity(context, continuation):
 def test_an_exact_loop_is_found_over_its_whole_length(rng):
     period = 7 * 11025
     loop = np.tile(0.3 * rng.standard_normal(period).astype(np.float32), 18)  # 126 s
-    result = metrics.repetition(loop, sample_rate=11025)
+    result = repetition.repetition(loop, sample_rate=11025)
     assert result["loop_period_s"] == pytest.approx(7.0, abs=1e-3)
     assert result["longest_loop_s"] == pytest.approx(126 - 7, abs=0.2)
     assert result["repeated_share"] == pytest.approx((126 - 7) / 126, abs=0.01)
@@ -210,7 +210,7 @@ def test_a_crossfaded_loop_at_44100_with_a_fractional_period_is_found():
     fade_in, fade_out = equal_power_ramps(fade)
     cycle = np.concatenate([stretch[fade:-fade], stretch[-fade:] * fade_out + stretch[:fade] * fade_in])
     stream = np.tile(cycle, 13)[:120 * rate]
-    result = metrics.repetition(stream, sample_rate=rate)
+    result = repetition.repetition(stream, sample_rate=rate)
     assert result["loop_period_s"] == pytest.approx(9.95, abs=1e-4)
     assert result["longest_loop_s"] == pytest.approx(120 - 9.95, abs=0.2)
 
@@ -220,7 +220,7 @@ def test_a_repeat_at_another_gain_counts_and_music_noise_and_sweeps_do_not(rng):
     music = beat_chord(30.0, seed=6, rate=rate, bpm=97.0) + 0.05 * rng.standard_normal(30 * rate).astype(np.float32)
     other = beat_chord(20.0, seed=7, rate=rate, chord=F_SHARP_MAJOR, bpm=131.0)
     with_repeat = np.concatenate([music, 0.5 * music[:15 * rate], other])
-    result = metrics.repetition(with_repeat, sample_rate=rate)
+    result = repetition.repetition(with_repeat, sample_rate=rate)
     assert result["longest_loop_s"] == pytest.approx(15.0, abs=0.2)
     assert result["loop_period_s"] == pytest.approx(30.0, abs=1e-3)
     assert result["repeated_share"] == pytest.approx(15.0 / 65.0, abs=0.01)
@@ -229,26 +229,29 @@ def test_a_repeat_at_another_gain_counts_and_music_noise_and_sweeps_do_not(rng):
     t = np.arange(120 * rate) / rate
     sweep = (0.3 * np.sin(2 * np.pi * (100 * t + 3900 / 240 * t ** 2))).astype(np.float32)
     for signal in (noise, sweep, np.concatenate([music, other])):
-        found = metrics.repetition(signal, sample_rate=rate)
+        found = repetition.repetition(signal, sample_rate=rate)
         assert found["longest_loop_s"] < 1.0 and found["repeated_share"] == 0.0
-    assert metrics.repetition(np.zeros(rate * 5, np.float32), sample_rate=rate)["longest_loop_s"] == 0.0
+    assert repetition.repetition(np.zeros(rate * 5, np.float32), sample_rate=rate)["longest_loop_s"] == 0.0
 
 
 def test_repetition_finds_a_loop_that_runs_ten_minutes(rng):
     loop = np.tile(0.3 * rng.standard_normal(10 * 11025).astype(np.float32), 60)
-    result = metrics.repetition(loop, sample_rate=11025)
+    result = repetition.repetition(loop, sample_rate=11025)
     assert result["longest_loop_s"] == pytest.approx(590, abs=0.2)
     assert result["loop_period_s"] == pytest.approx(10.0, abs=1e-3)
     assert result["repeated_share"] > 0.98
 
 
 def test_real_time_factor_is_the_median_chunk():
-    assert metrics.real_time_factor([0.1, 0.2, 5.0], 10.0) == pytest.approx(0.02)
-    assert np.isnan(metrics.real_time_factor([], 10.0))
+    assert speed.real_time_factor([0.1, 0.2, 5.0], 10.0) == pytest.approx(0.02)
+    assert np.isnan(speed.real_time_factor([], 10.0))
 
 
 def test_the_evaluation_modules_load_no_training_framework():
-    probe = ("import sys, training.metrics, training.evaluate, training.evalset\n"
+    probe = ("import sys, training.evaluation.evaluate, training.evaluation.longlisten, training.corpus.evalset\n"
+             "import training.evaluation.metrics.harmony, training.evaluation.metrics.repetition\n"
+             "import training.evaluation.metrics.rhythm, training.evaluation.metrics.seams\n"
+             "import training.evaluation.metrics.spectra, training.evaluation.metrics.speed\n"
              "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in {'tensorflow', 'keras', 'torch'})))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == ""

@@ -1,7 +1,7 @@
 """Score Encore's generators against the real continuation of songs they have never heard.
 
 For each song the memory is ``song[:cut]``; every generator continues it for ``horizon_s`` (10 s), and the
-result is compared with the song's real next 10 s (:mod:`training.metrics`): log-mel and harmony distance,
+result is compared with the song's real next 10 s (:mod:`.metrics`): log-mel and harmony distance,
 how the joins score against the music's own beat boundaries, tempo and key held, beat continuity, the
 loudness step at the cut, spectral flatness, and then, over a long extension (10 min), how much of it is an
 exact loop. The real continuation itself is scored too, as the row ``true``: it is what a perfect generator
@@ -45,7 +45,12 @@ from engine.audio import Waveform, load_audio, resample
 from engine.errors import ConfigError, EncoreError
 from engine.seam import equal_power_ramps
 
-from . import metrics
+from .metrics.harmony import harmony_distance, key_held
+from .metrics.repetition import repetition
+from .metrics.rhythm import SLIP_FAR_MS, beat_continuity_f, tempo_held
+from .metrics.seams import loudness_step_lu, reference_seam_scores, seam_scores, seam_summary
+from .metrics.spectra import logmel_distance, spectral_flatness_ratio
+from .metrics.speed import real_time_factor
 
 #: Every generator :func:`make_generator` knows, in table order.
 GENERATORS: tuple[str, ...] = ("seed", "resynth", "jukebox", "loop", "match", "silence")
@@ -59,8 +64,6 @@ PAIRED_STANDARD_ERRORS = 2.0
 SCORED = ("logmel_db", "harmony")
 #: The row of the real continuation.
 TRUE = "true"
-#: A join whose beats slip by more than this (ms) is counted apart: a stumble a listener hears in a steady beat.
-SLIP_FAR_MS = 40.0
 SONG_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
 
 #: The bar a generator must clear (see :func:`_bar`).
@@ -484,7 +487,7 @@ def evaluate(songs_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     if not per_song:
         raise ConfigError(f"{songs_dir}: no song is {cut_s + horizon_s:g} s or longer")
 
-    music = metrics.seam_summary(reference_seams)
+    music = seam_summary(reference_seams)
     results = {
         "settings": {"songs_dir": str(songs_dir), "songs": len(per_song), "generators": names, "cut_s": cut_s,
                      "context_s": context_s, "horizon_s": horizon_s, "repetition_minutes": repetition_minutes,
@@ -509,7 +512,7 @@ def judge(per_song: dict[str, dict], generators: Sequence[str], music: dict) -> 
     generators : sequence of str
         The generators run, in order.
     music : dict
-        The songs' own beat boundaries scored as joins (:func:`metrics.seam_summary`).
+        The songs' own beat boundaries scored as joins (:func:`.metrics.seams.seam_summary`).
 
     Returns
     -------
@@ -685,7 +688,7 @@ def _evaluate_song(song: Waveform, made: dict, *, cut_s: float, context_s: float
     cut, context, horizon = round(cut_s * rate), round(context_s * rate), round(horizon_s * rate)
     memory = Waveform(song.samples[:cut], rate)
     before, true = mono[cut - context:cut], mono[cut:cut + horizon]
-    reference = metrics.reference_seam_scores(mono, sample_rate=rate, count=REFERENCE_SEAMS_PER_SONG, seed=seed)
+    reference = reference_seam_scores(mono, sample_rate=rate, count=REFERENCE_SEAMS_PER_SONG, seed=seed)
     entry = {TRUE: _score(before, true, true, mono[:cut + horizon], [cut], rate)}
     strips = {}
     for name, generator in made.items():
@@ -716,8 +719,8 @@ def _evaluate_song(song: Waveform, made: dict, *, cut_s: float, context_s: float
         if repetition_s > 0:
             long_mono = _long_mono(generator, memory, repetition_s)
             long_joins = [cut + int(j) for j in getattr(generator, "joins", [0])]
-            scores["repetition"] = metrics.repetition(long_mono[cut:], sample_rate=rate)
-            scores["seams_long"] = metrics.seam_scores(long_mono, long_joins, sample_rate=rate)
+            scores["repetition"] = repetition(long_mono[cut:], sample_rate=rate)
+            scores["seams_long"] = seam_scores(long_mono, long_joins, sample_rate=rate)
             scores["real_time_factor"] = _real_time_factor(generator)
             del long_mono
         entry[name] = scores
@@ -747,18 +750,18 @@ def _score(before: np.ndarray, generated: np.ndarray, true: np.ndarray, joined: 
     """The 10 s metrics of one continuation (``generated``, following ``before``; ``joined`` holds both)."""
     cut = joined.shape[0] - generated.shape[0]
     return {
-        "logmel_db": metrics.logmel_distance(generated, true, sample_rate=rate),
-        "harmony": metrics.harmony_distance(generated, true, sample_rate=rate),
-        "seams": metrics.seam_scores(joined, joins, sample_rate=rate),
-        "tempo": metrics.tempo_held(before, generated, sample_rate=rate),
-        "key": metrics.key_held(before, generated, sample_rate=rate),
-        "beat": metrics.beat_continuity_f(before, generated, sample_rate=rate,
-                                          joins_s=[(j - cut) / rate for j in joins if cut <= j < joined.shape[0]]),
-        "loudness_step_lu": metrics.loudness_step_lu(joined, cut, sample_rate=rate),
+        "logmel_db": logmel_distance(generated, true, sample_rate=rate),
+        "harmony": harmony_distance(generated, true, sample_rate=rate),
+        "seams": seam_scores(joined, joins, sample_rate=rate),
+        "tempo": tempo_held(before, generated, sample_rate=rate),
+        "key": key_held(before, generated, sample_rate=rate),
+        "beat": beat_continuity_f(before, generated, sample_rate=rate,
+                                  joins_s=[(j - cut) / rate for j in joins if cut <= j < joined.shape[0]]),
+        "loudness_step_lu": loudness_step_lu(joined, cut, sample_rate=rate),
         # Against the song as heard before the cut: is the continuation noisier than the music it continues?
         # The true next 10 s differ from it too (see the `true` row), so that is also kept, for calibration.
-        "flatness_ratio": metrics.spectral_flatness_ratio(generated, before, sample_rate=rate),
-        "flatness_ratio_vs_true": metrics.spectral_flatness_ratio(generated, true, sample_rate=rate),
+        "flatness_ratio": spectral_flatness_ratio(generated, before, sample_rate=rate),
+        "flatness_ratio_vs_true": spectral_flatness_ratio(generated, true, sample_rate=rate),
     }
 
 
@@ -797,7 +800,7 @@ def _real_time_factor(generator) -> float:
     chunk_seconds = list(getattr(stats, "chunk_seconds", []))
     if not chunk_seconds:
         return math.nan
-    return metrics.real_time_factor(chunk_seconds, stats.seconds_generated / len(chunk_seconds))
+    return real_time_factor(chunk_seconds, stats.seconds_generated / len(chunk_seconds))
 
 
 # --------------------------------------------------------------------------------------------- summary
@@ -819,7 +822,7 @@ def _summarise(name: str, per_song: dict[str, dict]) -> dict:
         "logmel_db": median(row["logmel_db"] for row in rows),
         # .get: results scored before the harmony criterion hold "chroma" instead (see rejudge)
         "harmony": median(row.get("harmony") for row in rows),
-        "seams": metrics.seam_summary(seams),
+        "seams": seam_summary(seams),
         "tempo_held": float(np.mean([row["tempo"]["held"] for row in rows])) if rows else math.nan,
         "key_held": float(np.mean([row["key"]["held"] for row in rows])) if rows else math.nan,
         "beat_f": median(row["beat"]["f"] for row in rows),

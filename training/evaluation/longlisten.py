@@ -12,14 +12,14 @@ each (:func:`listen`):
   entry segment's start (``entries`` and ``analysis.bounds``; the rhythm lag of up to a fifth of a beat that
   the renderer adds is not counted); match and loop: the point they return to;
 - **beat grid kept**: the share of joins where the beats just after the join do not slip more than
-  :data:`training.evaluate.SLIP_FAR_MS` (40 ms) against those just before it, on the rendered audio (the
+  :data:`.metrics.rhythm.SLIP_FAR_MS` (40 ms) against those just before it, on the rendered audio (the
   song's end, then the continuation), each join as ``training evaluate`` reads its joins (:func:`beat_slips`). The
   same measure at the song's own downbeats (:data:`MUSIC_JOINS` of them) is the tracker's own scatter, the row
   ``(music)``;
 - **bars heard**: the share of the song's whole bars that were played whole, in ``minutes`` and in the first
   10. Resynth and jukebox: from the sequencer's history (every segment played, in order); the baselines: the
   bars that lie inside the stretch they repeat;
-- **longest verbatim repeat**: :func:`training.metrics.repetition`'s longest exact loop, in seconds.
+- **longest verbatim repeat**: :func:`.metrics.repetition.repetition`'s longest exact loop, in seconds.
 
 A figure per song and generator (the song's last 20 s and the first 60 s of continuation, as one log-mel
 spectrogram, the song's end and every join marked) goes to ``OUT_DIR/figures/<song>/<generator>.png``, and the
@@ -58,9 +58,7 @@ from engine.audio import Waveform, load_audio, resample
 from engine.errors import ConfigError, EncoreError
 from engine.structure import Structure, find_structure
 
-from . import metrics
 from .evaluate import (
-    SLIP_FAR_MS,
     LoopGenerator,
     MatchGenerator,
     _jsonable,
@@ -70,6 +68,8 @@ from .evaluate import (
     make_generator,
     song_files,
 )
+from .metrics.repetition import repetition
+from .metrics.rhythm import SLIP_FAR_MS, beat_continuity_f
 
 #: The generators a long listen can measure (each must say where its joins enter the song), in table order.
 GENERATORS: tuple[str, ...] = ("resynth", "jukebox", "match", "loop")
@@ -229,7 +229,7 @@ def beat_slips(mono: np.ndarray, joins_s: Sequence[float], *, sample_rate: int,
     """How far the beats just after each join are out of step with those just before it, in ms.
 
     Each join is measured as ``training evaluate`` measures the joins of its 10 s continuations
-    (:func:`training.metrics.beat_continuity_f`'s ``join_slips_ms``): beats tracked once over up to
+    (:func:`.metrics.rhythm.beat_continuity_f`'s ``join_slips_ms``): beats tracked once over up to
     :data:`SLIP_BEFORE_S` before the join and :data:`SLIP_AFTER_S` after it, read against the beat grid fitted
     to the part before. Only the two runs the join connects: with other joins inside, the tracker and the grid
     bend their tempo until a whole number of beats fits between them. Over a whole 10-minute loop the tracker
@@ -267,7 +267,7 @@ def beat_slips(mono: np.ndarray, joins_s: Sequence[float], *, sample_rate: int,
         if before.shape[0] < sample_rate or after.shape[0] < sample_rate:
             slips.append(None)
             continue
-        measured = metrics.beat_continuity_f(before, after, sample_rate=sample_rate, joins_s=[0.0])["join_slips_ms"]
+        measured = beat_continuity_f(before, after, sample_rate=sample_rate, joins_s=[0.0])["join_slips_ms"]
         slips.append(measured[0] if measured else None)
     return slips
 
@@ -428,7 +428,7 @@ def listen(song: Waveform, generator, *, minutes: float, reference: SongReferenc
         "grid_kept_share": float(np.mean(measured <= SLIP_FAR_MS)) if measured.size else math.nan,
         "bars": int(bars),
         "bars_heard_share": float(np.mean(heard.bar_heard_s <= seconds)) if bars else math.nan,
-        "longest_repeat_s": metrics.repetition(heard.continuation, sample_rate=rate)["longest_loop_s"],
+        "longest_repeat_s": repetition(heard.continuation, sample_rate=rate)["longest_loop_s"],
     }
     if minutes >= BAR_MINUTES:
         result["bars_heard_share_10min"] = (float(np.mean(heard.bar_heard_s <= BAR_MINUTES * 60.0)) if bars
