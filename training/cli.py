@@ -223,7 +223,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from engine.cores import pinned
 
     from .evaluation.allocator import freed_memory_kept
-    from .evaluation.evaluate import evaluate, format_table
+    from .evaluation.evaluate import evaluate
+    from .evaluation.report import format_table
 
     generators = [name.strip() for name in args.generators.split(",") if name.strip()]
     # One core, as a listener's machine busy with other things would give: the real-time factors are per core
@@ -255,7 +256,8 @@ def cmd_downbeats(args: argparse.Namespace) -> int:
 
 
 def cmd_rejudge(args: argparse.Namespace) -> int:
-    from .evaluation.evaluate import format_table, rejudge
+    from .evaluation.evaluate import rejudge
+    from .evaluation.report import format_table
 
     results = rejudge(args.eval_dir)
     print(format_table(results))

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import soundfile
 
 from engine.analysis import ANALYSIS_RATE, HARMONY, TIMBRE, analyse
-from engine.audio import Waveform
+from engine.audio import Waveform, load_audio
 from engine.errors import ConfigError, EncoreError
 from engine.seam import click_score
 from tests.conftest import bar_song, synthetic_song
 from training.cli import main as training_main
 from training.evaluation import evaluate as ev
+from training.evaluation.baselines import LoopGenerator, MatchGenerator, SilenceGenerator, make_generator
+from training.evaluation.criteria import BAR_RESAMPLES, judge, judge_bar
+from training.evaluation.files import jsonable, source_tracks
 from training.evaluation.metrics.spectra import logmel_distance
+from training.evaluation.paired import paired_differences
 
 RATE = 22050
 
@@ -40,7 +46,7 @@ def results(songs_dir, tmp_path_factory):
 
 def test_the_loop_baseline_is_periodic_from_the_song_end_and_seamless():
     song = synthetic_song(15.0, RATE, seed=3)
-    loop = ev.LoopGenerator()
+    loop = LoopGenerator()
     continuation = loop.extend(song, 25.0, only_extension=True)
     assert continuation.frames == 25 * RATE and continuation.channels == 2
     period = 10 * RATE - round(0.05 * RATE)
@@ -53,7 +59,7 @@ def test_the_loop_baseline_is_periodic_from_the_song_end_and_seamless():
     for join in loop.joins:
         assert click_score(mono, song.frames + join, RATE)["jump"] < 10.0  # a click scores in the hundreds
 
-    silence = ev.SilenceGenerator()
+    silence = SilenceGenerator()
     quiet = silence.extend(song, 12.0, only_extension=True)
     assert quiet.frames == 12 * RATE and not quiet.samples.any() and silence.stats.chunks == 2
 
@@ -67,7 +73,7 @@ def _bar_memory(cut_s: float = 31.13) -> tuple[Waveform, Waveform]:
 
 def test_match_goes_on_from_the_beat_whose_last_8_beats_best_match_the_memory_end():
     song, memory = _bar_memory()
-    match = ev.MatchGenerator()
+    match = MatchGenerator()
     continuation = match.extend(memory, 10.0, only_extension=True)
     found = match.match(memory)
     assert continuation.frames == 10 * RATE and continuation.channels == 2 and continuation.sample_rate == RATE
@@ -91,14 +97,14 @@ def test_match_goes_on_from_the_beat_whose_last_8_beats_best_match_the_memory_en
     back = found.period / RATE
     assert back >= 8.0 - 0.1 and abs(back - 8.0 * round(back / 8.0)) < 0.1
     true = song.mono()[memory.frames:memory.frames + 10 * RATE]
-    loop = ev.LoopGenerator().extend(memory, 10.0, only_extension=True)
+    loop = LoopGenerator().extend(memory, 10.0, only_extension=True)
     assert (logmel_distance(continuation.mono(), true, sample_rate=RATE)
             < 0.5 * logmel_distance(loop.mono(), true, sample_rate=RATE))
 
 
 def test_match_jumps_back_only_when_its_run_reaches_the_memory_end():
     _, memory = _bar_memory()
-    match = ev.MatchGenerator()
+    match = MatchGenerator()
     long = match.extend(memory, 40.0, only_extension=True)
     found, fade = match.match(memory), round(0.05 * RATE)
     cycle = found.period
@@ -117,7 +123,7 @@ def test_match_jumps_back_only_when_its_run_reaches_the_memory_end():
         assert click_score(mono, memory.frames + join, RATE)["jump"] < 10.0  # a click scores in the hundreds
     # The analysis is the first chunk's cost and is kept for the same memory; a new one is analysed afresh.
     assert match.stats.first_chunk_seconds >= match.stats.chunk_seconds[0]
-    assert ev.make_generator("match").match(Waveform(memory.samples[:-RATE].copy(), RATE)).start != found.start
+    assert make_generator("match").match(Waveform(memory.samples[:-RATE].copy(), RATE)).start != found.start
 
 
 def test_match_works_at_onsets_or_grid_cells_without_a_beat(rng):
@@ -127,7 +133,7 @@ def test_match_works_at_onsets_or_grid_cells_without_a_beat(rng):
     swell = 0.6 + 0.4 * np.sin(2 * np.pi * t / 7.0) * np.sin(2 * np.pi * t / 3.0)
     mono = (0.2 * pad * swell + 1e-3 * rng.standard_normal(t.size)).astype(np.float32)
     memory = Waveform(np.stack([mono, 0.8 * mono], axis=1), RATE)
-    match = ev.MatchGenerator()
+    match = MatchGenerator()
     continuation = match.extend(memory, 12.0, only_extension=True)
     found = match.match(memory)
     assert found.mode in ("onsets", "grid") and found.beats == 8
@@ -139,19 +145,19 @@ def test_match_works_at_onsets_or_grid_cells_without_a_beat(rng):
 
 def test_match_takes_what_a_short_memory_has_and_refuses_less_than_the_analysis_needs():
     # A second of silence: a grid of 8 cells, 3 compared on each side of the jump.
-    short, memory = ev.MatchGenerator(), Waveform(np.zeros((RATE, 2), np.float32), RATE)
+    short, memory = MatchGenerator(), Waveform(np.zeros((RATE, 2), np.float32), RATE)
     quiet = short.extend(memory, 5.0, only_extension=True)
     assert quiet.frames == 5 * RATE and not quiet.samples.any() and short.match(memory).beats == 3
     with pytest.raises(EncoreError, match="too short"):
-        ev.MatchGenerator().extend(Waveform(np.zeros((RATE // 3, 2), np.float32), RATE), 5.0)
+        MatchGenerator().extend(Waveform(np.zeros((RATE // 3, 2), np.float32), RATE), 5.0)
     with pytest.raises(ConfigError, match="beats >= 1"):
-        ev.MatchGenerator(beats=0)
+        MatchGenerator(beats=0)
 
 
 @pytest.mark.parametrize("name", ["jukebox", "loop"])
 def test_the_long_run_is_downmixed_block_by_block_to_the_same_samples(name):
     song = synthetic_song(25.0, RATE, seed=4)
-    generator = ev.make_generator(name)
+    generator = make_generator(name)
     whole = generator.extend(song, 35.0).mono()
     joins = list(generator.joins)
     by_block = ev._long_mono(generator, song, 35.0)
@@ -196,7 +202,7 @@ def test_bad_input_is_one_config_error(tmp_path, songs_dir):
     with pytest.raises(ConfigError, match="holds no audio files"):
         ev.evaluate(tmp_path / "empty", tmp_path / "out", generators=["loop"])
     with pytest.raises(ConfigError, match="unknown generator"):
-        ev.make_generator("tape")
+        make_generator("tape")
 
 
 def test_the_command_line_reports_a_bad_generator_on_one_line(songs_dir, tmp_path, capsys):
@@ -212,7 +218,7 @@ def _paired_songs(gaps, rival: str = "match", key: str = "logmel_db") -> dict[st
 
 def test_paired_words_are_judged_against_two_standard_errors():
     def words(gaps, key="logmel_db"):
-        d = ev._paired("resynth", _paired_songs(gaps, key=key), distances=(key,), truth=False)["match"][key]
+        d = paired_differences("resynth", _paired_songs(gaps, key=key), distances=(key,), truth=False)["match"][key]
         return d["better"], d["not_worse"]
 
     spread = np.array([-0.1, 0.1, -0.1, 0.1, 0.0, 0.0])  # standard error 0.037
@@ -220,12 +226,13 @@ def test_paired_words_are_judged_against_two_standard_errors():
     assert words(spread - 0.03) == (False, True)  # closer, by under one standard error: neither better nor worse
     assert words(spread + 0.03) == (False, True)  # further, by under one: still within the noise
     assert words(spread + 0.2) == (False, False)  # 5.5 standard errors further: worse
-    d = ev._paired("resynth", _paired_songs(spread - 0.03), distances=("logmel_db",), truth=False)
+    d = paired_differences("resynth", _paired_songs(spread - 0.03), distances=("logmel_db",), truth=False)
     assert d["match"]["logmel_db"]["songs_better"] == 4 and d["match"]["logmel_db"]["songs"] == 6
-    one = ev._paired("resynth", _paired_songs([-1.0]), distances=("logmel_db",), truth=False)["match"]["logmel_db"]
+    one = paired_differences("resynth", _paired_songs([-1.0]), distances=("logmel_db",),
+                             truth=False)["match"]["logmel_db"]
     assert one["better"] is None and one["not_worse"] is None  # one song: no standard error, no verdict
     # An evaluation from before a score has none of it: nothing to compare, nothing left in.
-    assert ev._paired("resynth", _paired_songs(spread, key="chroma"), truth=False) == {}
+    assert paired_differences("resynth", _paired_songs(spread, key="chroma"), truth=False) == {}
 
 
 def bar_songs(logmel_vs_loop, logmel_vs_match, harmony_gap=0.0, tempo_lost=0) -> dict[str, dict]:
@@ -255,7 +262,7 @@ def test_the_bar_judges_each_criterion_song_by_song():
     summary = {"true": row(), "loop": row(), "match": row(), "resynth": row()}
 
     def verdicts(songs, mine=None):
-        bar = ev._bar("resynth", {**summary, "resynth": mine or row()}, music, ev._paired("resynth", songs))
+        bar = judge_bar("resynth", {**summary, "resynth": mine or row()}, music, paired_differences("resynth", songs))
         return bar["pass"], {label: c["pass"] for label, c in bar["criteria"].items()}
 
     # 0.2 dB closer than loop (5.5 standard errors), even with match: every criterion passes; loops are not judged.
@@ -288,13 +295,13 @@ def test_generators_that_draw_at_random_are_scored_over_several_draws(songs_dir,
     row = result["songs"]["song0.flac"]["jukebox"]
     assert row["draws"] == 3 and "draws" not in result["songs"]["song0.flac"]["loop"]
     # The same three continuations made one by one: the row holds their mean.
-    song = ev.load_audio(songs_dir / "song0.flac")
-    memory, rate = ev.Waveform(song.samples[:30 * RATE], RATE), RATE
+    song = load_audio(songs_dir / "song0.flac")
+    memory, rate = Waveform(song.samples[:30 * RATE], RATE), RATE
     true = song.mono()[30 * RATE:40 * RATE]
-    generator = ev.make_generator("jukebox")
+    generator = make_generator("jukebox")
     distances = []
     for seed in range(3):
-        generator.resynth = ev.replace(generator.resynth, seed=seed)
+        generator.resynth = replace(generator.resynth, seed=seed)
         generated = generator.extend(memory, 10.0, only_extension=True).mono()[:10 * RATE]
         distances.append(logmel_distance(generated, true, sample_rate=rate))
     assert row["logmel_db"] == pytest.approx(np.mean(distances), rel=1e-6)
@@ -344,14 +351,14 @@ def _judged_songs(results, count: int = 24, seed: int = 0) -> dict[str, dict]:
 
 def test_each_verdict_of_the_bar_says_how_firmly_the_songs_hold_it(results):
     songs = _judged_songs(results)
-    judged = ev.judge(songs, ["resynth", "jukebox", "loop", "match"], results[2]["reference_seams"])
+    judged = judge(songs, ["resynth", "jukebox", "loop", "match"], results[2]["reference_seams"])
     criteria = judged["bar"]["resynth"]["criteria"]
     match, loop = (criteria[f"log-mel {w}, song by song"] for w in ("not worse than match", "better than loop"))
     assert match["pass"] is True and match["agreement"] == 1.0  # closer in every song: every resampling agrees
     assert loop["pass"] is False and 0.2 < loop["agreement"] < 0.8  # just under two standard errors: a coin flip
     assert all(0.0 <= c["agreement"] <= 1.0 for c in criteria.values())
-    assert judged["bar"]["resynth"]["resamples"] == ev.BAR_RESAMPLES
-    again = ev.judge(songs, ["resynth", "jukebox", "loop", "match"], results[2]["reference_seams"])
+    assert judged["bar"]["resynth"]["resamples"] == BAR_RESAMPLES
+    again = judge(songs, ["resynth", "jukebox", "loop", "match"], results[2]["reference_seams"])
     assert again["bar"] == judged["bar"], "the resamplings are seeded: the same scores, the same shares"
 
 
@@ -359,13 +366,13 @@ def test_clips_of_one_track_are_resampled_together(results):
     songs = _judged_songs(results, count=12)
     # Each song cut twice from its track, as the evaluation set's builder names clips; the copies score alike.
     twice = {f"pkg--track{i}--{start}.flac": row for i, row in enumerate(songs.values()) for start in (10, 60)}
-    tracks = ev.source_tracks([*twice, "notes.wav"])
+    tracks = source_tracks([*twice, "notes.wav"])
     assert len(tracks) == 13 and tracks["pkg--track3"] == ["pkg--track3--10.flac", "pkg--track3--60.flac"]
     assert tracks["notes.wav"] == ["notes.wav"]
 
     def shares(per_song):
-        bar = ev.judge(per_song, ["resynth", "jukebox", "loop", "match"],
-                       results[2]["reference_seams"])["bar"]["resynth"]
+        bar = judge(per_song, ["resynth", "jukebox", "loop", "match"],
+                    results[2]["reference_seams"])["bar"]["resynth"]
         return bar, {label: c["agreement"] for label, c in bar["criteria"].items()}
 
     grouped, once = shares(twice), shares(songs)
@@ -381,18 +388,18 @@ def test_rejudge_summarises_an_evaluation_again_without_running_it(results, tmp_
     songs = _judged_songs(results)
     stored = {**result, "settings": {**result["settings"], "generators": ["resynth", "jukebox", "loop", "match"]},
               "songs": songs, "summary": {}, "bar": {}, "paired": {}}
-    (tmp_path / "results.json").write_text(json.dumps(ev._jsonable(stored)))
+    (tmp_path / "results.json").write_text(json.dumps(jsonable(stored)))
     assert training_main(["rejudge", str(tmp_path)]) == 0
     assert "bar for resynth: FAIL" in capsys.readouterr().out
     rewritten = json.loads((tmp_path / "results.json").read_text())
-    assert rewritten["songs"] == json.loads(json.dumps(ev._jsonable(songs)))
+    assert rewritten["songs"] == json.loads(json.dumps(jsonable(songs)))
     assert rewritten["summary"]["resynth"]["harmony"] == pytest.approx(rewritten["summary"]["jukebox"]["harmony"])
     assert "of song resamplings" in (tmp_path / "results.md").read_text() and rewritten["missing"] == []
 
     # Results scored before the harmony criterion hold "chroma": judged again, harmony is reported missing.
     old = {song: {name: {("chroma" if key == "harmony" else key): value for key, value in row.items()}
                   for name, row in rows.items()} for song, rows in songs.items()}
-    (tmp_path / "results.json").write_text(json.dumps(ev._jsonable({**stored, "songs": old})))
+    (tmp_path / "results.json").write_text(json.dumps(jsonable({**stored, "songs": old})))
     assert training_main(["rejudge", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "Not in these per-song scores, so not judged: harmony" in out
@@ -409,13 +416,13 @@ def test_rejudge_summarises_an_evaluation_again_without_running_it(results, tmp_
 
 
 def test_the_command_line_gives_its_caller_its_cores_back(songs_dir, tmp_path):
-    cores = ev.os.sched_getaffinity(0)
+    cores = os.sched_getaffinity(0)
     assert training_main(["evaluate", str(songs_dir), "--generators", "silence", "--songs", "1", "--draws", "1",
                           "--repetition-minutes", "0", "--out", str(tmp_path / "o")]) == 0
-    assert ev.os.sched_getaffinity(0) == cores  # it ran pinned to one core, and let go of it
+    assert os.sched_getaffinity(0) == cores  # it ran pinned to one core, and let go of it
 
 
-@pytest.mark.skipif(len(ev.os.sched_getaffinity(0)) < 2, reason="needs two cores to run two workers")
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to run two workers")
 def test_workers_score_every_song_as_one_process_does(songs_dir, results, tmp_path):
     out, _, alone = results
     lines: list[str] = []
@@ -436,7 +443,7 @@ def test_workers_score_every_song_as_one_process_does(songs_dir, results, tmp_pa
             else:
                 flat[path] = value
 
-        walk(ev._jsonable(result["songs"]), "")
+        walk(jsonable(result["songs"]), "")
         return flat
 
     assert list(side_by_side["songs"]) == list(alone["songs"]) == ["song0.flac", "song1.flac"]
@@ -453,4 +460,4 @@ def test_workers_score_every_song_as_one_process_does(songs_dir, results, tmp_pa
     assert (tmp_path / "out" / "spectrograms" / "song1.png").stat().st_size > 1000
     assert sorted(line.split(":")[0] for line in lines) == ["song0.flac"] * 3 + ["song1.flac"] * 3
     with pytest.raises(ConfigError, match="jobs must be 1 to"):
-        ev.evaluate(songs_dir, tmp_path / "out", generators=["loop"], jobs=len(ev.os.sched_getaffinity(0)) + 1)
+        ev.evaluate(songs_dir, tmp_path / "out", generators=["loop"], jobs=len(os.sched_getaffinity(0)) + 1)

@@ -16,7 +16,7 @@ from tests.conftest import phrase_song
 from training.cli import main
 from training.corpus import evalset
 from training.evaluation import longlisten as ll
-from training.evaluation.evaluate import make_generator
+from training.evaluation.baselines import make_generator
 from training.evaluation.metrics.rhythm import SLIP_FAR_MS
 
 RATE = 22050

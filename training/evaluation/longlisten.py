@@ -26,7 +26,7 @@ spectrogram, the song's end and every join marked) goes to ``OUT_DIR/figures/<so
 first song's also to ``OUT_DIR/figures/<generator>.png``.
 
 Over songs (:func:`judge`): medians of every measure; song by song, each generator against ``jukebox`` and
-``match`` (mean difference ± standard error, :func:`training.evaluate._paired`); and the bar of issue 21, item
+``match`` (mean difference ± standard error, :func:`.paired.paired_differences`); and the bar of issue 21, item
 6, for resynth and jukebox: at most 8 jumps a minute, a median run of 16 beats or more, the beat grid kept at
 95 % of joins or more, 60 % of a song's bars or more heard in 10 minutes (medians over songs).
 
@@ -58,18 +58,12 @@ from engine.audio import Waveform, load_audio, resample
 from engine.errors import ConfigError, EncoreError
 from engine.structure import Structure, find_structure
 
-from .evaluate import (
-    LoopGenerator,
-    MatchGenerator,
-    _jsonable,
-    _paired,
-    _paired_word,
-    _verdict,
-    make_generator,
-    song_files,
-)
+from .baselines import LoopGenerator, MatchGenerator, make_generator
+from .files import jsonable, song_files
 from .metrics.repetition import repetition
 from .metrics.rhythm import SLIP_FAR_MS, beat_continuity_f
+from .paired import paired_differences, paired_word, verdict_word
+from .workers import run_in_workers
 
 #: The generators a long listen can measure (each must say where its joins enter the song), in table order.
 GENERATORS: tuple[str, ...] = ("resynth", "jukebox", "match", "loop")
@@ -304,7 +298,7 @@ def render(generator, song: Waveform, seconds: float, reference: SongReference) 
     Parameters
     ----------
     generator : Resynthesizer, MatchGenerator or LoopGenerator
-        From :func:`training.evaluate.make_generator` (``resynth``, ``jukebox``, ``match``, ``loop``).
+        From :func:`.baselines.make_generator` (``resynth``, ``jukebox``, ``match``, ``loop``).
     song : Waveform
         The memory, whole.
     seconds : float
@@ -371,7 +365,7 @@ def listen(song: Waveform, generator, *, minutes: float, reference: SongReferenc
     song : Waveform
         The whole song, the memory.
     generator
-        ``resynth``, ``jukebox``, ``match`` or ``loop`` from :func:`training.evaluate.make_generator`.
+        ``resynth``, ``jukebox``, ``match`` or ``loop`` from :func:`.baselines.make_generator`.
     minutes : float
         Length of the continuation.
     reference : SongReference, optional
@@ -629,11 +623,9 @@ def _progress_line(scores: dict) -> str:
             f"longest repeat {scores['longest_repeat_s']:.0f} s ({scores['seconds']:.1f} s)")
 
 
-def _listen_in_worker(task: _ListenTask, name: str, path: Path) -> tuple[dict | None, list[str]]:
-    from .evaluate import _worker_generators
-
+def _listen_in_worker(generators: dict, task: _ListenTask, name: str, path: Path) -> tuple[dict | None, list[str]]:
     lines: list[str] = []
-    return task.run(name, path, _worker_generators, lines.append), lines
+    return task.run(name, path, generators, lines.append), lines
 
 
 def longlisten(out_dir: str | os.PathLike, *, songs: int | None = None, minutes: float = DEFAULT_MINUTES,
@@ -713,7 +705,7 @@ def longlisten(out_dir: str | os.PathLike, *, songs: int | None = None, minutes:
         "ten_seconds": ten,
         "songs": per_song,
     }
-    (out_dir / "longlisten.json").write_text(json.dumps(_jsonable(results), indent=1) + "\n")
+    (out_dir / "longlisten.json").write_text(json.dumps(jsonable(results), indent=1) + "\n")
     (out_dir / "longlisten.md").write_text(format_table(results, markdown=True) + "\n")
     return results
 
@@ -721,9 +713,7 @@ def longlisten(out_dir: str | os.PathLike, *, songs: int | None = None, minutes:
 def _listen_in_workers(listing: list[tuple[str, Path]], task: _ListenTask, names: list[str], cores: list[int],
                        say: Callable[[str], None]) -> dict[str, dict | None]:
     """:meth:`_ListenTask.run` for every song on one spawned worker per core, set up as ``training evaluate``'s
-    (:func:`training.evaluate.run_in_workers`: its own core, librosa loaded, freed memory kept, its generators)."""
-    from .evaluate import run_in_workers
-
+    (:func:`.workers.run_in_workers`: its own core, librosa loaded, freed memory kept, its generators)."""
     jobs = {name: (task, name, path) for name, path in listing}
     return run_in_workers(_listen_in_worker, jobs, names=names, variety=None, threads=1, cores=cores, say=say)
 
@@ -763,7 +753,7 @@ def judge(per_song: dict[str, dict], generators: Sequence[str], minutes: float) 
     dict
         ``summary`` (per generator, the median of each of :data:`MEASURES` and ``songs``), ``music`` (the
         median share of the songs' own downbeats where the grid holds), ``paired`` (per generator, per rival
-        of :data:`RIVALS`, per measure of :data:`PAIRED`: :func:`training.evaluate._paired`'s entry, the mean
+        of :data:`RIVALS`, per measure of :data:`PAIRED`: :func:`.paired.paired_differences`'s entry, the mean
         difference in the measure's own direction) and ``bar`` (resynth and jukebox, :func:`bar`).
     """
     def median(values) -> float:
@@ -775,7 +765,7 @@ def judge(per_song: dict[str, dict], generators: Sequence[str], minutes: float) 
         rows = [song[name] for song in per_song.values() if name in song]
         summary[name] = {"songs": len(rows), **{key: median(row.get(key) for row in rows) for key in MEASURES}}
     music = {"grid_kept_share": median(song["song"].get("music_grid_kept_share") for song in per_song.values())}
-    # _paired takes lower as better: measures where higher is better go in negated and come out turned back.
+    # paired_differences takes lower as better: measures where higher is better go in negated and come out turned back.
     oriented = {song: {name: {key: -MEASURES[key] * row[key] if row.get(key) is not None else None
                               for key in PAIRED}
                        for name, row in entry.items() if name in generators}
@@ -783,7 +773,7 @@ def judge(per_song: dict[str, dict], generators: Sequence[str], minutes: float) 
     paired = {}
     for name in generators:
         rivals = [r for r in RIVALS if r in generators and r != name]
-        found = _paired(name, oriented, rivals=rivals, distances=PAIRED, truth=False) if rivals else {}
+        found = paired_differences(name, oriented, rivals=rivals, distances=PAIRED, truth=False) if rivals else {}
         for by_measure in found.values():
             for key, difference in by_measure.items():
                 difference["mean_difference"] = -MEASURES[key] * difference["mean_difference"] + 0.0  # no -0
@@ -874,15 +864,15 @@ def format_table(results: dict, *, markdown: bool = False) -> str:
               + (f" 10 s: training evaluate's medians ({settings['ten_seconds']})." if ten else "")]
     for name, by_rival in results["paired"].items():
         for rival, by_measure in by_rival.items():
-            parts = [f"{key} {d['mean_difference']:+.3g} ± {d['standard_error']:.2g} {_paired_word(d)}"
+            parts = [f"{key} {d['mean_difference']:+.3g} ± {d['standard_error']:.2g} {paired_word(d)}"
                      for key, d in by_measure.items()]
             lines.append(f"{'- ' if markdown else '  '}{name} against {rival}, paired mean difference ± standard "
                          "error (better or worse: by over 2 of them): " + "; ".join(parts))
     for name, judged in results["bar"].items():
         lines.append("")
-        lines.append(f"{'**' if markdown else ''}long-listen bar for {name}: {_verdict(judged['pass'])}"
+        lines.append(f"{'**' if markdown else ''}long-listen bar for {name}: {verdict_word(judged['pass'])}"
                      f"{'**' if markdown else ''}")
         for label, criterion in judged["criteria"].items():
-            lines.append(f"{'- ' if markdown else '  '}{_verdict(criterion['pass'])}  {label}: "
+            lines.append(f"{'- ' if markdown else '  '}{verdict_word(criterion['pass'])}  {label}: "
                          f"{number(criterion['value'], 3)} (target {number(criterion['target'], 3)})")
     return "\n".join(lines)
