@@ -15,6 +15,7 @@ from engine.errors import ConfigError
 from tests.conftest import phrase_song
 from training.cli import main
 from training.corpus import evalset
+from training.evaluation import listening
 from training.evaluation import longlisten as ll
 from training.evaluation.baselines import make_generator
 from training.evaluation.metrics.rhythm import SLIP_FAR_MS
@@ -30,8 +31,8 @@ def song() -> Waveform:
 
 
 @pytest.fixture(scope="module")
-def reference(song) -> ll.SongReference:
-    return ll.SongReference.of(song)
+def reference(song) -> listening.SongReference:
+    return listening.SongReference.of(song)
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +42,8 @@ def listened(song, reference, tmp_path_factory) -> dict:
     out = {}
     for name in ("loop", "match", "jukebox"):
         generator = make_generator(name)
-        scores = ll.listen(song, generator, minutes=MINUTES, reference=reference, figure=figures / f"{name}.png",
-                           title=name)
+        scores = listening.listen(song, generator, minutes=MINUTES, reference=reference, figure=figures / f"{name}.png",
+                                  title=name)
         out[name] = (scores, generator, figures / f"{name}.png")
     return out
 
@@ -125,14 +126,14 @@ def test_bars_count_when_played_whole_from_their_first_segment(reference):
     first, second, third = (list(range(b[k], b[k + 1])) for k in (0, 1, 2))
     # Entered part-way into bar 0 (offset > 0): that bar is not whole; then bar 1 whole, bar 0 whole, half bar 2.
     played = first[1:] + second + first + third[:2]
-    heard = ll._bars_heard_from_history(played, a, s, offset=100)
+    heard = listening._bars_heard_from_history(played, a, s, offset=100)
     durations = a.durations[played] / RATE
     ends = np.cumsum(durations) - 100 / RATE
     assert heard[1] == pytest.approx(ends[len(first) - 1 + len(second) - 1])
     assert heard[0] == pytest.approx(ends[len(first) - 1 + len(second) + len(first) - 1])
     assert np.isinf(heard[2]) and np.isinf(heard[3:]).all()
     # Entered right at its start (offset 0), the first bar played counts.
-    assert np.isfinite(ll._bars_heard_from_history(first, a, s, offset=0)[0])
+    assert np.isfinite(listening._bars_heard_from_history(first, a, s, offset=0)[0])
 
 
 def test_a_beat_that_comes_100_ms_late_slips_at_its_join_only(song):
@@ -140,26 +141,26 @@ def test_a_beat_that_comes_100_ms_late_slips_at_its_join_only(song):
     # with under a second before it is not measured.
     mono = song.mono()[:round(40 * RATE)]
     late = np.concatenate([mono[:round(20 * RATE)], np.zeros(round(0.1 * RATE), np.float32), mono[round(20 * RATE):]])
-    slips = ll.beat_slips(late, [10.0, 20.05, 30.0, 0.5], sample_rate=RATE, apart=False)
+    slips = listening.beat_slips(late, [10.0, 20.05, 30.0, 0.5], sample_rate=RATE, apart=False)
     assert slips[0] < 15 and slips[2] < 15 and slips[1] == pytest.approx(100.0, abs=15.0) and slips[3] is None
     # As joins of one render, each is read between its neighbours: the same slip, from 10 s on only.
-    apart = ll.beat_slips(late, [30.0, 20.05, 10.0], sample_rate=RATE)
+    apart = listening.beat_slips(late, [30.0, 20.05, 10.0], sample_rate=RATE)
     assert apart[1] == pytest.approx(slips[1], abs=15.0) and apart[0] < 15 and apart[2] < 15
-    assert ll.beat_slips(np.zeros(RATE * 5, np.float32), [2.0], sample_rate=RATE) == [None]
+    assert listening.beat_slips(np.zeros(RATE * 5, np.float32), [2.0], sample_rate=RATE) == [None]
 
 
 def test_entries_on_downbeats_are_within_70_ms(reference):
     a = reference.analysis
     downbeat = int(a.bounds[np.flatnonzero(a.phase == 0)[3]])
     off = [downbeat, downbeat + 0.06 * RATE, downbeat - 0.06 * RATE, downbeat + 0.08 * RATE, downbeat + 0.5 * RATE]
-    np.testing.assert_array_equal(ll._on_downbeat(np.array(off), a), [True, True, True, False, False])
+    np.testing.assert_array_equal(listening._on_downbeat(np.array(off), a), [True, True, True, False, False])
 
 
 def test_a_shortened_history_is_taken_up_where_it_was_left():
     seen = list(range(100, 200)) + [5, 6, 7]
     history = seen[-40:] + [50, 51, 52]  # the oldest dropped, three played since
-    assert ll._appended_since(seen, history, tail=16) == 3
-    assert ll._appended_since(seen, seen[-20:], tail=16) == 0
+    assert listening._appended_since(seen, history, tail=16) == 3
+    assert listening._appended_since(seen, seen[-20:], tail=16) == 0
 
 
 def test_the_figure_is_a_png_per_generator(listened):
