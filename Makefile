@@ -1,6 +1,6 @@
 # Encore: two commands do all the set-up on a fresh machine.
 #   make demo   extend the shipped demo song with the shipped default model (encore extend --demo) -> endless-demo.wav
-#   make test   the test suite
+#   make test   the test suite (make test-fast: its unit tests alone, for the edit-test loop)
 # Both create .venv and install what they need (Debian packages too, when run as root and they are missing).
 
 PYTHON ?= python3.11
@@ -24,7 +24,7 @@ APT_EVAL := wesnoth-1.16-music supertuxkart-data
 DEMO_OUT := endless-demo.wav
 DEMO_SECONDS ?= 90
 
-.PHONY: demo test player screenshot corpus evalset devset evaluate longlisten train-default train-resynth lint bench clean apt-runtime apt-player \
+.PHONY: demo test test-fast player screenshot corpus evalset devset evaluate longlisten train-default train-resynth lint bench clean apt-runtime apt-player \
 	apt-test apt-corpus apt-eval
 
 demo: $(VENV)/.runtime apt-runtime
@@ -32,6 +32,11 @@ demo: $(VENV)/.runtime apt-runtime
 
 test: $(VENV)/.dev apt-runtime apt-test
 	$(BIN)/python -m pytest -q --durations=0 --durations-min=5
+
+# The unit tests alone, for the edit-test loop (under 3 minutes here): no JACK server, no window, no training runs,
+# no wheel build and no minutes of rendered audio. CI runs `make test`.
+test-fast: $(VENV)/.dev apt-runtime
+	$(BIN)/python -m pytest -q -m "not slow and not audio_server and not gui" --durations=10
 
 # The desktop player (needs a display).
 player: $(VENV)/.player apt-runtime apt-player

@@ -12,6 +12,17 @@ from engine.audio import Waveform
 from tests.jack_server import start_jack
 from tests.onnx_models import make_model
 
+#: What a test needs, marked from the fixtures it asks for, so that ``make test-fast`` (``-m "not slow and not
+#: audio_server and not gui"``) keeps the unit tests of the edit-test loop without a list to maintain by hand.
+NEEDS = {"audio_server": {"sd"}, "gui": {"qtbot", "display"}}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for marker, fixtures in NEEDS.items():
+            if fixtures & set(getattr(item, "fixturenames", ())):
+                item.add_marker(marker)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def encore_log(tmp_path_factory):

@@ -61,6 +61,10 @@ def test_the_wheel_carries_the_models_the_demo_song_and_the_licence(wheel):
                     "encore-0.1.0.dist-info/licenses/LICENSE", "encore/cli.py", "engine/shipped.py"):
         assert shipped in names
     assert not any(name.startswith("encore_assets/figures") for name in names), "figures stay in the source tree"
+    # pyproject.toml lists the packages by name: a subpackage left off that list would be missing from the wheel
+    sources = {str(p.relative_to(ROOT)) for package in ("encore", "engine", "player", "training")
+               for p in (ROOT / package).rglob("*.py")}
+    assert sources - names == set()
 
 
 @pytest.mark.slow

@@ -216,6 +216,7 @@ def test_a_damaged_mp3_is_one_line_even_where_the_decoder_itself_talks(tmp_path)
     assert not (tmp_path / "o.wav").exists()
 
 
+@pytest.mark.slow
 def test_bench_realtime_reports_every_figure_and_leaves_no_busy_loop():
     result = run_engine("bench", "--realtime", "--hours", "0.03")
     assert result.returncode == 0, result.stderr
@@ -230,6 +231,7 @@ def test_bench_realtime_reports_every_figure_and_leaves_no_busy_loop():
     assert busy.stdout.strip() == ""
 
 
+@pytest.mark.slow
 def test_bench_times_each_generators_first_chunk_with_and_without_the_song_analysed_ahead(tmp_path):
     song = save_audio(tmp_path / "song.flac", synthetic_song(30.0, 44100))
     result = run_engine("bench", "--repeats", "1", "--song", str(song))

@@ -22,6 +22,7 @@ def resident_mib() -> float:
 AUDIO_PER_CHUNK_S = {"seed": 9.95, "resynth": 10.0}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("generator", ["resynth", "seed"])
 def test_an_hour_of_endless_playback_holds_memory_level_and_range(generator):
     song = load_audio(DEMO_SONG)

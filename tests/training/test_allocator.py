@@ -1,4 +1,4 @@
-"""``training.allocator``: a batch process reuses the memory it freed instead of faulting fresh pages in."""
+"""``training.evaluation.allocator``: a batch process reuses the memory it freed instead of faulting fresh pages in."""
 
 from __future__ import annotations
 

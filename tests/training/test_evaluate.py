@@ -166,6 +166,7 @@ def test_the_long_run_is_downmixed_block_by_block_to_the_same_samples(name):
     assert generator.joins == joins
 
 
+@pytest.mark.slow
 def test_evaluate_writes_results_a_table_and_spectrograms(results):
     out, lines, result = results
     assert json.loads((out / "results.json").read_text())["settings"]["songs"] == 2
@@ -289,6 +290,7 @@ def test_the_bar_judges_each_criterion_song_by_song():
     assert not passed and not each["real-time factor at most 0.01 for the first chunk, analysis included"]
 
 
+@pytest.mark.slow
 def test_generators_that_draw_at_random_are_scored_over_several_draws(songs_dir, tmp_path):
     result = ev.evaluate(songs_dir, tmp_path / "out", generators=["jukebox", "loop"], songs=1,
                          repetition_minutes=0, draws=3)
@@ -349,6 +351,7 @@ def _judged_songs(results, count: int = 24, seed: int = 0) -> dict[str, dict]:
     return songs
 
 
+@pytest.mark.slow
 def test_each_verdict_of_the_bar_says_how_firmly_the_songs_hold_it(results):
     songs = _judged_songs(results)
     judged = judge(songs, ["resynth", "jukebox", "loop", "match"], results[2]["reference_seams"])
@@ -362,6 +365,7 @@ def test_each_verdict_of_the_bar_says_how_firmly_the_songs_hold_it(results):
     assert again["bar"] == judged["bar"], "the resamplings are seeded: the same scores, the same shares"
 
 
+@pytest.mark.slow
 def test_clips_of_one_track_are_resampled_together(results):
     songs = _judged_songs(results, count=12)
     # Each song cut twice from its track, as the evaluation set's builder names clips; the copies score alike.
@@ -383,6 +387,7 @@ def test_clips_of_one_track_are_resampled_together(results):
     assert apart[1] != once[1]  # counted as 24 tracks, the same songs look surer than they are
 
 
+@pytest.mark.slow
 def test_rejudge_summarises_an_evaluation_again_without_running_it(results, tmp_path, capsys):
     _, _, result = results
     songs = _judged_songs(results)
@@ -422,6 +427,7 @@ def test_the_command_line_gives_its_caller_its_cores_back(songs_dir, tmp_path):
     assert os.sched_getaffinity(0) == cores  # it ran pinned to one core, and let go of it
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to run two workers")
 def test_workers_score_every_song_as_one_process_does(songs_dir, results, tmp_path):
     out, _, alone = results

@@ -236,6 +236,7 @@ def test_the_packages_songs_come_in_the_evaluation_sets_fixed_order(tmp_path, mo
         ll.song_listing(songs=0)
 
 
+@pytest.mark.slow
 def test_the_command_writes_the_table_the_figures_and_the_10_s_columns(tmp_path, capsys):
     songs = tmp_path / "songs"
     songs.mkdir()

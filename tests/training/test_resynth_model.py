@@ -105,6 +105,7 @@ def with_metadata(source: Path, target: Path, **changes: str) -> Path:
     return target
 
 
+@pytest.mark.slow
 def test_fit_reports_the_learned_scorer_beside_the_baselines(run):
     report = json.loads((run / "report.json").read_text())
     assert report["target"] == "standin" and list(report["validation"]) == ["standin", "next"]
@@ -127,6 +128,7 @@ def test_fit_reports_the_learned_scorer_beside_the_baselines(run):
     assert len(json.loads((run / "history.json").read_text())) == 2
 
 
+@pytest.mark.slow
 def test_the_analysis_is_cached_until_a_file_changes(corpus, run):
     files = sorted(corpus.glob("*.flac"))
     cached = segment_files(files, corpus.parent / "segments", workers=1)
@@ -286,6 +288,7 @@ def test_rank_metrics_break_ties_at_random_in_expectation():
     assert metrics["mean_rank"] == pytest.approx((1 + 2.5 + 1.5) / 3)  # 1 above and 1 tied: rank 2 or 3
 
 
+@pytest.mark.slow
 def test_keras_and_onnx_runtime_agree(corpus, run, exported):
     scorer_keras, config, _ = load_resynth_run(run)
     analyses = list(segment_files(sorted(corpus.glob("*.flac")), corpus.parent / "segments").analyses.values())
@@ -299,6 +302,7 @@ def test_keras_and_onnx_runtime_agree(corpus, run, exported):
     np.testing.assert_allclose(scorer.keys(every), every_key[0], atol=PARITY_ATOL, rtol=0)
 
 
+@pytest.mark.slow
 def test_the_scorer_answers_queries_and_keys(exported):
     scorer = SegmentScorer(exported)
     c = scorer.contract
@@ -318,6 +322,7 @@ def test_the_scorer_answers_queries_and_keys(exported):
         scorer.keys(np.zeros((5, FEATURE_DIM), np.float32))
 
 
+@pytest.mark.slow
 def test_the_scorer_refuses_what_is_not_a_resynth_scorer(exported, tmp_path, monkeypatch):
     with pytest.raises(ModelContractError, match="generator 'seed', expected 'resynth'"):
         SegmentScorer(DEFAULT_MODEL)
@@ -343,6 +348,7 @@ def test_the_scorer_refuses_what_is_not_a_resynth_scorer(exported, tmp_path, mon
         SegmentScorer()
 
 
+@pytest.mark.slow
 def test_report_scores_a_resynth_run_again_on_both_tasks(run, capsys):
     before = json.loads((run / "report.json").read_text())
     assert training_main(["report", str(run)]) == 0

@@ -293,6 +293,7 @@ def test_mismatched_or_broken_manifests_are_refused(corpus, manifest, tmp_path):
     assert "is missing" in refusal(copy)
 
 
+@pytest.mark.slow
 def test_bench_on_synthetic_shards_prints_three_figures_and_a_ratio(capsys):
     code = training_main(["bench", "--sample-rate", "2000", "--widths", "4,4,4,4", "--batch-size", "2",
                           "--batches", "3", "--warmup", "1", "--songs", "5", "--song-seconds", "31"])

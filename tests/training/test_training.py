@@ -72,6 +72,7 @@ def trained_run(tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 def test_fit_writes_a_run(trained_run):
     history = json.loads((trained_run / "history.json").read_text())
     assert len(history) == 2 and all(np.isfinite(row["loss"]) and np.isfinite(row["val_loss"]) for row in history)
@@ -80,6 +81,7 @@ def test_fit_writes_a_run(trained_run):
     assert not set(settings["train_files"]) & set(settings["validation_files"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("large", [False, True], ids=["onnx", "onnx+external-data"])
 def test_export_parity_and_contract(trained_run, tmp_path, large):
     from training.seed.export import export
@@ -98,6 +100,7 @@ def test_export_parity_and_contract(trained_run, tmp_path, large):
     assert contract.corpus == "songs: 7 audio files, no manifest"
 
 
+@pytest.mark.slow
 def test_the_whole_path_trained_model_extends_a_song_through_the_cli(trained_run, tmp_path):
     model_path = tmp_path / "tiny.onnx"
     assert training_main(["export", str(trained_run), "-o", str(model_path)]) == 0
@@ -110,6 +113,7 @@ def test_the_whole_path_trained_model_extends_a_song_through_the_cli(trained_run
     assert np.all(np.isfinite(result.samples)) and np.max(np.abs(result.samples)) <= 1.0
 
 
+@pytest.mark.slow
 def test_report_writes_the_papers_figures(trained_run):
     from matplotlib.image import imread
 
