@@ -3,7 +3,7 @@
 Three measurements in one run, each a median over the same number of batches after a warm-up (tracing, thread
 start-up, the first reads) is dropped:
 
-1. **pipeline**: the training pipeline (:func:`training.data.make_shard_dataset`) iterated alone, as fast as it
+1. **pipeline**: the training pipeline (:func:`training.seed.data.make_shard_dataset`) iterated alone, as fast as it
    goes: examples per second;
 2. **step, data**: Keras ``fit`` steps of the model and optimiser ``training fit`` uses, fed by that pipeline;
 3. **step, cached**: the same steps on the same batches, held in memory as tensors beforehand.
@@ -81,7 +81,7 @@ def bench_pipeline(shards: str | os.PathLike, model_config: ModelConfig, *, batc
     batch_size, batches, warmup : int
         Examples per batch; batches measured; batches run first and not measured.
     windows_per_song, seed, augment
-        As for :func:`training.data.make_shard_dataset`.
+        As for :func:`training.seed.data.make_shard_dataset`.
     learning_rate : float
         Adam's, as in ``training fit``.
 

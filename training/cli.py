@@ -233,7 +233,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     one_core = args.jobs == 1
     if one_core:
         warm_up()  # librosa's one-time load belongs to the process, not to the first song's chunk
-    # Freed memory stays in the process for the next song's arrays (training.allocator): a third of the time
+    # Freed memory stays in the process for the next song's arrays (training.evaluation.allocator): a third of the time
     # went to page faults without it. Workers of --jobs keep theirs themselves.
     with (pinned({min(os.sched_getaffinity(0))}) if one_core else contextlib.nullcontext()), freed_memory_kept():
         results = evaluate(args.songs_dir, args.out, generators=generators, songs=args.songs, cut_s=args.cut_s,
@@ -270,7 +270,7 @@ def cmd_longlisten(args: argparse.Namespace) -> int:
     from .evaluation.longlisten import format_table, longlisten
 
     generators = [name.strip() for name in args.generators.split(",") if name.strip()]
-    # Freed memory kept for the next song's arrays (training.allocator); workers of --jobs keep theirs.
+    # Freed memory kept for the next song's arrays (training.evaluation.allocator); workers of --jobs keep theirs.
     with freed_memory_kept():
         results = longlisten(args.out_dir, songs=args.songs, minutes=args.minutes, generators=generators,
                              songs_dir=args.songs_dir, ten_seconds=args.ten_seconds, jobs=args.jobs,

@@ -35,10 +35,11 @@ class FitConfig:
     max_minutes : float
         Wall-clock budget; 0 for none. Training stops at the end of the epoch that crosses it.
     augment : bool
-        Random gain, polarity and (shards) a small varispeed on training windows (:class:`training.data.Augmentation`).
+        Random gain, polarity and (shards) a small varispeed on training windows
+        (:class:`training.seed.data.Augmentation`).
     strategy : str
         tf.distribute strategy: ``auto``, ``default``, ``mirrored``, ``multi-worker`` or ``tpu``
-        (:mod:`training.distribute`).
+        (:mod:`training.seed.distribute`).
     backup_every : int
         Steps between fault-tolerance backups; 0 backs up at every epoch's end only.
     """

@@ -1,8 +1,8 @@
 """The dev set: 40 s clips of the training corpus's *validation* songs, for choosing the engine's settings.
 
-The evaluation set (:mod:`training.evalset`) must not be tuned on, and the training songs flatter a learned
+The evaluation set (:mod:`training.corpus.evalset`) must not be tuned on, and the training songs flatter a learned
 scorer, so the resynth sequencer's weights are chosen on clips of the songs ``training fit`` holds out: the
-same split by file (:func:`training.split.split_files`, ``files`` and ``seed`` as for ``training fit``).
+same split by file (:func:`training.corpus.split.split_files`, ``files`` and ``seed`` as for ``training fit``).
 ``training evaluate DEVSET --generators resynth,jukebox`` then scores them exactly as it scores the
 evaluation set.
 

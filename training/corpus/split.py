@@ -1,7 +1,7 @@
 """Which audio files a run trains on and which it validates on: by file, so no song is on both sides.
 
-Shared by the file pipeline (:mod:`training.data`), the shards (:mod:`training.shards`), the resynth scorer and the
-dev set, so it imports none of them.
+Shared by the file pipeline (:mod:`training.seed.data`), the shards (:mod:`training.seed.shards`), the resynth
+scorer and the dev set, so it imports none of them.
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ def song_listing(*, songs: int | None = None, songs_dir: str | os.PathLike | Non
         tracks = sorted(evalset.package_tracks(package, dpkg_files(package)))
         if not tracks:
             raise ConfigError(f"the long listen needs {package}: sudo apt-get install {package} (make apt-eval)")
-        # The evaluation set's shuffle (training.evalset._choose): the same tracks first everywhere.
+        # The evaluation set's shuffle (training.corpus.evalset._choose): the same tracks first everywhere.
         random.Random(f"encore-evalset:{package}").shuffle(tracks)
         for origin in tracks:
             if take == 0:

@@ -6,7 +6,7 @@ Files (:func:`make_dataset`)
     decoder (soundfile + soxr), in parallel, and the decoded windows are cached in memory after the first epoch:
     simple, and right for a corpus that fits in memory.
 Shards (:func:`make_shard_dataset`)
-    Whole songs stored as 16-bit PCM in TFRecord shards (:mod:`training.shards`) are streamed, never cached:
+    Whole songs stored as 16-bit PCM in TFRecord shards (:mod:`training.seed.shards`) are streamed, never cached:
     shard files are interleaved in parallel, and each song is parsed, converted and cut into windows inside the
     graph, so memory depends on the batch and buffer sizes, not on the corpus. Training windows start at random
     (seeded) places, new ones every epoch; validation windows are the file pipeline's, evenly spaced from the
@@ -201,7 +201,7 @@ def make_shard_dataset(shard_paths: list[str | Path], model: ModelConfig, *, bat
     Parameters
     ----------
     shard_paths : list of path-like
-        ``.tfrecord`` files written by :func:`training.shards.write_shards` at ``model.sample_rate``.
+        ``.tfrecord`` files written by :func:`training.seed.shards.write_shards` at ``model.sample_rate``.
     model : ModelConfig
         Gives the rate, chunk length and the context and horizon chunk counts.
     batch_size : int

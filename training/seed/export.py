@@ -35,7 +35,7 @@ def export(run_dir: str | Path, out_path: str | Path, *, large_model: bool | Non
     ----------
     run_dir : path
         A folder written by ``training fit`` for a seed model (a resynth scorer's run is exported by
-        :func:`training.scorer.resynth.export_resynth`; ``training export`` picks the one a run needs).
+        :func:`training.scorer.export.export_resynth`; ``training export`` picks the one a run needs).
     out_path : path
         Destination ``.onnx`` file; large models also write ``<out_path>.data``.
     large_model : bool, optional

@@ -50,7 +50,7 @@ def fit(data_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, da
     keras.utils.set_random_seed(data_config.seed)
 
     def datasets(seed: int):
-        """Shards when the folder has them, else its files (:func:`training.data.datasets_for`)."""
+        """Shards when the folder has them, else its files (:func:`training.seed.data.datasets_for`)."""
         return datasets_for(data_dir, model_config, replace(data_config, seed=seed), batch_size=fit_config.batch_size,
                             validation_batch_size=fit_config.validation_batch_size, augment=fit_config.augment)
 

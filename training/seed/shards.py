@@ -15,7 +15,7 @@ Each record is one song, a ``tf.train.Example`` with the features of :data:`FEAT
     ``path``         bytes  the song's file, relative to the source folder
 
 Songs are stored whole, not as windows: a window's length is the model's business (context + horizon), so one set
-of shards serves every model at that rate, and the input pipeline (:func:`training.data.make_shard_dataset`) cuts
+of shards serves every model at that rate, and the input pipeline (:func:`training.seed.data.make_shard_dataset`) cuts
 fresh windows each epoch. PCM rather than FLAC: reading a song back is then a reinterpretation of bytes inside the
 graph (``tf.io.decode_raw``), with no Python per example, at about 1.6 times FLAC's size on disk.
 
@@ -143,7 +143,7 @@ def write_shards(files: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
                  progress: Callable[[str], None] | None = None) -> Path:
     """Write audio files as TFRecord shards of whole songs, split into training and validation by file.
 
-    The split is :func:`training.split.split_files`'s, so shards and the file pipeline put the same songs on the
+    The split is :func:`training.corpus.split.split_files`'s, so shards and the file pipeline put the same songs on the
     same side for the same ``split``; within a side, songs are dealt to shards in a seeded order so every shard
     mixes the corpus's sources. The same inputs give the same bytes. A shard whose files (their sizes and
     modification times) and settings have not changed since it was written is kept, so an interrupted run
