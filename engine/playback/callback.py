@@ -86,10 +86,11 @@ class AudioCallback(PlaybackState):
         # Only Encore's own continuation counts as what the room may echo (the monitored input is the performer).
         if state in ("continuing", "fading"):
             played.write(outdata[:, 0])
-        elif frames <= self._played_silence.shape[0]:
-            played.write(self._played_silence[:frames])
         else:
-            played.write(np.zeros(frames, np.float32))
+            # Silence from the preallocated block, in pieces when a block is longer than it: nothing allocated here.
+            silence = self._played_silence
+            for start in range(0, frames, silence.shape[0]):
+                played.write(silence[:min(silence.shape[0], frames - start)])
 
     def _apply_volume(self, outdata, frames: int, target: float) -> None:
         """Scale by ``target`` in place, ramping linearly across the block when it changed (no zipper click)."""

@@ -252,3 +252,35 @@ def test_a_bug_on_the_generator_thread_is_logged_with_its_traceback_and_shown_in
     assert "\n" not in status.error
     (record,) = [r for r in records if r.levelno == logging.ERROR]
     assert record.exc_info and record.exc_info[0] is ZeroDivisionError  # the traceback goes to the log
+
+
+def test_the_live_callback_allocates_nothing_for_a_block_longer_than_its_silence(repeat_model):
+    """The duplex callback records silence as what Encore played while it listens, from a preallocated block:
+    a 20 000-frame block (longer than that block) is written in pieces, never from a new array."""
+    import tracemalloc
+    from types import SimpleNamespace
+
+    from engine.playback.types import EngineState
+    from engine.ring import RingBuffer
+
+    frames = 20_000
+    with Engine(model=repeat_model, clock="offline") as eng:
+        # what live() sets up before its stream opens, at 8 kHz and mono
+        eng._input, eng._played = RingBuffer(8000 * 10, 1), RingBuffer(8000 * 10, 1)
+        eng._in_channels, eng._state = 1, EngineState.LISTENING
+        eng._played_silence = np.zeros(8192, np.float32)
+        indata = np.full((frames, 1), 0.25, np.float32)
+        outdata = np.ones((frames, 1), np.float32)
+        status = SimpleNamespace(input_overflow=False, output_underflow=False)
+        eng._duplex_callback(indata, outdata, frames, None, status)  # once, so any lazy setup is done
+        eng._played.write(np.ones(frames, np.float32))
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            eng._duplex_callback(indata, outdata, frames, None, status)
+            grown = tracemalloc.get_traced_memory()[1] - before
+        finally:
+            tracemalloc.stop()
+        played = eng._played.latest(frames)
+    assert grown < 10_000, f"{grown} bytes allocated in the callback"
+    assert not outdata.any() and not played.any() and eng._played.end == 3 * frames
