@@ -445,7 +445,7 @@ def build_parser(prog: str = "training") -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "devset", help="cut the dev set (for choosing settings) from the corpus's validation songs",
-        description="Cut 40 s clips, 30 %% into each song, from the songs that training fit holds out for "
+        description="Cut 40 s clips, 30 % into each song, from the songs that training fit holds out for "
                     "validation (the same split: --files, --seed), into OUT_DIR as 16-bit WAV. Settings of the "
                     "engine are chosen on these with training evaluate, never on the evaluation set.")
     p.add_argument("corpus_dir", help="the training corpus (training corpus)")
@@ -532,7 +532,7 @@ def build_parser(prog: str = "training") -> argparse.ArgumentParser:
                     "(OUT_DIR/figures/<song>/<generator>.png; the first song's also OUT_DIR/figures/<generator>.png); "
                     "prints the table: medians over songs, paired differences against jukebox and match, and "
                     "PASS/FAIL for resynth and jukebox on the bar (at most 8 jumps a minute, a median run of 16 "
-                    "beats or more, the grid kept at 95 %% of joins or more, 60 %% of a song's bars or more heard "
+                    "beats or more, the grid kept at 95 % of joins or more, 60 % of a song's bars or more heard "
                     "in 10 minutes), with training evaluate's 10 s medians beside when OUT_DIR/../results.json or "
                     "--ten-seconds is there. Progress goes to stderr.")
     p.add_argument("out_dir")

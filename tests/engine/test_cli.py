@@ -244,3 +244,16 @@ def test_bench_times_each_generators_first_chunk_with_and_without_the_song_analy
         assert cells[1::3] == ["ms"] * 3, (name, cells)
         figures = [float(c) for c in cells[0::3] + cells[2::3]]
         assert all(0 < f < 60_000 for f in figures[:3]) and all(0 < f < 6 for f in figures[3:]), (name, cells)
+
+
+def test_every_commands_help_reads_as_written():
+    """argparse %-formats argument help but prints descriptions as they are: a "%%" there reaches the user."""
+    import argparse
+
+    from engine.cli import build_parser as engine_parser
+    from training.cli import build_parser as training_parser
+
+    for parser in (engine_parser(), training_parser()):
+        (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        for name, command in commands.choices.items():
+            assert "%%" not in command.format_help(), name
