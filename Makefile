@@ -8,11 +8,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-# Debian packages: libportaudio2 for sounddevice; FluidSynth and its General MIDI soundfont render scores
+# Debian packages: libportaudio2 for sounddevice; libspeexdsp1, the echo canceller of live input through speakers
+# (engine/aec.py; without it a level gate stands in); FluidSynth and its General MIDI soundfont render scores
 # (the corpus, the demo song and their tests); JACK (dummy driver) is the real audio server of playback tests.
 # Qt's xcb platform plugin needs the libxcb set below (its error names libxcb-cursor0 even when icccm4 or
 # keysyms1 is what is missing); Xvfb is the real X server of the window test.
-APT_RUNTIME := libportaudio2 libsndfile1
+APT_RUNTIME := libportaudio2 libsndfile1 libspeexdsp1
 APT_PLAYER := libegl1 libgl1 libfontconfig1 libdbus-1-3 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 \
 	libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-shape0 libxcb-randr0 libxcb-xkb1 libxcb-xinerama0
 APT_TEST := fluidsynth fluid-soundfont-gm jackd2 xvfb $(APT_PLAYER)

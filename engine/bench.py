@@ -10,6 +10,11 @@ generators), its first chunk when the song was analysed while it played, as the 
 (:meth:`~engine.extend.Extender.anticipate`; the two alternate, fresh generators each time), and the median of the
 next chunks. And the resynth work that grows with the song: the analysis, the bars and phrases and the first
 jump of a 5-minute song (``--song`` or the demo song, repeated to 5 minutes), on one core.
+
+``engine bench --echo`` measures live mode's echo canceller (:mod:`engine.aec`) instead: on simulated rooms
+(:func:`~engine.aec.simulated_room`), how well the echo's delay is found, how far the echo is taken down after
+it has converged, how far above what is left a performer 6 dB under the echo stands, and its cost per second of
+input on one core.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import numpy as np
 
 from .continuator import Continuator, default_model_path
 from .cores import pinned
+from .ring import RingBuffer
 from .shipped import DEMO_SONG
 
 WARMUP_RUNS = 2
@@ -110,6 +116,72 @@ def run_bench(args: argparse.Namespace) -> int:
           f"after start, peak RSS {fresh['peak_rss_mib']:.0f} MiB")
     _print_generator_rows(args.repeats, song_path.name, song)
     _print_long_song_row(args.repeats, song_path.name, song)
+    return 0
+
+
+#: ``engine bench --echo``: rooms (delay in s, echo level against the output in dB), the rate and the seconds.
+ECHO_ROOMS = ((0.02, 0.0), (0.1, 0.0), (0.25, 0.0), (0.5, 0.0), (0.25, 6.0), (0.5, 6.0))
+ECHO_RATE = 48000
+ECHO_SECONDS = 40.0
+
+
+def run_echo_bench(args: argparse.Namespace) -> int:
+    """``engine bench --echo``: the echo canceller on simulated rooms, playing ``--song`` (the demo song)."""
+    import scipy.signal
+
+    from . import aec
+    from .audio import load_audio, resample
+
+    if aec.why_unavailable():
+        print(f"engine bench --echo: no echo canceller to measure: {aec.why_unavailable()}")
+        return 1
+    song_path = _song_path(args)
+    song = load_audio(song_path)
+    rate, frames = ECHO_RATE, round(ECHO_SECONDS * ECHO_RATE)
+    played = resample(song.mono(), song.sample_rate, rate)
+    played = np.resize(played, frames).astype(np.float32)  # repeated to the length when shorter
+    converged = slice(frames // 2, frames - rate)  # after 20 s; the last frames pass through unprocessed
+    high = scipy.signal.butter(4, 200, "highpass", fs=rate, output="sos")
+    print(f"engine bench --echo: SpeexDSP's echo canceller, {song_path.name} played into simulated rooms "
+          f"(120 ms of reverberation, a 5 kHz low-pass, noise at -60 dBFS), {ECHO_SECONDS:g} s at {rate} Hz; "
+          f"echo return loss enhancement over the last 20 s")
+    print(f"{'delay':>6} {'echo':>6} {'found':>7} {'ERLE':>7} {'>200 Hz':>8} {'filter alone':>13} {'performer':>10}")
+    for delay_s, gain_db in ECHO_ROOMS:
+        heard = aec.simulated_room(played, rate, delay_s=delay_s, gain_db=gain_db)
+        found = aec.estimate_delay(played[: 3 * rate], heard[: 3 * rate], rate)
+        if found is None:
+            print(f"{delay_s * 1000:>4.0f} ms {gain_db:>+4.0f} dB   no delay found")
+            continue
+        cancelled, suppressed = aec.cancel_echo(heard, played, rate, found)
+        erle = aec.echo_return_loss_enhancement(heard[converged], suppressed[converged])
+        above = aec.echo_return_loss_enhancement(scipy.signal.sosfilt(high, heard)[converged],
+                                                 scipy.signal.sosfilt(high, suppressed)[converged])
+        alone = aec.echo_return_loss_enhancement(scipy.signal.sosfilt(high, heard)[converged],
+                                                 scipy.signal.sosfilt(high, cancelled)[converged])
+        # a performer 6 dB under the echo (the song from its middle) joins at 30 s: how far above the echo's
+        # remains the suppressed input stands then
+        performer = np.roll(played, frames // 2) * np.float32(10 ** ((gain_db - 6.0) / 20))
+        performer[: 30 * rate] = 0
+        _, with_performer = aec.cancel_echo(heard + performer, played, rate, found)
+        stands = 10 * np.log10(np.mean(np.square(with_performer[31 * rate:frames - rate], dtype=np.float64))
+                               / np.mean(np.square(with_performer[25 * rate:30 * rate], dtype=np.float64)))
+        print(f"{delay_s * 1000:>4.0f} ms {gain_db:>+4.0f} dB {found * 1000:>5.0f} ms {erle:>5.1f} dB "
+              f"{above:>6.1f} dB {alone:>11.1f} dB {stands:>+8.1f} dB")
+    with pinned({min(os.sched_getaffinity(0))}):
+        for channels in (1, 2):
+            live = aec.LiveCanceller(rate, channels)
+            live.use_delay(0.1)  # cancelling, as once the delay is known
+            heard_ring, played_ring = RingBuffer(frames, channels), RingBuffer(4 * rate)
+            heard = aec.simulated_room(played, rate, delay_s=0.1)
+            started = time.perf_counter()
+            for at in range(0, 10 * rate, 1024):  # the callback's blocks
+                block = heard[at:at + 1024]
+                heard_ring.write(block if channels == 1 else np.repeat(block[:, None], channels, axis=1))
+                played_ring.write(played[at:at + 1024])
+                live.advance(heard_ring, played_ring)
+            seconds = (time.perf_counter() - started) / 10.0
+            print(f"live canceller, {channels} channel{'s' * (channels > 1)} at {rate} Hz, one core: "
+                  f"{seconds:.4f} s per second of input")
     return 0
 
 

@@ -7,6 +7,7 @@ Every user mistake ends in one line on stderr and a non-zero exit; heavy imports
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import sys
@@ -244,7 +245,8 @@ def cmd_live(args: argparse.Namespace) -> int:
 
     from .playback import Engine, EngineConfig, LiveConfig
 
-    live = LiveConfig(silence_s=args.silence, threshold_db=args.threshold, monitor=args.monitor)
+    live = LiveConfig(silence_s=args.silence, threshold_db=args.threshold, monitor=args.monitor,
+                      cancel_echo=not args.no_echo_canceller)
     show = sys.stderr.isatty()
     with Engine(EngineConfig(lead_s=args.lead), device=device_argument(args.output),
                 **_generator_options(args)) as eng:
@@ -256,6 +258,7 @@ def cmd_live(args: argparse.Namespace) -> int:
 
         threading.Thread(target=enter_key, name="encore-enter-key", daemon=True).start()
         print("listening: play, then stop (or press Enter) and Encore carries on; Ctrl-C quits", file=sys.stderr)
+        print(f"echo: {eng.echo_handling()}", file=sys.stderr)
         try:
             while eng.status().state != "error":
                 for event in _drain(eng.events):
@@ -265,7 +268,9 @@ def cmd_live(args: argparse.Namespace) -> int:
                         print(f"{_clock(event.playhead_s)} {event.kind}: {event.detail}", file=sys.stderr)
                 if show:
                     status = eng.status()
-                    sys.stderr.write(f"\rinput {eng.input_level_db():6.1f} dBFS  {status.state:<10} "
+                    reduction = "" if math.isnan(status.echo_reduction_db) else \
+                        f"echo -{status.echo_reduction_db:.0f} dB  "
+                    sys.stderr.write(f"\rinput {eng.input_level_db():6.1f} dBFS  {reduction}{status.state:<10} "
                                      f"{status.chunks} chunks, {status.underruns} underruns ")
                 time.sleep(0.1)
         except KeyboardInterrupt:
@@ -300,8 +305,10 @@ def _drain(events) -> list:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_bench, run_realtime_bench
+    from .bench import run_bench, run_echo_bench, run_realtime_bench
 
+    if args.echo:
+        return run_echo_bench(args)
     return run_realtime_bench(args) if args.realtime else run_bench(args)
 
 
@@ -392,14 +399,18 @@ def build_parser(prog: str = "engine", other_commands: dict[str, str] | None = N
                     "of playing) or Enter is pressed, Encore carries on from what it heard (jukebox and resynth: "
                     "re-sequencing the heard material itself). When the performer plays again, Encore fades out "
                     "and listens again. Ctrl-C quits with a summary. Through speakers a microphone hears Encore "
-                    "too: Encore learns how loud in the first second of each continuation, ignores its own echo "
-                    "and leaves it out of what it continues; the performer is heard over it once 6 dB louder "
-                    "than the echo. Headphones or a line input still hear the performer best.",
+                    "too: where libspeexdsp is installed, Encore finds how late its echo comes back (up to 0.5 s) "
+                    "and cancels it from the input, so a performer quieter than the echo is still heard and what "
+                    "they play is what is remembered; without it, a level gate learns how loud the echo is and "
+                    "ignores it (the performer is heard over it once 6 dB louder). It says which one runs. "
+                    "Headphones or a line input still hear the performer best.",
         epilog="example: encore live --input 'USB Audio' --monitor",
     )
     p.add_argument("--input", help="input device, by number or by a part of its name (see encore devices)")
     p.add_argument("--output", help="output device, by number or by a part of its name")
     p.add_argument("--monitor", action="store_true", help="pass the input through while listening")
+    p.add_argument("--no-echo-canceller", action="store_true",
+                   help="keep Encore's echo out with the level gate alone, even where libspeexdsp is installed")
     p.add_argument("--silence", type=float, default=1.5, metavar="SECONDS",
                    help="quiet this long means the performer stopped (default 1.5)")
     p.add_argument("--threshold", type=float, default=-40.0, metavar="DBFS",
@@ -428,6 +439,9 @@ def build_parser(prog: str = "engine", other_commands: dict[str, str] | None = N
                    help="real-time figures instead: on one core with the other busy, per-chunk real-time factor, "
                         "lead time, late chunks and underruns per hour (offline clock), play() to first sound")
     p.add_argument("--hours", type=float, default=1.0, help="offline-clock hours for --realtime (default 1)")
+    p.add_argument("--echo", action="store_true",
+                   help="live mode's echo canceller instead, on simulated rooms playing SONG: the delay found, the "
+                        "echo's reduction, a performer 6 dB under the echo against what is left, and its cost")
     p.add_argument("--song", help="song the generators continue (default: the demo song)")
     p.set_defaults(func=cmd_bench)
     for name, text in (other_commands or {}).items():

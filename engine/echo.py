@@ -154,7 +154,8 @@ class EchoGate:
             return "not measured yet"
         if np.isinf(echo_db):
             return "the input does not hear Encore (headphones or a line input)"
-        return f"the input hears Encore {echo_db:.0f} dB down (speakers), and ignores it"
+        level = f"{echo_db:.0f} dB down" if echo_db >= 0 else f"{-echo_db:.0f} dB louder than it plays"
+        return f"the input hears Encore {level} (speakers), and ignores it"
 
 
 def performer_spans(start: int, stop: int, sounded: list[tuple[int, int]], frames: int) -> list[tuple[int, int]]:

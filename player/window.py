@@ -42,6 +42,21 @@ AUDIO_FILTER = "Audio (*.mp3 *.ogg *.oga *.flac *.wav *.aiff *.aif);;All files (
 MAX_RECENT = 8
 MESSAGE_MS = 12000
 METER_FLOOR_DB = -60
+#: The live state in the words of the live panel.
+LIVE_STATE_WORDS = {"listening": "listening", "continuing": "carrying on", "fading": "fading out"}
+
+
+def echo_summary(status: EngineStatus) -> str:
+    """The live meter's words on Encore's echo: how loud the input hears it, and what keeps it out (the echo
+    canceller and by how much, or the level gate); "" before anything is known."""
+    if np.isnan(status.echo_db):
+        return f"  ·  {status.echo_canceller}" if status.echo_canceller else ""
+    if np.isinf(status.echo_db):
+        return "  ·  no echo of Encore"
+    level = f"{status.echo_db:.0f} dB down" if status.echo_db >= 0 else f"{-status.echo_db:.0f} dB louder"
+    if status.echo_canceller != "level gate" and np.isfinite(status.echo_reduction_db):
+        return f"  ·  Encore's echo {level}, cancelled by {status.echo_reduction_db:.0f} dB ({status.echo_canceller})"
+    return f"  ·  Encore's echo {level}, ignored (level gate)"
 
 
 def clock(seconds: float) -> str:
@@ -211,8 +226,9 @@ class MainWindow(QMainWindow):
         buttons = QHBoxLayout()
         self.live_button = QPushButton("Listen")
         self.live_button.setCheckable(True)
-        self.live_button.setToolTip("Listen; when you stop playing, Encore carries on (through speakers it ignores "
-                                    "its own echo; headphones hear you best)")
+        self.live_button.setToolTip("Listen; when you stop playing, Encore carries on (through speakers it cancels "
+                                    "its own echo where libspeexdsp is installed, else ignores it; headphones hear "
+                                    "you best)")
         self.live_button.toggled.connect(self._live_toggled)
         self.carry_on_button = QPushButton("Carry on now")
         self.carry_on_button.clicked.connect(self.session.carry_on)
@@ -311,10 +327,8 @@ class MainWindow(QMainWindow):
                                   f"{status.late_chunks} late chunks  ·  {status.state}")
         level = self.session.input_level_db()
         self.level_meter.setValue(int(max(METER_FLOOR_DB, level)) if np.isfinite(level) else METER_FLOOR_DB)
-        echo = ("" if not live or np.isnan(status.echo_db) else "  ·  no echo of Encore" if np.isinf(status.echo_db)
-                else f"  ·  Encore's echo {status.echo_db:.0f} dB down, ignored")
-        self.level_meter.setFormat(f"input %v dBFS{echo}" if live else "input: not listening")
-        self.live_state.setText(status.state if live else "")
+        self.level_meter.setFormat(f"input %v dBFS{echo_summary(status)}" if live else "input: not listening")
+        self.live_state.setText(LIVE_STATE_WORDS.get(status.state, status.state) if live else "")
         if self.live_button.isChecked() and not live:  # an error or a stop ended listening
             self.live_button.blockSignals(True)
             self.live_button.setChecked(False)

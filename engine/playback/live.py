@@ -1,8 +1,9 @@
 """Live input: listen, carry on when the performer stops, fade out when they play again.
 
 The live thread runs in place of the generation worker: it watches the input level (and, through speakers,
-tells the performer from Encore's own echo, :mod:`engine.echo`), carries on from what was heard when the
-performer stops, generates while continuing, and asks the callback to fade out when the performer plays again.
+cancels Encore's own echo from it, :mod:`engine.aec`, and tells the performer from what is left of it,
+:mod:`engine.echo`), carries on from what was heard when the performer stops, generates while continuing, and
+asks the callback to fade out when the performer plays again.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import warnings
 
 import numpy as np
 
+from ..aec import ESTIMATE_AFTER_S, TAIL_S, LiveCanceller, why_unavailable
 from ..audio import Waveform
 from ..echo import (
     ENVELOPE_SPAN_S,
@@ -37,6 +39,9 @@ from .types import LIVE_STATES, EngineState, LiveConfig
 ANTICIPATE_AFTER = 0.3
 #: Crossfade where the live memory skips a stretch in which Encore sounded (engine.echo), in seconds.
 SPLICE_FADE_S = 0.01
+#: What Encore played, frame for frame with the input: the echo gate reads its last 0.35 s, the delay estimate
+#: its last 1.5 s (engine.aec), in seconds.
+PLAYED_S = 4.0
 
 
 class LiveInput(PlaybackState):
@@ -48,8 +53,11 @@ class LiveInput(PlaybackState):
         The last ``context_s`` of input are always in a ring buffer. When the performer plays again, Encore
         fades out and listens again. Through speakers the input hears Encore too: the first second of each
         continuation learns how loud (an ``echo`` event says it), the echo is not taken for the performer,
-        and what Encore continues leaves out the stretches where it sounded (:mod:`engine.echo`). Runs until
-        :meth:`stop`. Only the ``device`` clock can listen.
+        and what Encore continues leaves out the stretches where it sounded (:mod:`engine.echo`). Where
+        libspeexdsp is installed (and ``LiveConfig.cancel_echo``), the echo's delay is measured 1.5 s into the
+        first continuation (another ``echo`` event) and the echo cancelled before the performer is listened for
+        (:mod:`engine.aec`; :meth:`echo_handling` says which runs). Runs until :meth:`stop`. Only the
+        ``device`` clock can listen.
 
         Raises
         ------
@@ -70,9 +78,14 @@ class LiveInput(PlaybackState):
         # The input ring is the live memory: what was heard so far, up to what the generator reads (5 min at most).
         memory_s = min(self.extender.memory_s + 4.0, 300.0)
         self._input = RingBuffer(round(memory_s * rate), self._in_channels)
+        # Encore's echo cancelled from what the live thread listens to (engine.aec), where libspeexdsp is there.
+        self._canceller_note = why_unavailable() if self._live.cancel_echo else "switched off"
+        self._canceller = None if self._canceller_note else LiveCanceller(rate, self._in_channels)
+        self._delay_estimated_for = -1
         # What Encore itself sent out, frame for frame with the input (both are written by the same callback),
-        # so the live thread can tell the performer from Encore heard back through speakers (engine.echo).
-        self._played = RingBuffer(rate, 1)  # 1 s: the 0.35 s read stays clear of the callback's next writes
+        # so the live thread can tell the performer from Encore heard back through speakers (engine.echo) and
+        # cancel the echo (engine.aec). Its reads stay seconds clear of the callback's next writes.
+        self._played = RingBuffer(round(PLAYED_S * rate), 1)
         self._played_silence = np.zeros(max(self.config.blocksize, 8192), np.float32)
         self._echo = EchoGate(rate, floor=10 ** (self._live.threshold_db / 20))
         self._sounded = []  # [begin, end) input frames where Encore sounded; end -1 while it does
@@ -112,9 +125,28 @@ class LiveInput(PlaybackState):
         return 20 * np.log10(level) if level > 0 else -np.inf
 
     def _echo_db(self) -> float:
-        """:attr:`EngineStatus.echo_db` from the live echo gate."""
-        gate = self._echo
-        return gate.echo_db if gate is not None and self._state in LIVE_STATES else math.nan
+        """:attr:`EngineStatus.echo_db`: from the canceller once it has measured Encore's echo (the echo gate
+        then learns what is left of it after cancelling), else from the echo gate."""
+        gate, canceller = self._echo, self._canceller
+        if gate is None or self._state not in LIVE_STATES:
+            return math.nan
+        if canceller is not None and canceller.hears_encore and not math.isnan(canceller.echo_db):
+            return canceller.echo_db
+        return gate.echo_db
+
+    def echo_handling(self) -> str:
+        """One line on what keeps Encore's echo out of the live input: the canceller, or the level gate and why."""
+        if self._canceller is not None:
+            return f"Encore's echo is cancelled ({self._canceller.name}: SpeexDSP's echo canceller)"
+        return f"Encore's echo is ignored by a level gate (no echo canceller: {self._canceller_note})"
+
+    def _echo_canceller(self) -> tuple[str, float]:
+        """:attr:`EngineStatus.echo_canceller` and :attr:`EngineStatus.echo_reduction_db`."""
+        if self._state not in LIVE_STATES:
+            return "", math.nan
+        if self._canceller is None:
+            return "level gate", math.nan
+        return self._canceller.name, self._canceller.echo_reduction_db
 
     def _listen(self) -> None:
         rate, live = self.sample_rate, self._live
@@ -129,9 +161,13 @@ class LiveInput(PlaybackState):
             heard_ring, ring, gate = self._input_ring(), self._output_ring(), self._echo_gate()
             while not self._stop.wait(0.02):
                 end = heard_ring.end
+                if self._canceller is not None:
+                    self._canceller.advance(heard_ring, self._played_ring())
                 if end < window:
                     continue
                 loud = self._performer_heard(end, window, threshold)
+                if self._canceller is not None:  # Encore's echo alone is what its reduction is read on
+                    self._canceller.measuring = self._state == EngineState.CONTINUING and not loud
                 if not echo_reported and gate.coupling is not None:
                     echo_reported = True
                     self._emit("echo", gate.describe())
@@ -157,6 +193,7 @@ class LiveInput(PlaybackState):
                     elif asked:
                         self._carry_on.clear()
                 elif self._state == EngineState.CONTINUING:
+                    self._estimate_echo_delay(end)
                     loud_since = (loud_since or time.monotonic()) if loud else None
                     if loud_since is not None and time.monotonic() - loud_since >= live.resume_s:
                         self._fade_pos = 0
@@ -168,24 +205,55 @@ class LiveInput(PlaybackState):
         except Exception as e:  # noqa: BLE001 - whatever it is, playback stops cleanly and the controller hears
             self._fail("live input", e)
 
+    def _estimate_echo_delay(self, end: int) -> None:
+        """Once per continuation, after Encore has sounded :data:`~engine.aec.ESTIMATE_AFTER_S`: find how late
+        its echo comes back, so the canceller can take it out; a new delay makes the echo gate learn again what
+        is left of the echo after cancelling."""
+        canceller = self._canceller
+        if (canceller is None or self._delay_estimated_for == self.continuations or not self._sounded
+                or end - self._sounded[-1][0] < ESTIMATE_AFTER_S * self.sample_rate):
+            return
+        self._delay_estimated_for = self.continuations
+        heard, played = self._input_ring(), self._played_ring()
+        before = canceller.delay_s
+        delay = canceller.estimate(heard, played, min(heard.end, played.end))
+        if delay is not None and delay != before:
+            self._echo_gate().start_learning(end)
+            self._emit("echo", f"Encore's echo comes back {1000 * delay:.0f} ms late; cancelling it "
+                               f"({canceller.name})")
+
     def _performer_heard(self, end: int, window: int, threshold: float) -> bool:
         """Whether the input's last ``window`` frames (ending at input frame ``end``) are the performer playing:
-        above the threshold, and louder than Encore's own output heard back through the room explains."""
+        above the threshold, and louder than Encore's own output heard back through the room explains (with a
+        canceller: what is left of it after cancelling and suppressing, :mod:`engine.aec`)."""
         gate, played_ring = self._echo_gate(), self._played_ring()
-        level = rms(self._input_ring().latest(window))
+        heard = self._canceller.suppressed if self._canceller is not None else self._input_ring()
+        level = rms(heard.latest(window))
         if level <= threshold and not gate.learning:
             return False
-        # The played ring may be a callback block behind the input, which the envelope's maximum over 0.3 s of
-        # delays absorbs. While learning, quiet input is a level pair too (headphones: the room returns nothing).
-        played = played_ring.latest(min(round(ENVELOPE_SPAN_S * self.sample_rate), len(played_ring)))
+        # The envelope's maximum over 0.3 s of delays absorbs the echo's delay, and that the played ring may be a
+        # callback block behind the input; with the delay known, it is read where the echo came from. While
+        # learning, quiet input is a level pair too (headphones: the room returns nothing).
+        span = min(round(ENVELOPE_SPAN_S * self.sample_rate), len(played_ring))
+        delay = self._canceller.delay_s if self._canceller is not None else None
+        source_end = min(played_ring.end, end - round(delay * self.sample_rate)) if delay is not None else None
+        if source_end is not None and source_end - span >= played_ring.start:
+            played = played_ring.read(source_end - span, source_end)
+        else:
+            played = played_ring.latest(span)
         performer = gate.is_performer(end, level, output_envelope(played, self.sample_rate))
         return level > threshold and performer
 
     def _close_sounded(self, end: int) -> None:
         """Encore is silent again (listening): its last sounding stretch ends, with its echo, after input frame
-        ``end``; stretches older than the input ring are forgotten."""
+        ``end``; stretches older than the input ring are forgotten. The echo's allowance is the delay the
+        canceller measured and the room's tail, or :data:`~engine.echo.MAX_ECHO_DELAY_S` without one. (What the
+        performer plays over Encore is not kept even with a canceller: where both sound, the canceller's output
+        held the performer at 4 dB of signal to noise on a test song, :mod:`engine.aec`.)"""
         if self._sounded and self._sounded[-1][1] < 0:
-            self._sounded[-1][1] = end + round(MAX_ECHO_DELAY_S * self.sample_rate)
+            delay = self._canceller.delay_s if self._canceller is not None else None
+            allowance = MAX_ECHO_DELAY_S if delay is None else delay + TAIL_S
+            self._sounded[-1][1] = end + round(allowance * self.sample_rate)
             oldest = self._input_ring().start
             self._sounded = [span for span in self._sounded if span[1] > oldest]
 

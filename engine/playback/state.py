@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from ..aec import LiveCanceller
 from ..audio import Waveform
 from ..echo import EchoGate
 from ..ring import RingBuffer
@@ -83,6 +84,9 @@ class PlaybackState:
         self._played: RingBuffer | None = None
         self._played_silence = np.zeros(0, np.float32)
         self._echo: EchoGate | None = None
+        self._canceller: LiveCanceller | None = None  # None: no libspeexdsp, or LiveConfig.cancel_echo is off
+        self._canceller_note = ""  # why none runs, in one line
+        self._delay_estimated_for = -1  # the continuation whose echo delay was last estimated
         self._sounded: list[list[int]] = []  # [begin, end) input frames where Encore sounded; end -1 while it does
         self._fade = np.ones((0, 1), np.float32)
         self._carry_on = threading.Event()

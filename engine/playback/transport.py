@@ -291,6 +291,7 @@ class Engine(AudioCallback, LiveInput, GenerationWorker):
         stats = self.extender.stats
         state = EngineState.PAUSED if self._paused and self._state in (EngineState.PLAYING, EngineState.CONTINUING) \
             else self._state
+        canceller, reduction_db = self._echo_canceller()
         return EngineStatus(
             state=state, playhead_s=self._playhead / rate, ahead_s=max(0, ring_end - self._playhead) / rate,
             song_s=self._song_frames / rate, chunks=stats.chunks, late_chunks=self._late_chunks,
@@ -298,7 +299,8 @@ class Engine(AudioCallback, LiveInput, GenerationWorker):
             real_time_factor=stats.real_time_factor, recent_real_time_factor=stats.recent_real_time_factor,
             continuations=self.continuations, endless=self._endless,
             volume=self._volume, buffering=self._holding, generator=self.extender.generator,
-            segmentation=self.extender.segmentation, echo_db=self._echo_db(),
+            segmentation=self.extender.segmentation, echo_db=self._echo_db(), echo_canceller=canceller,
+            echo_reduction_db=reduction_db,
             ending=self._ending, error=self._error if self._state == EngineState.ERROR else "",
         )
 

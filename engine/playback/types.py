@@ -60,6 +60,9 @@ class LiveConfig:
         Length of that fade-out.
     monitor : bool
         Pass the input through to the output while listening.
+    cancel_echo : bool
+        Cancel Encore's own echo from the input with SpeexDSP's echo canceller (:mod:`engine.aec`) where
+        libspeexdsp is installed; False, or without it, the level gate alone tells the performer from the echo.
     """
 
     silence_s: float = 1.5
@@ -68,6 +71,7 @@ class LiveConfig:
     resume_s: float = 0.2
     fade_s: float = 0.5
     monitor: bool = False
+    cancel_echo: bool = True
 
     def __post_init__(self) -> None:
         for name in ("silence_s", "resume_s", "fade_s"):
@@ -124,6 +128,12 @@ class EngineStatus:
     #: Live input: how far below Encore's output the input hears Encore (speakers), in dB; inf when it does not
     #: (headphones, a line input); nan until a continuation's first second has measured it, or not live.
     echo_db: float = math.nan
+    #: Live input: what keeps Encore's echo out of the input: ``"speexdsp"`` (cancelled) or ``"level gate"``
+    #: (ignored); "" when not live.
+    echo_canceller: str = ""
+    #: Live input: how much quieter the echo is after cancelling (echo return loss enhancement), in dB, over the
+    #: last seconds that Encore sounded alone; nan before it is measured, or without a canceller.
+    echo_reduction_db: float = math.nan
     #: :meth:`Engine.end_song` was asked: the song is heading for its own ending.
     ending: bool = False
     #: Why playback stopped, in one line, when ``state`` is ``"error"`` (a bug's traceback is in the log).

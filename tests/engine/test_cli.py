@@ -232,6 +232,23 @@ def test_bench_realtime_reports_every_figure_and_leaves_no_busy_loop():
 
 
 @pytest.mark.slow
+def test_bench_echo_measures_the_canceller_on_every_room():
+    """``bench --echo``: every simulated room's delay is found to a few ms and its echo taken 20 dB down or more
+    (the bar of live input through speakers), and the canceller's cost is a few per cent of a core."""
+    from engine.bench import ECHO_ROOMS
+
+    result = run_engine("bench", "--echo")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines() if re.match(r"\s*\d+ ms ", line)]
+    assert len(rows) == len(ECHO_ROOMS), result.stdout
+    for row, (delay_s, _) in zip(rows, ECHO_ROOMS, strict=True):
+        assert abs(float(row[4]) - 1000 * delay_s) <= 12, row  # found
+        assert float(row[6]) >= 20.0 and float(row[12].lstrip("+")) >= 12.0, row  # ERLE; performer over the rest
+    costs = [float(m) for m in re.findall(r"one core: ([0-9.]+) s per second", result.stdout)]
+    assert len(costs) == 2 and all(0 < cost < 0.5 for cost in costs), result.stdout
+
+
+@pytest.mark.slow
 def test_bench_times_each_generators_first_chunk_with_and_without_the_song_analysed_ahead(tmp_path):
     song = save_audio(tmp_path / "song.flac", synthetic_song(30.0, 44100))
     result = run_engine("bench", "--repeats", "1", "--song", str(song))

@@ -248,21 +248,22 @@ def test_live_input_is_continued_when_the_performer_stops_and_yields_when_they_p
     assert min(level[16:18]) > 0.02, level[14:20]      # 8 to 9 s: Encore carries on
 
 
-@pytest.mark.filterwarnings("ignore::engine.extend.ShortSongWarning")
-@pytest.mark.parametrize("coupling", [0.3, 0.0], ids=["speakers", "headphones"])
-def test_live_input_through_speakers_ignores_encores_echo_and_keeps_it_out_of_memory(sd, repeat_model, coupling):
-    """A room between Encore's output and its input: Encore's output comes back ``coupling`` times as loud and
-    30 ms late, mixed with a performer who plays 5 s, rests, and plays again from 15 to 20 s."""
+def _live_through_a_room(sd, model, *, coupling: float, delay_s: float, comeback: float, cancel_echo: bool,
+                         until_s: float = 13.0) -> dict:
+    """Encore live in a room made of JACK ports: its output comes back ``coupling`` times as loud and ``delay_s``
+    late, mixed with a performer who plays a 5 s phrase, rests, and plays it again ``comeback`` times as loud
+    from 15 to 20 s. Returns the events (chunks left out), the status at ``until_s`` (Encore carrying on) and at
+    17 s (the performer back), and the status at the end."""
     from engine.playback import LiveConfig
 
     phrase = synthetic_song(5.0, JACK_RATE).samples
-    delay = round(0.03 * JACK_RATE)
+    delay = round(delay_s * JACK_RATE)
     room_state = {"frame": 0, "delayed": np.zeros((delay, 2), np.float32)}
 
     def room(indata, outdata, frames, time_info, status):
         frame = room_state["frame"]
         outdata.fill(0)
-        for start, loudness in ((0, 1.0), (15 * JACK_RATE, 1.5)):  # closer to the microphone the second time
+        for start, loudness in ((0, 1.0), (15 * JACK_RATE, comeback)):
             offset = frame - start
             if -frames < offset < phrase.shape[0]:
                 into, take = max(0, -offset), max(0, offset)
@@ -273,9 +274,9 @@ def test_live_input_through_speakers_ignores_encores_echo_and_keeps_it_out_of_me
         room_state["delayed"] = delayed[frames:]
         room_state["frame"] = frame + frames
 
-    eng = Engine(model=repeat_model, device=jack_device(sd, "output"))
+    eng = Engine(model=model, device=jack_device(sd, "output"))
     before = set(jack_ports())
-    eng.live(LiveConfig(silence_s=1.5), input_device=jack_device(sd, "input"))
+    eng.live(LiveConfig(silence_s=1.5, cancel_echo=cancel_echo), input_device=jack_device(sd, "input"))
     engine_inputs, engine_outputs = new_ports(before, ":in"), new_ports(before, ":out")
     disconnect_capture(engine_inputs)
     before = set(jack_ports())
@@ -289,40 +290,86 @@ def test_live_input_through_speakers_ignores_encores_echo_and_keeps_it_out_of_me
     started = time.monotonic()
     events = []
 
-    def wait_until(seconds: float) -> str:
+    def wait_until(seconds: float):
         time.sleep(max(0.0, started + seconds - time.monotonic()))
         events.extend(eng.events.get_nowait() for _ in range(eng.events.qsize()))
-        return eng.status().state
+        return eng.status()
 
-    state_while_encore_plays = wait_until(13.0)
-    echo_db = eng.status().echo_db
-    state_when_the_performer_is_back = wait_until(17.0)
+    while_encore_plays = wait_until(until_s)
+    when_the_performer_is_back = wait_until(17.0)
     deadline = time.monotonic() + 20.0
     while [e.kind for e in events].count("continuing") < 2 and time.monotonic() < deadline:
         wait_until(time.monotonic() - started + 0.1)
     stream.stop()
     stream.close()
+    handling = eng.echo_handling()
     eng.stop()
-    events = [e for e in events if e.kind != "chunk"]
-    kinds = [e.kind for e in events]
+    return {"events": [e for e in events if e.kind != "chunk"], "playing": while_encore_plays,
+            "back": when_the_performer_is_back, "handling": handling}
+
+
+def _continued_s(events) -> tuple[float, float]:
+    """How much of what was heard the first and the second continuation continued, in seconds."""
+    return tuple(float(re.search(r"continuing ([0-9.]+) s of what was heard", e.detail).group(1))
+                 for e in events if e.kind == "continuing")
+
+
+@pytest.mark.filterwarnings("ignore::engine.extend.ShortSongWarning")
+@pytest.mark.parametrize("coupling", [0.3, 0.0], ids=["speakers", "headphones"])
+def test_live_input_through_speakers_ignores_encores_echo_and_keeps_it_out_of_memory(sd, repeat_model, coupling):
+    """The level gate alone (no echo canceller): Encore's echo 10 dB down and 30 ms late, the performer back as
+    loud as the echo's source would be, 1.5 times the first phrase."""
+    run = _live_through_a_room(sd, repeat_model, coupling=coupling, delay_s=0.03, comeback=1.5, cancel_echo=False)
+    events, kinds = run["events"], [e.kind for e in run["events"]]
     details = {e.kind: e.detail for e in events}
+    assert "level gate" in run["handling"] and "switched off" in run["handling"]
     # Encore hears itself and keeps going (before engine.echo it faded out within a second, taking its echo
     # for the performer), yet yields to the performer, and continues again when they stop.
-    assert state_while_encore_plays == "continuing", events
-    assert state_when_the_performer_is_back in ("fading", "listening"), events
+    assert run["playing"].state == "continuing", events
+    assert run["back"].state in ("fading", "listening"), events
     assert kinds == ["continuing", "echo", "listening", "continuing"], events
+    assert run["playing"].echo_canceller == "level gate" and np.isnan(run["playing"].echo_reduction_db)
     if coupling:
         assert re.search(r"hears Encore (8|9|10|11|12) dB down", details["echo"]), details["echo"]  # 10.5 dB
-        assert 8.0 < echo_db < 12.5
+        assert 8.0 < run["playing"].echo_db < 12.5
     else:
         assert "does not hear Encore" in details["echo"], details["echo"]
-        assert echo_db == np.inf
+        assert run["playing"].echo_db == np.inf
     # What the second continuation continues, beyond what the first did: with headphones, all of the 15 s
     # between the two phrases' ends; through speakers, only the 1.5 s of rest before Encore began and the
     # 16-20 s after its fade (0.2 s to notice the performer, 0.5 s of fade) and its echo (0.3 s allowed).
-    first, second = (float(re.search(r"continuing ([0-9.]+) s of what was heard", e.detail).group(1))
-                     for e in events if e.kind == "continuing")
+    first, second = _continued_s(events)
     assert (4.5 < second - first < 6.5) if coupling else (14.5 < second - first < 15.5), events
+
+
+@pytest.mark.filterwarnings("ignore::engine.extend.ShortSongWarning")
+@pytest.mark.parametrize(("coupling", "delay_s", "comeback"), [(0.3, 0.03, 1.5), (1.0, 0.4, 0.5), (0.0, 0.03, 1.0)],
+                         ids=["speakers", "a loud late echo and a quiet performer", "headphones"])
+def test_live_input_through_speakers_cancels_encores_echo(sd, repeat_model, coupling, delay_s, comeback):
+    """The echo canceller (engine.aec): the delay is measured, the echo taken 20 dB down or more, and a performer
+    6 dB quieter than an echo that comes back 0.4 s late (a Bluetooth speaker) is heard over it."""
+    run = _live_through_a_room(sd, repeat_model, coupling=coupling, delay_s=delay_s, comeback=comeback,
+                               cancel_echo=True)
+    events, kinds = run["events"], [e.kind for e in run["events"]]
+    assert "cancelled (speexdsp" in run["handling"]
+    assert run["playing"].state == "continuing", events
+    assert run["back"].state in ("fading", "listening"), events  # the performer is heard, quieter or not
+    assert run["playing"].echo_canceller == "speexdsp"
+    first, second = _continued_s(events)
+    if not coupling:
+        assert kinds == ["continuing", "echo", "listening", "continuing"], events
+        assert run["playing"].echo_db == np.inf and np.isnan(run["playing"].echo_reduction_db)
+        assert 14.5 < second - first < 15.5, events  # nothing left out: the input never heard Encore
+        return
+    assert kinds == ["continuing", "echo", "echo", "listening", "continuing"], events
+    found = float(re.search(r"comes back ([0-9]+) ms late", events[2].detail).group(1)) / 1000
+    assert 0.02 <= found - delay_s <= 0.08, events[2]  # the room's delay and JACK's two periods each way
+    assert abs(run["playing"].echo_db + 20 * np.log10(coupling)) < 2.5  # 10.5 dB down, and 0 dB
+    assert run["playing"].echo_reduction_db >= 20.0
+    # What the second continuation continues beyond the first: the rest before Encore began and the comeback
+    # after Encore's fade and its echo (the delay measured and the room's tail: not 0.3 s, which would let a
+    # 0.4 s echo in).
+    assert 4.0 < second - first < 6.5, events
 
 
 def test_live_input_is_analysed_while_the_performer_is_quiet_not_when_encore_carries_on(sd, analysis_threads):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before Qt starts: pytest-qt creates the app lazily
 
@@ -318,7 +319,7 @@ def test_live_mode_meters_the_input_and_carries_on_when_the_performer_stops(qtbo
         for source, destination in zip(new_ports(before, ":out"), engine_inputs, strict=True):
             connect(source, destination)
         qtbot.waitUntil(lambda: window.level_meter.value() > -30, timeout=5000)  # the meter moves
-        qtbot.waitUntil(lambda: window.live_state.text() == "continuing", timeout=12000)
+        qtbot.waitUntil(lambda: window.live_state.text() == "carrying on", timeout=12000)
         x, _ = window.waveform.continuation_curve.getData()
         assert x is not None and x.size  # what Encore plays is drawn
         # Its first second tells whether the input hears Encore: this performer is wired in alone, so not.
@@ -408,3 +409,20 @@ def test_an_unchanged_setting_does_not_restart_playback(qtbot, window, song_file
     engine = window.session._engine
     window.lead_spin.editingFinished.emit()  # focus left the box, value unchanged
     assert window.session._engine is engine
+
+
+def test_the_live_meter_says_how_loud_encores_echo_is_and_what_keeps_it_out():
+    from engine.playback import EngineState, EngineStatus
+    from player.window import echo_summary
+
+    base = EngineStatus(state=EngineState.CONTINUING, playhead_s=3.0, ahead_s=9.0, song_s=0.0, chunks=1,
+                        late_chunks=0, underruns=0, starved_s=0.0, model="jukebox", real_time_factor=0.01)
+    assert echo_summary(base) == ""  # not live
+    assert echo_summary(replace(base, echo_canceller="speexdsp")) == "  ·  speexdsp"  # not measured yet
+    cancelled = replace(base, echo_canceller="speexdsp", echo_db=9.2, echo_reduction_db=28.4)
+    assert echo_summary(cancelled) == "  ·  Encore's echo 9 dB down, cancelled by 28 dB (speexdsp)"
+    louder = replace(cancelled, echo_db=-2.0)
+    assert echo_summary(louder) == "  ·  Encore's echo 2 dB louder, cancelled by 28 dB (speexdsp)"
+    gate = replace(base, echo_canceller="level gate", echo_db=10.4)
+    assert echo_summary(gate) == "  ·  Encore's echo 10 dB down, ignored (level gate)"
+    assert echo_summary(replace(gate, echo_db=float("inf"))) == "  ·  no echo of Encore"
