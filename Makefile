@@ -51,8 +51,13 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check encore engine training player tests
 	$(BIN)/mypy engine player
 
-bench: $(VENV)/.dev apt-runtime
+# Speed and memory, the echo canceller on simulated rooms, and the soak: play --endless and live through a room of
+# JACK ports, SOAK_MINUTES each with a busy process per core beside (on a JACK server of its own, dummy driver).
+SOAK_MINUTES ?= 10
+bench: $(VENV)/.dev apt-runtime apt-test
 	$(BIN)/encore bench
+	$(BIN)/encore bench --echo
+	./.ci/with-jack $(BIN)/encore bench --soak --minutes $(SOAK_MINUTES) --load $$(nproc) --json bench-soak.json
 
 # Build the training corpus (7 minutes here; its packages are a 1.7 GB download).
 corpus: $(VENV)/.dev apt-test apt-corpus

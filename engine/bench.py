@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .continuator import Continuator, default_model_path
-from .cores import pinned
+from .cores import busy_loop, pinned
 from .ring import RingBuffer
 from .shipped import DEMO_SONG
 
@@ -116,6 +116,34 @@ def run_bench(args: argparse.Namespace) -> int:
           f"after start, peak RSS {fresh['peak_rss_mib']:.0f} MiB")
     _print_generator_rows(args.repeats, song_path.name, song)
     _print_long_song_row(args.repeats, song_path.name, song)
+    return 0
+
+
+def run_soak_bench(args: argparse.Namespace) -> int:
+    """``engine bench --soak``: play and live on a running JACK server (:mod:`engine.soak`), printed and, with
+    ``--json``, written."""
+    from .audio import load_audio
+    from .soak import soak
+
+    if not args.minutes > 0 or args.load < 0:
+        from .errors import ConfigError
+
+        raise ConfigError(f"--minutes must be positive and --load 0 or more, got {args.minutes} and {args.load}")
+    song_path = _song_path(args)
+    figures = soak(args.minutes, args.load, load_audio(song_path), generator=args.generator,
+                   say=lambda line: print(line, flush=True))
+    play, live = figures["play"], figures["live"]
+    print(f"play --endless of {song_path.name}, {args.minutes:g} min, {args.load} busy: {play['underruns']} "
+          f"underruns, {play['late_chunks']} late chunks")
+    print(f"live through a room, {args.minutes:g} min: {live['underruns']} underruns, {live['late_chunks']} late "
+          f"chunks, {live['continuations']} continuations, carried on {live['continuation_delay_s']['median']:.2f} s "
+          f"after the stop (at most {live['continuation_delay_s']['max']:.2f} s), fading "
+          f"{live['fade_delay_s']['median']:.2f} s after the comeback (at most {live['fade_delay_s']['max']:.2f} s), "
+          f"echo {live['erle_db']:.1f} dB down ({live['echo_canceller']}), quiet performer heard: "
+          f"{live['quiet_performer_heard']} ({live['quiet_comebacks']} quiet comebacks)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -278,15 +306,6 @@ print(json.dumps({"imports_s": imported - started, "load_s": loaded - imported, 
 """
 
 
-HOG_MARK = "encore bench busy loop"  # in the busy loop's command line, so it can be found by name
-
-
-def _hog(core: int) -> subprocess.Popen:
-    """A busy loop pinned to ``core``: the load of a machine doing other things."""
-    code = f"# {HOG_MARK}\nimport os\nos.sched_setaffinity(0, {{{core}}})\nwhile True:\n    pass\n"
-    return subprocess.Popen([sys.executable, "-c", code])
-
-
 def run_realtime_bench(args: argparse.Namespace) -> int:
     """Real-time figures on one core, with the other core loaded by a busy loop."""
     from .analysis import warm_up
@@ -297,7 +316,7 @@ def run_realtime_bench(args: argparse.Namespace) -> int:
     warm_up()  # loads the thread pools that pin_process then sizes to one core
     cores = sorted(os.sched_getaffinity(0))
     own = {cores[0]}
-    hog = _hog(cores[1]) if len(cores) > 1 else None
+    hog = busy_loop(cores[1]) if len(cores) > 1 else None
     try:
         with pinned(own):
             probe_code = f"import os\nos.sched_setaffinity(0, {own})\n" + _PLAY_PROBE

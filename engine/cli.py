@@ -305,10 +305,12 @@ def _drain(events) -> list:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_bench, run_echo_bench, run_realtime_bench
+    from .bench import run_bench, run_echo_bench, run_realtime_bench, run_soak_bench
 
     if args.echo:
         return run_echo_bench(args)
+    if args.soak:
+        return run_soak_bench(args)
     return run_realtime_bench(args) if args.realtime else run_bench(args)
 
 
@@ -429,7 +431,9 @@ def build_parser(prog: str = "engine", other_commands: dict[str, str] | None = N
         description="Per 10 s chunk, side by side in one run (median of --repeats): the seed model in ONNX Runtime "
                     "with 1 and 2 threads, and every generator continuing SONG on one core; peak memory and time "
                     "to the first chunk of a fresh process; the analysis and phrase search of a 5-minute song. "
-                    "Keras on the same weights beside ONNX Runtime: encore train bench --runtimes.",
+                    "Keras on the same weights beside ONNX Runtime: encore train bench --runtimes. --realtime, "
+                    "--echo (live mode's echo canceller on simulated rooms) and --soak (play and live for minutes "
+                    "on a running JACK server, with busy processes beside) measure other things instead.",
     )
     p.add_argument("--model", help="ONNX file (default: the shipped seed model; with --realtime the generator's)")
     p.add_argument("--generator", choices=GENERATORS,
@@ -439,6 +443,14 @@ def build_parser(prog: str = "engine", other_commands: dict[str, str] | None = N
                    help="real-time figures instead: on one core with the other busy, per-chunk real-time factor, "
                         "lead time, late chunks and underruns per hour (offline clock), play() to first sound")
     p.add_argument("--hours", type=float, default=1.0, help="offline-clock hours for --realtime (default 1)")
+    p.add_argument("--soak", action="store_true",
+                   help="play --endless and then live through a room of JACK ports, each --minutes long, on a "
+                        "running JACK server with --load busy processes beside: underruns, late chunks, "
+                        "continuations and their timing, the echo's reduction, a quiet performer heard")
+    p.add_argument("--minutes", type=float, default=10.0, help="with --soak: minutes of each run (default 10)")
+    p.add_argument("--load", type=int, default=0,
+                   help="with --soak: busy processes beside Encore, one per core in turn (default 0)")
+    p.add_argument("--json", metavar="FILE", help="with --soak: write the figures to FILE as JSON")
     p.add_argument("--echo", action="store_true",
                    help="live mode's echo canceller instead, on simulated rooms playing SONG: the delay found, the "
                         "echo's reduction, a performer 6 dB under the echo against what is left, and its cost")

@@ -13,8 +13,13 @@ as the same chunk on two cores. A machine with one core starts its pools with on
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+
+#: In a busy loop's command line, so that it can be found by name (``pgrep -f``).
+BUSY_LOOP_MARK = "encore bench busy loop"
 
 
 def pin_process(cores: Iterable[int]) -> None:
@@ -74,3 +79,10 @@ def _thread_ids() -> list[int]:
         return [int(tid) for tid in os.listdir("/proc/self/task")]
     except OSError:
         return []
+
+
+def busy_loop(core: int) -> subprocess.Popen:
+    """A process that spins on ``core``: the load of a machine doing other things (``encore bench --realtime``,
+    ``--soak``). The caller kills it."""
+    code = f"# {BUSY_LOOP_MARK}\nimport os\nos.sched_setaffinity(0, {{{core}}})\nwhile True:\n    pass\n"
+    return subprocess.Popen([sys.executable, "-c", code])

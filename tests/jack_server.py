@@ -12,15 +12,10 @@ import shutil
 import subprocess
 import time
 
+from engine.jack import jack_ports
+
 JACK_RATE = 44100
 JACK_PERIOD = 1024
-HOST_API = "JACK Audio Connection Kit"
-
-
-def jack_ports(env: dict[str, str] | None = None) -> list[str]:
-    """Ports of the JACK server that ``env`` names (the default server without it); none when it is not up."""
-    result = subprocess.run(["jack_lsp"], env=env, capture_output=True, text=True, timeout=10)
-    return result.stdout.split() if result.returncode == 0 else []
 
 
 def start_jack() -> None:
@@ -45,34 +40,3 @@ def start_jack() -> None:
         if time.monotonic() > deadline:
             raise RuntimeError("jackd did not answer jack_lsp within 10 s")
         time.sleep(0.05)
-
-
-def jack_device(sd, kind: str) -> int:
-    """The JACK device's index for ``kind`` ('input' or 'output'), found by host API name, never by index."""
-    api = next(i for i, a in enumerate(sd.query_hostapis()) if a["name"] == HOST_API)
-    for index, device in enumerate(sd.query_devices()):
-        if device["hostapi"] == api and device[f"max_{kind}_channels"] > 0:
-            return index
-    raise RuntimeError(f"no JACK {kind} device among {sd.query_devices()}")
-
-
-def connect(source: str, destination: str) -> None:
-    subprocess.run(["jack_connect", source, destination], check=True, timeout=10)
-
-
-def disconnect_capture(inputs: list[str]) -> None:
-    """Unplug the dummy driver's capture ports from ``inputs``, so they hear only what a test wires to them."""
-    for port in jack_ports():
-        if port.startswith("system:capture"):
-            for ours in inputs:
-                subprocess.run(["jack_disconnect", port, ours], timeout=10)
-
-
-def new_ports(before: set[str], kind: str, count: int = 2) -> list[str]:
-    """Ports of ``kind`` that appeared since ``before``; JACK registers them shortly after a stream starts."""
-    deadline = time.monotonic() + 5
-    while len(ports := sorted(p for p in set(jack_ports()) - before if kind in p)) < count:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"JACK ports {kind} did not appear: {jack_ports()}")
-        time.sleep(0.02)
-    return ports

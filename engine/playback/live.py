@@ -42,6 +42,12 @@ SPLICE_FADE_S = 0.01
 #: What Encore played, frame for frame with the input: the echo gate reads its last 0.35 s, the delay estimate
 #: its last 1.5 s (engine.aec), in seconds.
 PLAYED_S = 4.0
+#: After a new echo delay, the echo gate learns again what is left of the echo once the canceller has taken it
+#: this far down (dB), or this long after (s): learnt at once, it learnt the filter still adapting (measured in a
+#: JACK room: the echo's remains learnt 7 dB under Encore, where 25 dB under was to come, and a performer 6 dB
+#: under the echo went unheard).
+RELEARN_AT_DB = 15.0
+RELEARN_AFTER_S = 5.0
 
 
 class LiveInput(PlaybackState):
@@ -81,7 +87,7 @@ class LiveInput(PlaybackState):
         # Encore's echo cancelled from what the live thread listens to (engine.aec), where libspeexdsp is there.
         self._canceller_note = why_unavailable() if self._live.cancel_echo else "switched off"
         self._canceller = None if self._canceller_note else LiveCanceller(rate, self._in_channels)
-        self._delay_estimated_for = -1
+        self._delay_estimated_for, self._relearn_from = -1, None
         # What Encore itself sent out, frame for frame with the input (both are written by the same callback),
         # so the live thread can tell the performer from Encore heard back through speakers (engine.echo) and
         # cancel the echo (engine.aec). Its reads stay seconds clear of the callback's next writes.
@@ -194,6 +200,7 @@ class LiveInput(PlaybackState):
                         self._carry_on.clear()
                 elif self._state == EngineState.CONTINUING:
                     self._estimate_echo_delay(end)
+                    self._relearn_after_converging(end)
                     loud_since = (loud_since or time.monotonic()) if loud else None
                     if loud_since is not None and time.monotonic() - loud_since >= live.resume_s:
                         self._fade_pos = 0
@@ -218,9 +225,20 @@ class LiveInput(PlaybackState):
         before = canceller.delay_s
         delay = canceller.estimate(heard, played, min(heard.end, played.end))
         if delay is not None and delay != before:
-            self._echo_gate().start_learning(end)
+            self._relearn_from = end
             self._emit("echo", f"Encore's echo comes back {1000 * delay:.0f} ms late; cancelling it "
                                f"({canceller.name})")
+
+    def _relearn_after_converging(self, end: int) -> None:
+        """Once the canceller has converged on a new delay (:data:`RELEARN_AT_DB`, or :data:`RELEARN_AFTER_S`),
+        the echo gate learns what is left of the echo."""
+        canceller, since = self._canceller, self._relearn_from
+        if canceller is None or since is None:
+            return
+        converged = canceller.echo_reduction_db >= RELEARN_AT_DB  # False while it is nan
+        if converged or end - since >= RELEARN_AFTER_S * self.sample_rate:
+            self._echo_gate().start_learning(end)
+            self._relearn_from = None
 
     def _performer_heard(self, end: int, window: int, threshold: float) -> bool:
         """Whether the input's last ``window`` frames (ending at input frame ``end``) are the performer playing:

@@ -13,8 +13,8 @@ import pytest
 import soundfile
 
 from engine.audio import load_audio, save_audio
-from engine.bench import HOG_MARK
 from engine.cli import main, parse_duration
+from engine.cores import BUSY_LOOP_MARK
 from tests.conftest import bar_song, synthetic_song
 from tests.onnx_models import make_model
 
@@ -227,7 +227,7 @@ def test_bench_realtime_reports_every_figure_and_leaves_no_busy_loop():
     assert int(rows["chunks generated (offline clock)"]) >= 6
     assert 0 < float(rows["real-time factor per chunk, median"]) < 1
     assert float(rows["late chunks per hour"]) == 0.0  # a 10 s lead against chunks that take milliseconds
-    busy = subprocess.run(["pgrep", "-f", HOG_MARK], capture_output=True, text=True)
+    busy = subprocess.run(["pgrep", "-f", BUSY_LOOP_MARK], capture_output=True, text=True)
     assert busy.stdout.strip() == ""
 
 

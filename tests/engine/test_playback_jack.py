@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+import sys
 import threading
 import time
 
@@ -11,9 +13,10 @@ import numpy as np
 import pytest
 
 from engine.continuator import Continuator
+from engine.jack import connect, disconnect_capture, jack_device, jack_ports, new_ports
 from engine.playback import Engine, EngineConfig
 from tests.conftest import synthetic_song
-from tests.jack_server import JACK_RATE, connect, disconnect_capture, jack_device, jack_ports, new_ports
+from tests.jack_server import JACK_RATE
 from tests.onnx_models import make_model
 
 
@@ -505,3 +508,25 @@ def test_a_seek_far_into_the_continuation_buffers_behind_an_open_stream(sd, repe
     assert buffering_after_seek  # seek returned while the continuation was still being regenerated
     assert status.playhead_s >= 1201.0 and not status.buffering, status
     assert status.starved_s == 0 and status.late_chunks == 0, status
+
+
+@pytest.mark.slow
+def test_the_soak_plays_and_listens_on_the_server_and_writes_its_figures(sd, tmp_path):
+    """``encore bench --soak`` for 45 s each: play --endless, then live through a room whose performer stops at
+    8 s, comes back 6 dB under Encore's echo at 20 s and stops at 28 s."""
+    out = tmp_path / "soak.json"
+    result = subprocess.run([sys.executable, "-m", "engine", "bench", "--soak", "--minutes", "0.75", "--load", "1",
+                             "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    play, live = figures["play"], figures["live"]
+    assert set(play) == {"minutes", "underruns", "late_chunks"} and play["minutes"] == 0.75
+    assert {"minutes", "underruns", "late_chunks", "continuations", "erle_db", "quiet_performer_heard"} <= set(live)
+    assert all(isinstance(part[key], int) for part in (play, live) for key in ("underruns", "late_chunks"))
+    assert live["continuations"] == 2  # after the stops at 8 and 28 s
+    assert live["quiet_comebacks"] == 1 and live["quiet_performer_heard"] is True
+    assert live["echo_canceller"] == "speexdsp" and live["erle_db"] >= 20.0
+    # carried on after the 0.75 s of silence it waits for, and faded after the 0.2 s it waits for
+    assert 0.75 <= live["continuation_delay_s"]["max"] < 1.5
+    assert 0.2 <= live["fade_delay_s"]["max"] < 0.6
+    assert "quiet performer heard: True" in result.stdout

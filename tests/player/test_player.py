@@ -21,10 +21,11 @@ from PyQt6.QtTest import QTest
 from PyQt6.QtWidgets import QFileDialog
 
 from engine.audio import save_audio
+from engine.jack import connect, disconnect_capture, jack_device, jack_ports, new_ports
 from player import MainWindow, PlayerSession, peak_envelope
 from player.window import DEMO_SONG
 from tests.conftest import bar_song, synthetic_song
-from tests.jack_server import JACK_RATE, connect, disconnect_capture, jack_device, jack_ports, new_ports
+from tests.jack_server import JACK_RATE
 from tests.onnx_models import make_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::engine.extend.ShortSongWarning")
