@@ -131,8 +131,9 @@ def run_soak_bench(args: argparse.Namespace) -> int:
         raise ConfigError(f"--minutes must be positive and --load 0 or more, got {args.minutes} and {args.load}")
     song_path = _song_path(args)
     figures = soak(args.minutes, args.load, load_audio(song_path), generator=args.generator,
-                   say=lambda line: print(line, flush=True))
+                   own_process=not args.generator_thread, say=lambda line: print(line, flush=True))
     play, live = figures["play"], figures["live"]
+    print(f"the generator ran in {figures['generator_runs']}")
     print(f"play --endless of {song_path.name}, {args.minutes:g} min, {args.load} busy: {play['underruns']} "
           f"underruns, {play['late_chunks']} late chunks")
     print(f"live through a room, {args.minutes:g} min: {live['underruns']} underruns, {live['late_chunks']} late "

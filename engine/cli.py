@@ -235,8 +235,11 @@ def cmd_play(args: argparse.Namespace) -> int:
         eng.stop()
         _raise_first_error(eng)
         status = eng.status()
+    restarts = f", the generator's process restarted {status.generator_restarts} times" \
+        if status.generator_restarts else ""
     print(f"played {status.playhead_s / 60:.1f} min ({_clock(status.playhead_s)}) of {Path(args.song).name}, "
-          f"{status.chunks} chunks generated, {status.late_chunks} late chunks, {status.underruns} underruns")
+          f"{status.chunks} chunks generated, {status.late_chunks} late chunks, {status.underruns} underruns"
+          f"{restarts}")
     return 0
 
 
@@ -264,7 +267,7 @@ def cmd_live(args: argparse.Namespace) -> int:
                 for event in _drain(eng.events):
                     if event.kind == "error":
                         raise EncoreError(event.detail)
-                    if event.kind in ("continuing", "listening", "echo"):
+                    if event.kind in ("continuing", "listening", "echo", "restarted"):
                         print(f"{_clock(event.playhead_s)} {event.kind}: {event.detail}", file=sys.stderr)
                 if show:
                     status = eng.status()
@@ -451,6 +454,9 @@ def build_parser(prog: str = "engine", other_commands: dict[str, str] | None = N
     p.add_argument("--load", type=int, default=0,
                    help="with --soak: busy processes beside Encore, one per core in turn (default 0)")
     p.add_argument("--json", metavar="FILE", help="with --soak: write the figures to FILE as JSON")
+    p.add_argument("--generator-thread", action="store_true",
+                   help="with --soak: run the generator on a thread of Encore's process, as before it had a "
+                        "process of its own (the baseline to compare with)")
     p.add_argument("--echo", action="store_true",
                    help="live mode's echo canceller instead, on simulated rooms playing SONG: the delay found, the "
                         "echo's reduction, a performer 6 dB under the echo against what is left, and its cost")

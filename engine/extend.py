@@ -36,6 +36,12 @@ class ShortSongWarning(UserWarning):
     """The song is shorter than the model's context and was loop-padded to fill it."""
 
 
+def short_song_note(song_s: float, context_s: float) -> str:
+    """What :class:`ShortSongWarning` says of a song of ``song_s`` seconds and a model context of ``context_s``."""
+    return (f"the song is {song_s:.1f} s, shorter than the model's {context_s:g} s context: "
+            "it was looped to fill the context")
+
+
 class Extender(Renderer):
     """Continues a song chunk after chunk, seamlessly, with a generator model.
 
@@ -147,8 +153,7 @@ class Extender(Renderer):
         needed = contract.context_samples + x
         if mono.shape[0] < needed:
             # Loop the song backwards in time so the context still ends where the song ends.
-            note = (f"the song is {song.seconds:.1f} s, shorter than the model's {contract.context_s:g} s context: "
-                    "it was looped to fill the context")
+            note = short_song_note(song.seconds, contract.context_s)
             warnings.warn(note, ShortSongWarning, stacklevel=2)
             self.stats.notes.append(note)
             mono = np.tile(mono, -(-needed // mono.shape[0]))[-needed:]

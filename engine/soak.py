@@ -29,6 +29,7 @@ from .audio import Waveform, resample
 from .cores import busy_loop
 from .errors import EncoreError
 from .jack import connect, disconnect_capture, jack_device, jack_ports, new_ports
+from .playback.types import EngineConfig
 
 #: The performer's phrase and the rest after it, in seconds.
 PHRASE_S = 8.0
@@ -45,7 +46,7 @@ SOAK_SILENCE_S = 0.75
 POLL_S = 0.01
 
 
-def soak(minutes: float, load: int, song: Waveform, *, generator: str | None = None,
+def soak(minutes: float, load: int, song: Waveform, *, generator: str | None = None, own_process: bool = True,
          say: Callable[[str], None] = print) -> dict:
     """Play and then listen on the running JACK server for ``minutes`` each, with ``load`` busy processes.
 
@@ -59,6 +60,9 @@ def soak(minutes: float, load: int, song: Waveform, *, generator: str | None = N
         What is played, and what the performer plays from.
     generator : str, optional
         The generator's name (the default generator when None).
+    own_process : bool
+        Run the generator in a process of its own (``EngineConfig.generator_process``, the default), or on a
+        thread of the engine's process (the baseline before it had one).
     say : callable
         Progress lines.
 
@@ -67,7 +71,8 @@ def soak(minutes: float, load: int, song: Waveform, *, generator: str | None = N
     dict
         ``{"play": {"minutes", "underruns", "late_chunks"}, "live": {"minutes", "underruns", "late_chunks",
         "continuations", "erle_db", "quiet_performer_heard", "echo_canceller", "continuation_delay_s",
-        "fade_delay_s", "quiet_comebacks"}}``; the delays are ``{"median", "max"}`` in seconds.
+        "fade_delay_s", "quiet_comebacks", "generator_restarts"}, "generator_runs": str}``; the delays are
+        ``{"median", "max"}`` in seconds.
 
     Raises
     ------
@@ -87,24 +92,27 @@ def soak(minutes: float, load: int, song: Waveform, *, generator: str | None = N
     hogs = [busy_loop(cores[i % len(cores)]) for i in range(load)]
     try:
         say(f"soak: play --endless for {minutes:g} min, {load} busy process(es) beside")
-        played = _play(sd, devices, song, minutes, generator)
+        config = EngineConfig(generator_process=own_process)
+        played = _play(sd, devices, song, minutes, generator, config)
         say(f"soak: live through a room for {minutes:g} min")
-        heard = _live(sd, devices, song, minutes, generator)
+        heard = _live(sd, devices, song, minutes, generator, config)
     finally:
         for hog in hogs:
             hog.kill()
             hog.wait()
-    return {"play": played, "live": heard}
+    return {"play": played, "live": heard, "generator_runs": "its own process" if own_process else "a thread"}
 
 
-def _play(sd, devices: tuple[int, int], song: Waveform, minutes: float, generator: str | None) -> dict:
+def _play(sd, devices: tuple[int, int], song: Waveform, minutes: float, generator: str | None,
+          config: EngineConfig) -> dict:
     from .playback import Engine
 
-    with Engine(device=devices[1], generator=generator) as eng:
+    with Engine(config, device=devices[1], generator=generator) as eng:
         eng.play(song, endless=True)
         _wait(eng, minutes * 60.0)
         status = eng.status()
-    return {"minutes": minutes, "underruns": status.underruns, "late_chunks": status.late_chunks}
+    return {"minutes": minutes, "underruns": status.underruns, "late_chunks": status.late_chunks,
+            "generator_restarts": status.generator_restarts}
 
 
 def _wait(eng, seconds: float, poll: Callable[[], None] | None = None) -> None:
@@ -118,7 +126,8 @@ def _wait(eng, seconds: float, poll: Callable[[], None] | None = None) -> None:
             raise EncoreError(f"the engine stopped: {eng.status().error}")
 
 
-def _live(sd, devices: tuple[int, int], song: Waveform, minutes: float, generator: str | None) -> dict:
+def _live(sd, devices: tuple[int, int], song: Waveform, minutes: float, generator: str | None,
+          config: EngineConfig) -> dict:
     from .playback import Engine, LiveConfig
 
     rate = int(sd.query_devices(devices[1])["default_samplerate"])
@@ -126,7 +135,7 @@ def _live(sd, devices: tuple[int, int], song: Waveform, minutes: float, generato
     frame = multiprocessing.get_context("spawn").Value("q", -1)  # the room's frame count, for the event times
     events: list[tuple[int, str]] = []
     reductions: list[float] = []
-    with Engine(device=devices[1], generator=generator) as eng:
+    with Engine(config, device=devices[1], generator=generator) as eng:
         before = set(jack_ports())
         eng.live(LiveConfig(silence_s=SOAK_SILENCE_S), input_device=devices[0])
         engine_inputs, engine_outputs = new_ports(before, ":in"), new_ports(before, ":out")
@@ -158,6 +167,7 @@ def _live(sd, devices: tuple[int, int], song: Waveform, minutes: float, generato
             room.join()
     return {"minutes": minutes, "underruns": status.underruns, "late_chunks": status.late_chunks,
             **_judge_live(events, rate, status.continuations), "echo_canceller": status.echo_canceller,
+            "generator_restarts": status.generator_restarts,
             "erle_db": float(np.median(reductions)) if reductions else math.nan}
 
 

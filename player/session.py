@@ -228,15 +228,14 @@ class PlayerSession(QObject):
     def close(self) -> None:
         """Stop everything (the window is closing)."""
         self._timer.stop()
-        self._engine.stop()
-        self._engine.extender.reset()  # frees native resampler state now, not at interpreter exit
+        self._engine.close()  # ends the generator's process, and frees native resampler state now
 
     # --- observing ----------------------------------------------------------------------------------------------
     def _poll(self) -> None:
         engine = self._engine
         while not engine.events.empty():
             event = engine.events.get_nowait()
-            if event.kind == "error":
+            if event.kind in ("error", "restarted"):
                 self.message.emit(event.detail)
         status = engine.status()
         if status.state not in ("idle", "stopped"):
@@ -272,8 +271,7 @@ class PlayerSession(QObject):
         status = self._engine.status()
         live = status.state in LIVE_STATES
         song_playing = status.state in ("playing", "paused") and self.song is not None
-        self._engine.stop()
-        self._engine.extender.reset()
+        self._engine.close()
         self.model, self.config = model or self.model, config or self.config
         self.resynth = resynth or self.resynth
         if output_device is not _SAME:

@@ -140,6 +140,8 @@ def test_the_engine_and_every_generator_set_every_attribute_in_init(tmp_path):
     assert _set_outside_init(playback / "state.py", "PlaybackState", *roles) == set()
     assert _set_outside_init(ROOT / "engine" / "extend.py", "Extender") == set()
     assert _set_outside_init(ROOT / "engine" / "resynth.py", "Resynthesizer") == set()
+    assert _set_outside_init(ROOT / "engine" / "process" / "parent.py", "GeneratorProcess") == set()
+    assert _set_outside_init(ROOT / "engine" / "process" / "child.py", "_Server") == set()
     # the finder sees what it should: an attribute first set in a method, or in a role's method
     sample = tmp_path / "sample.py"
     sample.write_text("class A:\n    def __init__(self):\n        self.a = 1\n"

@@ -27,6 +27,7 @@ from ..echo import (
     splice,
 )
 from ..errors import EncoreError
+from ..process import GenerationInterrupted
 from ..ring import RingBuffer
 from ..seam import rms
 from .devices import _sounddevice
@@ -209,6 +210,8 @@ class LiveInput(PlaybackState):
                         loud_since = None
                     elif ring.end - self._playhead < self._lead_frames and self._play_from is None:
                         self._write_generated(self._upmix(self.extender.next_block()))
+        except GenerationInterrupted:
+            return  # the engine stopped while the generator's process was working: nothing failed
         except Exception as e:  # noqa: BLE001 - whatever it is, playback stops cleanly and the controller hears
             self._fail("live input", e)
 

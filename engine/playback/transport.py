@@ -7,10 +7,12 @@ calls (play, seek, pause, stop, status, render) and the set-up they share.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import warnings
 from collections import deque
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,12 +20,16 @@ from ..audio import Waveform, resample
 from ..config import ExtendConfig
 from ..errors import ConfigError, EncoreError
 from ..generators import open_generator
+from ..process import GeneratorProcess
 from ..ring import RingBuffer
 from .callback import AudioCallback
 from .devices import _sounddevice
 from .live import LiveInput
 from .types import LIVE_STATES, EngineConfig, EngineEvent, EngineState, EngineStatus
 from .worker import GenerationWorker
+
+if TYPE_CHECKING:
+    from ..rendering import Generator
 
 #: How long play() and seek() wait for the lead before the stream opens and the rest buffers behind it, in s.
 HOLD_WAIT_S = 0.5
@@ -68,8 +74,15 @@ class Engine(AudioCallback, LiveInput, GenerationWorker):
             # The song's held-back tail is exactly the continuation's first crossfade; they must agree.
             raise ConfigError(f"the extender's crossfade ({extend_config.crossfade_s} s) must equal the engine's "
                               f"({config.crossfade_s} s)")
-        extender = open_generator(model, extend_config or ExtendConfig(crossfade_s=config.crossfade_s),
-                                  generator=generator, resynth=resynth)
+        extend_config = extend_config or ExtendConfig(crossfade_s=config.crossfade_s)
+        extender: Generator
+        if clock == "device" and config.generator_process and (model is None or isinstance(model, str | os.PathLike)):
+            # Told to stop waiting when the engine stops, and to say when its process was restarted.
+            extender = GeneratorProcess(model, extend_config, generator=generator, resynth=resynth,
+                                        interrupted=lambda: self._stop.is_set(),
+                                        notify=lambda line: self._emit("restarted", line))
+        else:
+            extender = open_generator(model, extend_config, generator=generator, resynth=resynth)
         super().__init__(config, extender, clock=clock, device=device, sample_rate=sample_rate)
 
     # --- controller ---------------------------------------------------------------------------------------
@@ -77,7 +90,16 @@ class Engine(AudioCallback, LiveInput, GenerationWorker):
         return self
 
     def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop, and end the generator's process (when it has one; else free the generator's native state now,
+        not at interpreter exit); the engine cannot play after this."""
         self.stop()
+        if isinstance(self.extender, GeneratorProcess):
+            self.extender.close()
+        else:
+            self.extender.reset()
 
     def play(self, song: Waveform, *, endless: bool = True, start_s: float = 0.0, paused: bool = False) -> None:
         """Start playing ``song`` at ``start_s``; with ``endless`` its continuation follows without a gap.
@@ -302,6 +324,8 @@ class Engine(AudioCallback, LiveInput, GenerationWorker):
             segmentation=self.extender.segmentation, echo_db=self._echo_db(), echo_canceller=canceller,
             echo_reduction_db=reduction_db,
             ending=self._ending, error=self._error if self._state == EngineState.ERROR else "",
+            generator_runs="own process" if isinstance(self.extender, GeneratorProcess) else "engine's process",
+            generator_restarts=getattr(self.extender, "restarts", 0),
         )
 
     def render(self, seconds: float) -> np.ndarray:
@@ -382,7 +406,8 @@ class Engine(AudioCallback, LiveInput, GenerationWorker):
     def _wait_for_analysis_warm_up(self) -> None:
         """A resynth engine opens its stream only once librosa is loaded (see ``wait_for_warm_up``): at most the
         few seconds after the engine was created, and never again."""
-        if self.extender.generator != "seed":
+        # A generator in its own process warms up there: nothing in this process holds the lock for it.
+        if self.extender.generator != "seed" and not isinstance(self.extender, GeneratorProcess):
             from ..analysis import wait_for_warm_up
 
             wait_for_warm_up()

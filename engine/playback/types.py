@@ -25,6 +25,10 @@ class EngineConfig:
         Frames per audio callback.
     crossfade_s : float
         Crossfade at every join (chunks, song end, late repeats).
+    generator_process : bool
+        With the ``device`` clock, run the generator in a process of its own (:mod:`engine.process`), so its
+        work never holds the interpreter lock the audio callback needs; a process that dies is restarted. A
+        generator given already loaded (a model object), and the ``offline`` clock, run in the engine's process.
     """
 
     lead_s: float = 10.0
@@ -32,6 +36,7 @@ class EngineConfig:
     filler_s: float = 1.0
     blocksize: int = 1024
     crossfade_s: float = 0.05
+    generator_process: bool = True
 
     def __post_init__(self) -> None:
         if not 0 < self.guard_s < self.lead_s:
@@ -138,6 +143,10 @@ class EngineStatus:
     ending: bool = False
     #: Why playback stopped, in one line, when ``state`` is ``"error"`` (a bug's traceback is in the log).
     error: str = ""
+    #: Where the generator runs: ``"own process"`` or ``"engine's process"``.
+    generator_runs: str = ""
+    #: Times the generator's process died and was restarted (the stream played on meanwhile).
+    generator_restarts: int = 0
 
 
 @dataclass(frozen=True)
@@ -157,8 +166,9 @@ class AudioDevice:
 @dataclass(frozen=True)
 class EngineEvent:
     """Something observers may react to: ``chunk``, ``song_end``, ``late``, ``ending`` (the song's own ending is
-    on its way), ``finished``, ``error``, and in live mode ``continuing`` (the performer stopped; Encore carries
-    on) and ``listening`` (the performer is back)."""
+    on its way), ``finished``, ``error``, ``restarted`` (the generator's process died and a new one took over),
+    and in live mode ``continuing`` (the performer stopped; Encore carries on) and ``listening`` (the performer
+    is back)."""
 
     kind: str
     playhead_s: float

@@ -15,6 +15,7 @@ from typing import cast
 import numpy as np
 
 from ..errors import EncoreError
+from ..process import GenerationInterrupted
 from ..rendering import EndsOnPhrases
 from ..seam import crossfade
 from .devices import mark_device_lost
@@ -78,6 +79,8 @@ class GenerationWorker(PlaybackState):
                 if self.extender.finished:
                     self._play_out()
                     return
+        except GenerationInterrupted:
+            return  # the engine stopped while the generator's process was working: nothing failed
         except Exception as e:  # noqa: BLE001 - whatever it is, playback stops cleanly and the controller hears
             self._fail("generator", e)
 
