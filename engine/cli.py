@@ -10,7 +10,9 @@ import argparse
 import math
 import os
 import re
+import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -191,8 +193,6 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_play(args: argparse.Namespace) -> int:
-    import threading
-
     from .audio import load_audio
     from .playback import Engine, EngineConfig
 
@@ -244,8 +244,6 @@ def cmd_play(args: argparse.Namespace) -> int:
 
 
 def cmd_live(args: argparse.Namespace) -> int:
-    import threading
-
     from .playback import Engine, EngineConfig, LiveConfig
 
     live = LiveConfig(silence_s=args.silence, threshold_db=args.threshold, monitor=args.monitor,
@@ -477,6 +475,7 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     from .logs import configure
 
     configure()
+    _terminate_as_interrupt()
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning(name)
@@ -493,6 +492,19 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (``kill``, ``timeout``, a service manager) ends a command as Ctrl-C does: a render keeps what it
+    rendered, playback prints its summary, and the generator's process and its shared memory are closed, not
+    left to the interpreter's end."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # only the main thread may set a handler (a command run from a test's thread)
+
+    def interrupt(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _one_line_warning(name: str):

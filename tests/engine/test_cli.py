@@ -170,7 +170,8 @@ def test_nan_and_samples_beyond_full_scale_are_repaired_with_a_line_never_clippe
     assert np.isfinite(written).all()
 
 
-def test_ctrl_c_during_a_long_render_finishes_the_file_and_keeps_the_one_before_until_then(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_during_a_long_render_finishes_the_file_and_keeps_the_one_before_until_then(tmp_path, stop):
     song = save_audio(tmp_path / "song.wav", bar_song(40.0, 8000))
     out = tmp_path / "out.wav"
     save_audio(out, synthetic_song(3.0, 8000))
@@ -183,7 +184,7 @@ def test_ctrl_c_during_a_long_render_finishes_the_file_and_keeps_the_one_before_
         time.sleep(0.05)
     assert out.read_bytes() == before  # the previous file stays whole while the new one is written
     time.sleep(1.0)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)  # SIGTERM (kill, timeout) ends it as Ctrl-C does
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     assert "Traceback" not in err and "interrupted:" in err and "faded out" in err, err
