@@ -522,7 +522,9 @@ def test_the_soak_plays_and_listens_on_the_server_and_writes_its_figures(sd, tmp
     assert result.returncode == 0, result.stderr
     figures = json.loads(out.read_text())
     play, live = figures["play"], figures["live"]
-    assert set(play) == {"minutes", "underruns", "late_chunks"} and play["minutes"] == 0.75
+    assert set(play) == {"minutes", "underruns", "late_chunks", "generator_restarts"} and play["minutes"] == 0.75
+    assert figures["generator_runs"] == "its own process" and play["generator_restarts"] == 0
+    assert live["generator_restarts"] == 0
     assert {"minutes", "underruns", "late_chunks", "continuations", "erle_db", "quiet_performer_heard"} <= set(live)
     assert all(isinstance(part[key], int) for part in (play, live) for key in ("underruns", "late_chunks"))
     assert live["continuations"] == 2  # after the stops at 8 and 28 s
