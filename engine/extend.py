@@ -23,11 +23,11 @@ import warnings
 import numpy as np
 import soxr
 
-from .audio import Waveform, check_continuable, to_model_input
+from .audio import Waveform, to_model_input
 from .config import ExtendConfig
 from .continuator import Continuator
-from .errors import AudioContentError, ConfigError
-from .rendering import MIN_SONG_S, ExtendStats, Renderer
+from .errors import ConfigError
+from .rendering import ExtendStats, Renderer, check_song
 from .ring import RingBuffer
 from .seam import DCBlocker, Limiter, crossfade, match_loudness, rms, sanitize
 
@@ -145,9 +145,7 @@ class Extender(Renderer):
             The song is shorter than 0.5 s or silent.
         """
         self.reset()
-        if song.seconds < MIN_SONG_S:
-            raise AudioContentError(f"the song is {song.seconds:.2f} s long; Encore needs at least {MIN_SONG_S} s")
-        check_continuable(song.samples, "the song")
+        check_song(song)
         contract, x = self.model.contract, self.crossfade_frames
         mono = to_model_input(song, self.model_rate)
         needed = contract.context_samples + x

@@ -22,9 +22,9 @@ from typing import Protocol, cast, runtime_checkable
 import numpy as np
 import soundfile
 
-from .audio import AudioWriter, Waveform
+from .audio import AudioWriter, Waveform, check_continuable
 from .config import ExtendConfig
-from .errors import AudioFileError, ConfigError, RenderInterrupted
+from .errors import AudioContentError, AudioFileError, ConfigError, RenderInterrupted
 
 #: Shortest song Encore will try to continue; anything shorter is refused.
 MIN_SONG_S = 0.5
@@ -34,6 +34,19 @@ RECENT_CHUNKS = 6
 ENDING_FADE_S = 3.0
 #: Fade at the end of a file whose render was cancelled or interrupted, in seconds: the file ends, not breaks off.
 INTERRUPTED_FADE_S = 0.5
+
+
+def check_song(song: Waveform) -> None:
+    """Refuse a song no generator can continue: shorter than :data:`MIN_SONG_S`, silent, or holding values no song
+    holds (:func:`~engine.audio.check_continuable`).
+
+    Raises
+    ------
+    AudioContentError
+    """
+    if song.seconds < MIN_SONG_S:
+        raise AudioContentError(f"the song is {song.seconds:.2f} s long; Encore needs at least {MIN_SONG_S} s")
+    check_continuable(song.samples, "the song")
 
 
 @dataclass

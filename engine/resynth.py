@@ -39,11 +39,10 @@ from .analysis import (
     wait_for_warm_up,
     warm_up_in_background,
 )
-from .audio import Waveform, check_continuable, resample
+from .audio import Waveform, resample
 from .config import ExtendConfig, ResynthConfig
 from .contract import ModelContract
-from .errors import AudioContentError
-from .rendering import MIN_SONG_S, ExtendStats, Renderer
+from .rendering import ExtendStats, Renderer, check_song
 from .seam import Limiter, equal_power_ramps
 from .sequencer import END, Sequencer
 from .structure import Structure, find_structure
@@ -247,9 +246,7 @@ class Resynthesizer(Renderer):
         AudioContentError
             The song is shorter than 0.5 s or silent.
         """
-        if song.seconds < MIN_SONG_S:
-            raise AudioContentError(f"the song is {song.seconds:.2f} s long; Encore needs at least {MIN_SONG_S} s")
-        check_continuable(song.samples, "the song")
+        check_song(song)
         key = _key_of(song)
         # A seek restarts the same song: its analysis stands.
         kept = (self.analysis, self.structure) if key == self._memory_key else (None, None)

@@ -48,9 +48,18 @@ class RingBuffer:
         self.channels = _positive_int(channels, "channels")
         self.dtype = np.dtype(dtype)
         shape = (self.capacity,) if self.channels == 1 else (self.capacity, self.channels)
-        self._buffer = np.zeros(shape, dtype=self.dtype)
-        self._end = 0
-        self._origin = 0  # the first position written since the last clear()
+        self._buffer = self._allocate(shape)
+        if self._starts_empty():
+            self._end = 0
+            self._origin = 0  # the first position written since the last clear()
+
+    def _allocate(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The storage, zeroed (a subclass may place it elsewhere: :class:`~engine.shared_ring.SharedRing`)."""
+        return np.zeros(shape, dtype=self.dtype)
+
+    def _starts_empty(self) -> bool:
+        """Whether a new ring holds nothing yet (one attached to frames another process wrote does)."""
+        return True
 
     @property
     def end(self) -> int:

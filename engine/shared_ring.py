@@ -13,11 +13,24 @@ from multiprocessing import resource_tracker, shared_memory
 
 import numpy as np
 
-from .ring import RingBuffer, _positive_int
+from .ring import RingBuffer
 
 #: The header before the frames: end, origin and the reader's position, as int64.
 _HEADER = 3
 _HEADER_BYTES = 8 * _HEADER
+
+
+class _HeaderField:
+    """One int64 of a :class:`SharedRing`'s shared header, read and written as an attribute."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __get__(self, ring, owner=None) -> int:
+        return int(ring._header[self.index])
+
+    def __set__(self, ring, value: int) -> None:
+        ring._header[self.index] = value
 
 
 class SharedRing(RingBuffer):
@@ -45,29 +58,34 @@ class SharedRing(RingBuffer):
     """
 
     def __init__(self, capacity: int, channels: int = 1, *, name: str | None = None):
-        self.capacity = _positive_int(capacity, "capacity")
-        self.channels = _positive_int(channels, "channels")
-        self.dtype = np.dtype(np.float32)
-        shape = (self.capacity,) if self.channels == 1 else (self.capacity, self.channels)
-        size = _HEADER_BYTES + self.capacity * self.channels * self.dtype.itemsize
+        self._name = name
         self.owner = name is None
-        self._memory: shared_memory.SharedMemory | None
+        self._memory: shared_memory.SharedMemory | None = None
+        self._header = np.zeros(_HEADER, np.int64)  # the segment's header once _allocate has mapped it
+        super().__init__(capacity, channels, np.float32)
+
+    def _allocate(self, shape: tuple[int, ...]) -> np.ndarray:
+        size = _HEADER_BYTES + int(np.prod(shape)) * self.dtype.itemsize
         if self.owner:
             self._memory = shared_memory.SharedMemory(create=True, size=size)
         else:
-            self._memory = shared_memory.SharedMemory(name=name)
+            self._memory = shared_memory.SharedMemory(name=self._name)
             # Python 3.11's resource tracker takes an attached segment for one this process made and unlinks it
             # when this process ends, under the owner's feet: the owner alone unlinks it.
             resource_tracker.unregister(self._memory._name, "shared_memory")  # type: ignore[attr-defined]
             if self._memory.size < size:
                 self._memory.close()
-                raise ValueError(f"shared ring {name!r} holds {self._memory.size} bytes, {size} needed")
+                raise ValueError(f"shared ring {self._name!r} holds {self._memory.size} bytes, {size} needed")
         buffer = self._memory.buf
         self._header = np.ndarray((_HEADER,), np.int64, buffer=buffer)
-        self._buffer = np.ndarray(shape, self.dtype, buffer=buffer, offset=_HEADER_BYTES)
+        storage = np.ndarray(shape, self.dtype, buffer=buffer, offset=_HEADER_BYTES)
         del buffer  # only the arrays may point into the mapping, so that close() can unmap it
         if self.owner:
             self._header[:] = 0
+        return storage
+
+    def _starts_empty(self) -> bool:
+        return self.owner  # an attached ring holds what the owner wrote, at the owner's positions
 
     @property
     def name(self) -> str:
@@ -76,31 +94,12 @@ class SharedRing(RingBuffer):
             raise ValueError("the shared ring is closed")
         return self._memory.name
 
-    # RingBuffer keeps its positions in _end and _origin: here they are the shared header's, so both sides see them.
-    @property  # type: ignore[override]
-    def _end(self) -> int:
-        return int(self._header[0])
-
-    @_end.setter
-    def _end(self, value: int) -> None:
-        self._header[0] = value
-
-    @property  # type: ignore[override]
-    def _origin(self) -> int:
-        return int(self._header[1])
-
-    @_origin.setter
-    def _origin(self, value: int) -> None:
-        self._header[1] = value
-
-    @property
-    def read_to(self) -> int:
-        """Absolute position up to which the reader has copied frames out (the writer may overwrite before it)."""
-        return int(self._header[2])
-
-    @read_to.setter
-    def read_to(self, position: int) -> None:
-        self._header[2] = position
+    # RingBuffer keeps its positions in _end and _origin: here they are the shared header's, so both sides see them;
+    # read_to is the absolute position up to which the reader has copied frames out (the writer may overwrite
+    # before it).
+    _end = _HeaderField(0)  # type: ignore[assignment]
+    _origin = _HeaderField(1)  # type: ignore[assignment]
+    read_to = _HeaderField(2)
 
     def room(self) -> int:
         """Frames the writer may write now without overwriting any the reader has not copied out yet."""

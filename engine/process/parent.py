@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from ..audio import Waveform, check_continuable
+from ..audio import Waveform
 from ..config import ExtendConfig, ResynthConfig
-from ..errors import AudioContentError, EncoreError
-from ..rendering import MIN_SONG_S, ExtendStats, Renderer
+from ..errors import EncoreError
+from ..rendering import ExtendStats, Renderer, check_song
 from ..shared_ring import SharedRing, share_array
 from .protocol import (
     KEPT_SONGS,
@@ -141,9 +141,7 @@ class GeneratorProcess(Renderer):
         AudioContentError
             The song is shorter than 0.5 s or silent.
         """
-        if song.seconds < MIN_SONG_S:
-            raise AudioContentError(f"the song is {song.seconds:.2f} s long; Encore needs at least {MIN_SONG_S} s")
-        check_continuable(song.samples, "the song")
+        check_song(song)
         if self.generator == "seed" and song.seconds < self.model.contract.context_s + self.config.crossfade_s:
             # Said here, where the caller's warning filters apply (the process's own warning would come later,
             # on whichever thread reads its answer).
@@ -279,27 +277,29 @@ class GeneratorProcess(Renderer):
             self._needs_restart = True
 
     def _send(self, command: tuple) -> int:
-        number = next(self._numbers)
+        """Send ``command`` (the song it names first, if the process does not keep it); returns its number."""
         name, *args = command
         if name in ("start", "anticipate") and args[0] is not None and args[0] not in self._sent_tokens:
-            self._send_song(args[0])
+            token = args[0]
+            song = self._songs[token]
+            samples = np.ascontiguousarray(song.samples, dtype=np.float32)
+            segment = share_array(samples)
+            try:
+                number = self._post("song", (token, segment.name, samples.shape, song.sample_rate))
+            except _Died:
+                _free(segment)
+                raise
+            self._transfers[number] = segment  # unlinked once the process has answered (it copied it by then)
+            self._sent_tokens.append(token)
+        return self._post(name, tuple(args))
+
+    def _post(self, name: str, args: tuple) -> int:
+        number = next(self._numbers)
         try:
-            self._conn.send((number, name, tuple(args)))
+            self._conn.send((number, name, args))
         except (OSError, ValueError, AttributeError) as e:
             raise _Died(str(e)) from e
         return number
-
-    def _send_song(self, token: int) -> None:
-        song = self._songs[token]
-        samples = np.ascontiguousarray(song.samples, dtype=np.float32)
-        segment = share_array(samples)
-        number = next(self._numbers)
-        self._transfers[number] = segment
-        self._sent_tokens.append(token)
-        try:
-            self._conn.send((number, "song", (token, segment.name, samples.shape, song.sample_rate)))
-        except (OSError, ValueError, AttributeError) as e:
-            raise _Died(str(e)) from e
 
     def _call(self, command: tuple):
         """Send ``command`` and wait for its answer: the block for "next", else None."""
@@ -384,12 +384,8 @@ class GeneratorProcess(Renderer):
         token = id(song.samples)
         if token not in self._songs:
             self._songs[token] = song
-            while len(self._songs) > KEPT_SONGS + 1:
-                oldest = next(iter(self._songs))
-                if oldest == self._started_token:
-                    self._songs[oldest] = self._songs.pop(oldest)  # keep the started one: move it to the back
-                    oldest = next(iter(self._songs))
-                del self._songs[oldest]
+            while len(self._songs) > KEPT_SONGS + 1:  # the oldest goes, never the started one
+                del self._songs[next(t for t in self._songs if t != self._started_token)]
         return token
 
     def _ensure_ring(self, song: Waveform) -> None:

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+from engine.audio import Waveform
 from engine.errors import AudioContentError
 from engine.generators import open_generator
 from engine.process import GenerationInterrupted, GeneratorProcess, GeneratorProcessError
@@ -111,7 +112,7 @@ def test_a_stopping_engine_is_not_kept_waiting(song):
 def test_silence_and_crumbs_are_refused_at_once_in_the_callers_process():
     with GeneratorProcess(generator="jukebox") as process:
         with pytest.raises(AudioContentError, match="silent"):
-            process.start(bar_song(5.0, 22050).__class__(np.zeros((22050 * 5, 2), np.float32), 22050))
+            process.start(Waveform(np.zeros((22050 * 5, 2), np.float32), 22050))
         with pytest.raises(AudioContentError, match="at least"):
             process.start(bar_song(0.2, 22050))
 
