@@ -81,7 +81,7 @@ class RhythmAligner:
         norm = np.linalg.norm(windows, axis=2, keepdims=True)
         return np.divide(windows, norm, out=np.zeros_like(windows), where=norm > 1e-9)
 
-    def align(self, source: int, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def align(self, source: int, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """How to enter each target so its rhythm continues the one that leads up to ``source``.
 
         Parameters
@@ -98,10 +98,13 @@ class RhythmAligner:
         costs : numpy.ndarray
             [shape=(M,), dtype=float64] 0 (the onset patterns match at that lag) to 1 (opposite); 0.5 where
             either side has no onsets to compare. All lags and costs are 0 when :attr:`enabled` is False.
+        at_edge : numpy.ndarray
+            [shape=(M,), dtype=bool] the best lag is the farthest tried: the patterns line up beyond reach, or not
+            at all. In the long listen, 5 of 6 such joins broke the beat grid (about 1 in 5 of the others did).
         """
         targets = np.asarray(targets, np.int64)
         if not self.enabled:
-            return np.zeros(targets.shape[0]), np.zeros(targets.shape[0])
+            return np.zeros(targets.shape[0]), np.zeros(targets.shape[0]), np.zeros(targets.shape[0], bool)
         source_frame, target_frames = self._frames(np.array([source])), self._frames(targets)
         reference = self._windows(source_frame)[0, self.max_lag]  # (window,), the pattern being left
         correlation = self._windows(target_frames) @ reference  # (M, lags)
@@ -125,4 +128,5 @@ class RhythmAligner:
         lags = (self._lags[best] + np.clip(shift, -0.5, 0.5)) * HOP
         # Frames were compared, positions asked for: add back how far each lies from its frame.
         lags += (target_frames * HOP - targets) + (source - source_frame[0] * HOP)
-        return lags, np.clip((1.0 - peak) / 2.0, 0.0, 1.0)
+        at_edge = np.abs(self._lags[best]) == self.max_lag
+        return lags, np.clip((1.0 - peak) / 2.0, 0.0, 1.0), at_edge

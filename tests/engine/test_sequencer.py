@@ -119,6 +119,56 @@ def test_ten_minutes_from_a_short_memory_mix_its_phrases_and_do_not_settle_into_
     assert len(transitions) >= 6
 
 
+def test_endless_runs_leave_the_songs_cadence_and_a_faded_intro_alone_and_an_ending_still_plays_them():
+    """Leaving a song's last bar (its cadence, a ritardando, a decay) for an earlier bar broke the beat at most
+    of the long listen's broken joins: an endless run jumps one bar line before it, and never enters a faded-in
+    intro; an ending plays to the song's end all the same."""
+    song = phrase_song("ABACAB", ending=True)
+    samples = song.samples.copy()
+    faded = round(2 * 2.0 * song.sample_rate)  # the first two bars fade in from -40 dB
+    samples[:faded] *= np.geomspace(0.01, 1.0, faded, dtype=np.float32)[:, None]
+    song = Waveform(samples, song.sample_rate)
+    generator = Resynthesizer("jukebox")
+    generator.extend(song, 300.0, only_extension=True)
+    s, sequencer = generator.structure, generator.sequencer
+    assert (sequencer.steady_first, sequencer.steady_stop) == (1, s.bars - 1)
+    runs = runs_of(continuation_of(generator))
+    assert len(runs) >= 10
+    cadence = int(s.bar_starts[s.bars - 1])
+    for run in runs[1:]:
+        assert run[0] >= s.bar_starts[1], "no jump enters the faded intro"
+        assert run[-1] < cadence, "no run plays the last bar"
+
+    ending = Resynthesizer("jukebox")
+    ending.extend(song, 60.0, only_extension=True, ending=True)
+    assert ending.finished and ending.sequencer.history[-1] == ending.analysis.segments - 1
+    assert cadence in continuation_of(ending), "the ending plays the last bar"
+
+
+def test_a_jump_whose_rhythm_lines_up_only_at_the_edge_of_reach_is_not_taken_while_another_fits(monkeypatch):
+    """In the long listen, 5 of 6 joins whose onsets lined up only at the aligner's farthest lag broke the beat
+    grid: such an entry loses to any other that fits."""
+    from engine.rhythm import RhythmAligner
+
+    song = phrase_song("ABACAB")
+    aligned = RhythmAligner.align
+    in_reach = {0, 2}  # entries into even sections line up; the others only at the edge
+
+    def align(self, source, targets):
+        lags, costs, _ = aligned(self, source, targets)
+        section = np.asarray(targets) // round(16.0 * ANALYSIS_RATE)  # 8 bars of 2 s
+        return lags, costs, ~np.isin(section % 4, list(in_reach))
+
+    monkeypatch.setattr(RhythmAligner, "align", align)
+    generator = Resynthesizer("jukebox")
+    generator.extend(song, 300.0, only_extension=True)
+    a = generator.analysis
+    runs = runs_of(continuation_of(generator))
+    assert len(runs) >= 10
+    sections = [int(a.bounds[run[0]] // round(16.0 * ANALYSIS_RATE)) % 4 for run in runs[1:]]
+    assert all(section in in_reach for section in sections), str(sections)
+
+
 def longest_repeat_s(sequence: np.ndarray, seconds: np.ndarray) -> float:
     """Longest stretch of ``sequence`` that already occurred earlier, segment for segment, in seconds."""
     best = 0.0
