@@ -210,6 +210,25 @@ def test_paired_differences_read_each_measure_in_its_own_direction():
     assert set(judged["bar"]) == {"resynth", "jukebox"} and "match" not in judged["paired"]["resynth"]
 
 
+def test_the_grid_is_also_judged_against_the_songs_own_downbeats_on_songs_with_a_steady_beat():
+    per_song = {f"s{k}": {"song": {"mode": "beats", "music_grid_kept_share": 0.9 + 0.02 * k},
+                          "resynth": {"grid_kept_share": 0.9 + 0.02 * k - 0.01},
+                          "jukebox": {"grid_kept_share": 0.6 + 0.01 * k}} for k in range(4)}
+    # No steady beat: no grid to keep, left out however its joins read.
+    per_song["free"] = {"song": {"mode": "onsets", "music_grid_kept_share": 0.5},
+                        "resynth": {"grid_kept_share": 0.0}, "jukebox": {"grid_kept_share": 0.0}}
+    against = ll.judge(per_song, ["resynth", "jukebox"], 10.0)["grid_against_music"]
+    assert against["resynth"]["songs"] == 4
+    assert against["resynth"]["mean_difference"] == pytest.approx(-0.01)
+    assert against["resynth"]["standard_error"] == pytest.approx(0.0, abs=1e-12)
+    assert against["jukebox"]["mean_difference"] == pytest.approx(-0.315)
+    assert against["jukebox"]["not_worse"] is False and against["jukebox"]["songs_better"] == 0
+    assert against["jukebox"]["music_median"] == pytest.approx(0.93)
+    assert against["jukebox"]["generator_median"] == pytest.approx(0.615)
+    one = {"s0": per_song["s0"], "free": per_song["free"]}
+    assert ll.judge(one, ["resynth"], 10.0)["grid_against_music"] == {}, "one song is no comparison"
+
+
 def test_the_packages_songs_come_in_the_evaluation_sets_fixed_order(tmp_path, monkeypatch):
     files = {}
     for package, tracks in (("pkg-a", {"one": 60, "two": 40, "short": 20, "two_fast": 40}),
