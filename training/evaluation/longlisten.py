@@ -333,22 +333,32 @@ def judge(per_song: dict[str, dict], generators: Sequence[str], minutes: float) 
         rows = [song[name] for song in per_song.values() if name in song]
         summary[name] = {"songs": len(rows), **{key: median(row.get(key) for row in rows) for key in MEASURES}}
     music = {"grid_kept_share": median(song["song"].get("music_grid_kept_share") for song in per_song.values())}
-    # paired_differences takes lower as better: measures where higher is better go in negated and come out turned back.
-    oriented = {song: {name: {key: -MEASURES[key] * row[key] if row.get(key) is not None else None
-                              for key in PAIRED}
-                       for name, row in entry.items() if name in generators}
-                for song, entry in per_song.items()}
+    generated = {song: {name: row for name, row in entry.items() if name in generators}
+                 for song, entry in per_song.items()}
     paired = {}
     for name in generators:
         rivals = [r for r in RIVALS if r in generators and r != name]
-        found = paired_differences(name, oriented, rivals=rivals, distances=PAIRED, truth=False) if rivals else {}
-        for by_measure in found.values():
-            for key, difference in by_measure.items():
-                difference["mean_difference"] = -MEASURES[key] * difference["mean_difference"] + 0.0  # no -0
-        paired[name] = found
+        paired[name] = _paired_in_direction(name, generated, rivals, PAIRED) if rivals else {}
     bars = {name: bar(summary[name], minutes) for name in JUDGED if name in summary}
     return {"summary": summary, "music": music, "paired": paired, "bar": bars,
             "grid_against_music": grid_against_music(per_song, generators)}
+
+
+def _paired_in_direction(name: str, per_song: dict[str, dict], rivals: Sequence[str], keys: Sequence[str]) -> dict:
+    """:func:`.paired.paired_differences` of :data:`MEASURES`, each read in its own direction.
+
+    ``paired_differences`` takes lower as better: a measure where higher is better goes in negated, and its mean
+    difference comes out turned back (``name`` minus rival, in the measure's own units).
+    """
+    oriented = {song: {generator: {key: -MEASURES[key] * row[key] if row.get(key) is not None else None
+                                   for key in keys}
+                       for generator, row in entry.items()}
+                for song, entry in per_song.items()}
+    found = paired_differences(name, oriented, rivals=rivals, distances=keys, truth=False)
+    for by_measure in found.values():
+        for key, difference in by_measure.items():
+            difference["mean_difference"] = -MEASURES[key] * difference["mean_difference"] + 0.0  # no -0
+    return found
 
 
 #: The songs' own downbeats, as a rival in :func:`grid_against_music`.
@@ -375,17 +385,15 @@ def grid_against_music(per_song: dict[str, dict], generators: Sequence[str]) -> 
               and np.isfinite(entry["song"]["music_grid_kept_share"])}
     out: dict[str, dict] = {}
     for name in generators:
-        rows = {song: {name: {"grid_kept_share": -entry[name]["grid_kept_share"]},
-                       MUSIC: {"grid_kept_share": -entry["song"]["music_grid_kept_share"]}}
+        rows = {song: {name: {"grid_kept_share": entry[name]["grid_kept_share"]},
+                       MUSIC: {"grid_kept_share": entry["song"]["music_grid_kept_share"]}}
                 for song, entry in steady.items() if name in entry
                 and entry[name].get("grid_kept_share") is not None and np.isfinite(entry[name]["grid_kept_share"])}
         if len(rows) < 2:
             continue
-        found = paired_differences(name, rows, rivals=(MUSIC,), distances=("grid_kept_share",), truth=False)
-        difference = found[MUSIC]["grid_kept_share"]
-        difference["mean_difference"] = -difference["mean_difference"] + 0.0  # shares went in negated
-        difference["generator_median"] = float(np.median([-row[name]["grid_kept_share"] for row in rows.values()]))
-        difference["music_median"] = float(np.median([-row[MUSIC]["grid_kept_share"] for row in rows.values()]))
+        difference = _paired_in_direction(name, rows, (MUSIC,), ("grid_kept_share",))[MUSIC]["grid_kept_share"]
+        difference["generator_median"] = float(np.median([row[name]["grid_kept_share"] for row in rows.values()]))
+        difference["music_median"] = float(np.median([row[MUSIC]["grid_kept_share"] for row in rows.values()]))
         out[name] = difference
     return out
 
