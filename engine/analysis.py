@@ -117,7 +117,71 @@ class Analysis:
         return f"grid: {why} and few onsets, cut every {np.median(self.durations) / self.sample_rate:.2f} s"
 
 
-def analyse(mono: np.ndarray) -> Analysis:
+@dataclass(frozen=True)
+class Spectra:
+    """What :func:`analyse` reads of a signal's spectrogram, per STFT frame (frame ``f`` centred on sample
+    ``f * HOP``). Each frame depends only on the :data:`N_FFT` samples around it, so when a signal grows at its
+    end (live input heard so far), :func:`spectra` keeps the frames of its unchanged beginning.
+
+    Attributes
+    ----------
+    mel_power : numpy.ndarray
+        [shape=(N_MELS, frames), dtype=float32] mel band power.
+    chroma : numpy.ndarray
+        [shape=(12, frames), dtype=float32] chroma, each frame's maximum 1.
+    frame_power : numpy.ndarray
+        [shape=(frames,), dtype=float32] mean power over the STFT's bins.
+    """
+
+    mel_power: np.ndarray
+    chroma: np.ndarray
+    frame_power: np.ndarray
+
+    @property
+    def frames(self) -> int:
+        return int(self.frame_power.shape[0])
+
+
+def spectra(y: np.ndarray, *, reuse: Spectra | None = None, same: int = 0) -> Spectra:
+    """The spectra of ``y``, keeping those of ``reuse``'s frames that lie in the samples ``y`` shares with the signal
+    ``reuse`` was computed from.
+
+    Parameters
+    ----------
+    y : numpy.ndarray
+        [shape=(samples,), dtype=float32] mono at :data:`ANALYSIS_RATE`.
+    reuse : Spectra, optional
+        The spectra of an earlier signal.
+    same : int
+        How many leading samples ``y`` and that earlier signal have in common (0 when unknown).
+
+    Returns
+    -------
+    Spectra
+        ``1 + samples // HOP`` frames, as a whole-signal STFT (centred, zero-padded) gives them.
+    """
+    import librosa
+
+    sr = ANALYSIS_RATE
+    frames = 1 + y.shape[0] // HOP
+    kept = 0
+    if reuse is not None and same >= N_FFT // 2:  # frames whose window ends within the common samples
+        kept = min(reuse.frames, (same - N_FFT // 2) // HOP + 1, frames)
+    start = kept * HOP - N_FFT // 2  # where frame ``kept``'s window begins, before 0 for the first two frames
+    tail = np.concatenate([np.zeros(max(0, -start), np.float32), np.asarray(y[max(0, start):], np.float32),
+                           np.zeros(N_FFT // 2, np.float32)])
+    power = np.abs(librosa.stft(tail, n_fft=N_FFT, hop_length=HOP, center=False)) ** 2
+    fresh = Spectra(mel_power=librosa.feature.melspectrogram(S=power, sr=sr, n_mels=N_MELS),
+                    chroma=librosa.feature.chroma_stft(S=power, sr=sr, tuning=0.0),
+                    frame_power=power.mean(axis=0))
+    if kept == 0 or reuse is None:
+        return fresh
+    return Spectra(*(np.concatenate([old[..., :kept], new], axis=-1)
+                     for old, new in ((reuse.mel_power, fresh.mel_power), (reuse.chroma, fresh.chroma),
+                                      (reuse.frame_power, fresh.frame_power))))
+
+
+def analyse(mono: np.ndarray, *, spectra_of: Spectra | None = None) -> Analysis:
     """Segment a memory and describe each segment.
 
     With a steady pulse the segments are beats: the beat level is the period at which the onsets and the
@@ -129,6 +193,8 @@ def analyse(mono: np.ndarray) -> Analysis:
     ----------
     mono : numpy.ndarray
         [shape=(frames,), dtype=float32] at :data:`ANALYSIS_RATE`, at least 0.5 s.
+    spectra_of : Spectra, optional
+        ``mono``'s spectra, when already computed (:func:`spectra`, :class:`engine.growing.GrowingMemory`).
 
     Returns
     -------
@@ -139,10 +205,10 @@ def analyse(mono: np.ndarray) -> Analysis:
     AudioContentError
         Shorter than 0.5 s.
     """
-    return _analyse(mono)
+    return _analyse(mono, spectra_of=spectra_of)
 
 
-def _analyse(mono: np.ndarray, *, legacy: bool = False) -> Analysis:
+def _analyse(mono: np.ndarray, *, legacy: bool = False, spectra_of: Spectra | None = None) -> Analysis:
     """:func:`analyse`; with ``legacy``, the beats, meter and downbeats as they were found before issue 21
     (librosa's own tempo estimate, meter and downbeat from novelty periodicity). The legacy path is kept only so
     that ``training downbeats`` can report both in one run; nothing else calls it."""
@@ -152,13 +218,14 @@ def _analyse(mono: np.ndarray, *, legacy: bool = False) -> Analysis:
     sr = ANALYSIS_RATE
     if y.shape[0] < sr // 2:
         raise AudioContentError(f"{y.shape[0] / sr:.2f} s of memory is too short to continue (0.5 s at least)")
-    power = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP)) ** 2
+    computed = spectra(y) if spectra_of is None else spectra_of
+    if computed.frames != 1 + y.shape[0] // HOP:
+        raise ValueError(f"spectra of {computed.frames} frames for {y.shape[0]} samples")
     # 80 dB under the loudest band: below that, a band's level is numerical noise whose flux is not an onset.
-    mel_db = librosa.power_to_db(librosa.feature.melspectrogram(S=power, sr=sr, n_mels=N_MELS), ref=np.max,
-                                 amin=1e-10, top_db=80.0)
+    mel_db = librosa.power_to_db(computed.mel_power, ref=np.max, amin=1e-10, top_db=80.0)
     onset = librosa.onset.onset_strength(S=mel_db, sr=sr, hop_length=HOP)
-    chroma = librosa.feature.chroma_stft(S=power, sr=sr, tuning=0.0)
-    frame_power = power.mean(axis=0)  # levels are relative to the memory's mean, so the scale cancels
+    chroma = computed.chroma
+    frame_power = computed.frame_power  # levels are relative to the memory's mean, so the scale cancels
     clarity = pulse_clarity(onset)
 
     meter, phase = 1, None

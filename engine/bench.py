@@ -116,6 +116,7 @@ def run_bench(args: argparse.Namespace) -> int:
           f"after start, peak RSS {fresh['peak_rss_mib']:.0f} MiB")
     _print_generator_rows(args.repeats, song_path.name, song)
     _print_long_song_row(args.repeats, song_path.name, song)
+    _print_live_memory_row(args.repeats, song_path.name, song)
     return 0
 
 
@@ -216,6 +217,10 @@ def run_echo_bench(args: argparse.Namespace) -> int:
 
 #: The length of song whose analysis and phrase search ``engine bench`` times (issue 21: within 1 s).
 LONG_SONG_S = 300.0
+#: The live memory whose carry-on ``engine bench`` times, and what it grew (and lost) since the performer's last
+#: stop, in seconds (a performer's 8 s phrase and the quiet after it, as in ``bench --soak``).
+LIVE_MEMORY_S = 240.0
+LIVE_STEP_S = 20.0
 
 
 def _print_long_song_row(repeats: int, song_name: str, song) -> None:
@@ -249,6 +254,42 @@ def _print_long_song_row(repeats: int, song_name: str, song) -> None:
     total = statistics.median([sum(values) for values in zip(*timings.values(), strict=True)])
     print(f"a {LONG_SONG_S / 60:.0f}-minute song ({song_name} repeated) on one core: {parts}; "
           f"{total:.2f} s in all ({structure.describe()})")
+
+
+def _print_live_memory_row(repeats: int, song_name: str, song) -> None:
+    """Live mode's carry-on on one core, from ``start`` to the first block of a :data:`LIVE_MEMORY_S` memory at
+    48 kHz stereo: analysed whole; grown by :data:`LIVE_STEP_S` since the memory of the performer's last stop
+    (:mod:`engine.growing`); and past the input ring, having lost as much at its start."""
+    from .analysis import warm_up
+    from .audio import Waveform, resample
+    from .resynth import Resynthesizer
+
+    rate = 48000
+    mono = resample(song.mono(), song.sample_rate, rate)
+    frames, step = round(LIVE_MEMORY_S * rate), round(LIVE_STEP_S * rate)
+    material = np.resize(np.stack([mono, 0.9 * mono], axis=1), (frames + step, 2)).astype(np.float32)
+    cases = {"analysed whole": None, "grown": (material[:frames - step], material[:frames]),
+             "lost its start too": (material[:frames], material[step:])}
+    warm_up()
+    timings: dict[str, list[float]] = {name: [] for name in cases}
+    with pinned({min(os.sched_getaffinity(0))}):
+        for _ in range(repeats):
+            for name, memories in cases.items():
+                generator = Resynthesizer("jukebox")
+                if memories is not None:
+                    generator.start(Waveform(memories[0], rate))
+                    generator.next_block()
+                memory = Waveform(material[:frames] if memories is None else memories[1], rate)
+                started = time.perf_counter()
+                generator.start(memory)
+                generator.next_block()
+                timings[name].append(time.perf_counter() - started)
+    whole = statistics.median(timings["analysed whole"])
+    parts = ", ".join(f"{name} {statistics.median(values) * 1000:.0f} ms"
+                      + ("" if values is timings["analysed whole"] else
+                         f" ({whole / statistics.median(values):.1f}x)") for name, values in timings.items())
+    print(f"live carry-on on one core, a {LIVE_MEMORY_S:.0f} s memory at 48 kHz stereo ({song_name} repeated), "
+          f"start to first block: {parts}")
 
 
 def _print_generator_rows(repeats: int, song_name: str, song) -> None:

@@ -39,9 +39,10 @@ from .analysis import (
     wait_for_warm_up,
     warm_up_in_background,
 )
-from .audio import Waveform, resample
+from .audio import Waveform
 from .config import ExtendConfig, ResynthConfig
 from .contract import ModelContract
+from .growing import GrowingMemory
 from .rendering import ExtendStats, Renderer, check_song
 from .seam import Limiter, equal_power_ramps
 from .sequencer import END, Sequencer
@@ -163,6 +164,9 @@ class Resynthesizer(Renderer):
         self.entries: list[int] = []
         self._ending: tuple[str, float] | None = None  # end() or end_at(), until the sequencer exists
         self._anticipated: _Anticipation | None = None  # what anticipate() started
+        # The last memory's mono copies and spectra, kept across songs and resets: live input heard so far
+        # begins with the memory analysed at the performer's last stop.
+        self._growing = GrowingMemory()
         self._finished = False
         self._pending_frames = 0
         # What the first block sets up (_prepare): the memory's material and cut points, the sequencer, and the
@@ -282,7 +286,7 @@ class Resynthesizer(Renderer):
         key = (_key_of(song), self._memory_frames(song))
         if self._anticipated is not None and self._anticipated.key == key:
             return self._anticipated.thread  # a seek, or the same silence: that memory is already being analysed
-        self._anticipated = _Anticipation(key, song)
+        self._anticipated = _Anticipation(key, song, self._growing)
         return self._anticipated.thread
 
     def _memory_frames(self, song: Waveform | None = None) -> int:
@@ -307,15 +311,17 @@ class Resynthesizer(Renderer):
         song, cfg = self._started_song(), self.resynth
         rate = song.sample_rate
         keep = self._memory_frames()
-        self._material = song.samples[song.frames - keep:]
         anticipated, self._anticipated = self._anticipated, None
         done = None
         if self.analysis is None and anticipated is not None and anticipated.key == (self._memory_key, keep):
             anticipated.thread.join()
             done = anticipated.result
         # A seek keeps the analysis and makes the mono copies again (cheap next to it).
-        memory = done or _analyse_memory(song, keep, analysis=self.analysis, structure=self.structure)
+        memory = done or _analyse_memory(song, keep, self._growing, analysis=self.analysis,
+                                         structure=self.structure)
         self._mono_material, self.analysis, self.structure = memory.mono_material, memory.analysis, memory.structure
+        keep = memory.mono_material.shape[0]  # a live memory may begin a little later (engine.growing)
+        self._material = song.samples[song.frames - keep:]
         a = self.analysis
         if a.mode != "beats":
             self.stats.notes.append(f"no steady beat: segmenting at {a.mode} ({a.describe()})")
@@ -521,6 +527,7 @@ class _Anticipation:
 
     key: tuple  # (_key_of(song), frames of memory)
     song: Waveform  # held, so that no other array can take its id while the key is kept
+    growing: GrowingMemory
     result: _Memory | None = None  # _analyse_memory's, once it is done
 
     def __post_init__(self) -> None:
@@ -529,7 +536,7 @@ class _Anticipation:
 
     def _analyse(self) -> None:
         try:
-            self.result = _analyse_memory(self.song, self.key[1])
+            self.result = _analyse_memory(self.song, self.key[1], self.growing)
         except Exception:  # noqa: BLE001 - the first block analyses again and raises it there, to the user
             logging.getLogger(__name__).info("analysing the song ahead failed; the first block will try again",
                                              exc_info=True)
@@ -541,16 +548,17 @@ def _key_of(song: Waveform) -> tuple[int, int, int]:
     return id(song.samples), song.frames, song.sample_rate
 
 
-def _analyse_memory(song: Waveform, keep: int, *, analysis: Analysis | None = None,
+def _analyse_memory(song: Waveform, keep: int, growing: GrowingMemory, *, analysis: Analysis | None = None,
                     structure: Structure | None = None) -> _Memory:
-    """The memory (``song``'s last ``keep`` frames) in mono at the song's rate and at :data:`ANALYSIS_RATE`, its
-    analysis and its structure (``analysis`` and ``structure`` when given, else computed)."""
-    material = song.samples[song.frames - keep:]
-    # A matrix-vector product: ndarray.mean(axis=1) over (frames, 2) is strided and ten times slower.
-    mono_material = material @ np.full(song.channels, 1.0 / song.channels, np.float32)
-    mono = resample(mono_material, song.sample_rate, ANALYSIS_RATE)
-    analysis = analysis if analysis is not None else analyse(mono)
-    return _Memory(mono_material, mono, analysis, structure if structure is not None else find_structure(analysis))
+    """The memory (``song``'s last ``keep`` frames, or a few seconds fewer where it begins later in the memory
+    before, :mod:`engine.growing`) in mono at the song's rate and at :data:`ANALYSIS_RATE`, its analysis and its
+    structure (``analysis`` and ``structure`` when given, else computed); ``growing`` does again only what the
+    memory does not share with the one before."""
+    prepared = growing.prepare(song.samples[song.frames - keep:], song.sample_rate, trim=analysis is None)
+    if analysis is None:
+        analysis = analyse(prepared.mono, spectra_of=prepared.spectra)
+    return _Memory(prepared.mono_material, prepared.mono, analysis,
+                   structure if structure is not None else find_structure(analysis))
 
 
 def _levels(analysis: Analysis, reference_s: float, ahead_s: float = 4.0) -> tuple[float, np.ndarray]:

@@ -149,9 +149,9 @@ def analysis_threads(monkeypatch) -> list[str]:
     names: list[str] = []
     real = resynth_module.analyse
 
-    def recording(mono):
+    def recording(mono, **kwargs):
         names.append(threading.current_thread().name)
-        return real(mono)
+        return real(mono, **kwargs)
 
     monkeypatch.setattr(resynth_module, "analyse", recording)
     return names

@@ -188,8 +188,8 @@ def test_joins_keep_the_beat_where_the_tracker_misplaced_the_boundaries(monkeypa
     song = bar_song(30.3, rate)  # it ends 0.3 s into a beat
     tracked = resynth_module.analyse
 
-    def misplaced(mono):
-        analysis = tracked(mono)
+    def misplaced(mono, **kwargs):
+        analysis = tracked(mono, **kwargs)
         bounds = analysis.bounds.copy()
         jitter = np.random.default_rng(1).uniform(-0.04, 0.04, bounds.shape[0] - 2)
         bounds[1:-1] += np.round(jitter * ANALYSIS_RATE).astype(np.int64)
@@ -313,7 +313,7 @@ def test_a_song_analysed_while_it_plays_goes_on_exactly_as_if_analysed_at_its_en
     ahead.start(song)
     ahead.anticipate().join()
 
-    def analyse_again(mono):
+    def analyse_again(mono, **kwargs):
         raise AssertionError("the first block analysed the memory again")
 
     monkeypatch.setattr(resynth_module, "analyse", analyse_again)
@@ -334,7 +334,7 @@ def test_an_anticipated_analysis_serves_only_its_own_song_and_a_failed_one_is_do
     np.testing.assert_array_equal(generator.next_block(), expected)
 
     real = resynth_module.analyse
-    monkeypatch.setattr(resynth_module, "analyse", lambda mono: 1 / 0)
+    monkeypatch.setattr(resynth_module, "analyse", lambda mono, **kwargs: 1 / 0)
     generator = Resynthesizer("jukebox")
     generator.start(other)
     generator.anticipate().join()
@@ -351,7 +351,7 @@ def test_a_memory_heard_so_far_is_analysed_ahead_of_its_start_without_touching_t
     state = (generator.stats.chunks, generator.analysis, len(generator.joins))
     generator.anticipate(heard).join()  # live input: the performer has gone quiet
     assert (generator.stats.chunks, generator.analysis, len(generator.joins)) == state
-    monkeypatch.setattr(resynth_module, "analyse", lambda mono: 1 / 0)  # the first block must not analyse again
+    monkeypatch.setattr(resynth_module, "analyse", lambda mono, **kwargs: 1 / 0)  # the first block must not analyse again
     generator.start(heard)  # they stayed quiet: Encore carries on from the very memory analysed
     np.testing.assert_array_equal(generator.next_block(), expected)
 
