@@ -21,6 +21,8 @@ need not be known.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 #: Longest delay from Encore's output to its input that is allowed for, in seconds: the device's output and
@@ -156,6 +158,33 @@ class EchoGate:
             return "the input does not hear Encore (headphones or a line input)"
         level = f"{echo_db:.0f} dB down" if echo_db >= 0 else f"{-echo_db:.0f} dB louder than it plays"
         return f"the input hears Encore {level} (speakers), and ignores it"
+
+
+def input_hears_encore(*, cancelling: bool, canceller_hears: bool | None, gate_echo_db: float) -> bool:
+    """Whether the live input may hold Encore's own output, heard back through the room, so that the stretches where
+    Encore sounded are left out of the memory.
+
+    With an echo canceller, only its delay estimate can say the room returns nothing (headphones, a line input):
+    the echo gate then learns from the cancelled input, whose residual can sit under the live threshold while the
+    raw input, which the memory keeps, holds the echo at full level. Without one, the gate's measure says it.
+
+    Parameters
+    ----------
+    cancelling : bool
+        An echo canceller runs.
+    canceller_hears : bool or None
+        Its last delay estimate found Encore's echo (None before the first).
+    gate_echo_db : float
+        :attr:`EchoGate.echo_db`: inf when the echo can never reach the live threshold, nan before it is learned.
+
+    Returns
+    -------
+    bool
+        False only where it is known that the input does not hear Encore.
+    """
+    if cancelling:
+        return canceller_hears is not False
+    return gate_echo_db != math.inf
 
 
 def performer_spans(start: int, stop: int, sounded: list[tuple[int, int]], frames: int) -> list[tuple[int, int]]:

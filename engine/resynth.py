@@ -554,9 +554,15 @@ def _analyse_memory(song: Waveform, keep: int, growing: GrowingMemory, *, analys
     before, :mod:`engine.growing`) in mono at the song's rate and at :data:`ANALYSIS_RATE`, its analysis and its
     structure (``analysis`` and ``structure`` when given, else computed); ``growing`` does again only what the
     memory does not share with the one before."""
+    started = time.perf_counter()
     prepared = growing.prepare(song.samples[song.frames - keep:], song.sample_rate, trim=analysis is None)
     if analysis is None:
         analysis = analyse(prepared.mono, spectra_of=prepared.spectra)
+    rate = song.sample_rate
+    logging.getLogger(__name__).info(
+        "memory of %.1f s: %.1f s shared with the memory before, %.1f s left out at its start; ready in %.3f s",
+        prepared.mono_material.shape[0] / rate, prepared.reused_frames / rate, prepared.trimmed / rate,
+        time.perf_counter() - started)
     return _Memory(prepared.mono_material, prepared.mono, analysis,
                    structure if structure is not None else find_structure(analysis))
 

@@ -22,6 +22,7 @@ from ..echo import (
     LEVEL_WINDOW_S,
     MAX_ECHO_DELAY_S,
     EchoGate,
+    input_hears_encore,
     output_envelope,
     performer_spans,
     splice,
@@ -282,15 +283,18 @@ class LiveInput(PlaybackState):
         """What a continuation from ``heard_until`` (an absolute input frame) continues: the memory's worth of
         input before it (the same object for the same frame, so an analysis made ahead of it is found).
 
-        Where the room returns Encore's output to the input (speakers: :class:`~engine.echo.EchoGate`), the
-        stretches where Encore sounded are left out, so a continuation never re-synthesises Encore's own echo.
+        Unless the input is known not to hear Encore (headphones, a line input: :func:`~engine.echo.
+        input_hears_encore`), the stretches where Encore sounded are left out, so a continuation never
+        re-synthesises Encore's own echo.
         """
         if self._anticipated_heard is not None and self._anticipated_heard[0] == heard_until:
             return self._anticipated_heard[1]
         frames = round(self.extender.memory_s * self.sample_rate)
         heard_ring = self._input_ring()
         sounded: list[tuple[int, int]] = []  # headphones or a line input: Encore is never in the input
-        if self._echo_gate().echo_db != math.inf:
+        canceller = self._canceller
+        if input_hears_encore(cancelling=canceller is not None, gate_echo_db=self._echo_gate().echo_db,
+                              canceller_hears=canceller.hears_encore if canceller is not None else None):
             sounded = [(begin, end if end >= 0 else heard_until) for begin, end in self._sounded]
         spans = performer_spans(heard_ring.start, heard_until, sounded, frames)
         if not spans:

@@ -11,6 +11,7 @@ from engine.echo import (
     LEVEL_WINDOW_S,
     MAX_ECHO_DELAY_S,
     EchoGate,
+    input_hears_encore,
     output_envelope,
     performer_spans,
     splice,
@@ -168,3 +169,19 @@ def test_splice_of_many_pieces_is_one_copy_with_every_join_faded():
     assert np.isfinite(joined).all() and np.abs(joined).max() <= 0.5 * 1.42  # equal power at worst sqrt(2)
     assert joined[:7000 - fade].tobytes() == tone[:7000 - fade].tobytes()  # untouched outside the fades
     assert splice([tone[:500]], fade) is not None and splice([tone[:500]], fade).shape == (500,)
+
+
+@pytest.mark.parametrize(("cancelling", "canceller_hears", "gate_echo_db", "expected"), [
+    # With a canceller, the gate learns from its residual, which sits under the threshold (inf) through speakers
+    # while the raw input, which the memory keeps, holds Encore at full level: only the canceller can tell.
+    (True, True, np.inf, True),
+    (True, None, np.inf, True),  # not estimated yet: Encore's stretches are left out
+    (True, False, 10.0, False),  # the estimate found no echo: headphones or a line input
+    (False, None, 10.0, True),  # the level gate alone: its measure says it
+    (False, None, np.nan, True),
+    (False, None, np.inf, False),
+])
+def test_encores_stretches_leave_the_memory_unless_the_input_is_known_not_to_hear_it(cancelling, canceller_hears,
+                                                                                     gate_echo_db, expected):
+    assert input_hears_encore(cancelling=cancelling, canceller_hears=canceller_hears,
+                              gate_echo_db=gate_echo_db) is expected
