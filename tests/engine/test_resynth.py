@@ -351,7 +351,8 @@ def test_a_memory_heard_so_far_is_analysed_ahead_of_its_start_without_touching_t
     state = (generator.stats.chunks, generator.analysis, len(generator.joins))
     generator.anticipate(heard).join()  # live input: the performer has gone quiet
     assert (generator.stats.chunks, generator.analysis, len(generator.joins)) == state
-    monkeypatch.setattr(resynth_module, "analyse", lambda mono, **kwargs: 1 / 0)  # the first block must not analyse again
+    # The first block must not analyse again.
+    monkeypatch.setattr(resynth_module, "analyse", lambda mono, **kwargs: 1 / 0)
     generator.start(heard)  # they stayed quiet: Encore carries on from the very memory analysed
     np.testing.assert_array_equal(generator.next_block(), expected)
 
