@@ -164,9 +164,11 @@ def input_hears_encore(*, cancelling: bool, canceller_hears: bool | None, gate_e
     """Whether the live input may hold Encore's own output, heard back through the room, so that the stretches where
     Encore sounded are left out of the memory.
 
-    With an echo canceller, only its delay estimate can say the room returns nothing (headphones, a line input):
-    the echo gate then learns from the cancelled input, whose residual can sit under the live threshold while the
-    raw input, which the memory keeps, holds the echo at full level. Without one, the gate's measure says it.
+    With an echo canceller, the echo gate learns from the cancelled input, whose residual can sit under the live
+    threshold while the raw input, which the memory keeps, holds the echo at full level: so its measure can say
+    that the input hears Encore, never that it does not. That takes the canceller's delay estimate finding no
+    echo (headphones, a line input) and the gate finding none left either. Without a canceller, the gate's
+    measure says it.
 
     Parameters
     ----------
@@ -183,7 +185,7 @@ def input_hears_encore(*, cancelling: bool, canceller_hears: bool | None, gate_e
         False only where it is known that the input does not hear Encore.
     """
     if cancelling:
-        return canceller_hears is not False
+        return canceller_hears is not False or math.isfinite(gate_echo_db)
     return gate_echo_db != math.inf
 
 

@@ -9,12 +9,13 @@ spectra, which the samples a memory shares with the one before need not have don
 
 :class:`GrowingMemory` keeps the last memory's mono copies and spectra and, for the next, finds how many leading
 frames the two share (compared exactly), keeps what those determined, and computes the rest. The result is the
-whole-memory computation's to within float rounding (resampling in pieces: under 1e-7).
+whole-memory computation's to within float rounding (resampling in pieces: under 3e-7).
 
 Past the input ring's length the memory also loses its oldest frames each time, so it begins later in the one
 before. Then it is trimmed to begin on a frame of the earlier memory where the two rates' sample grids and the
-STFT's frames line up again (every 3.4 s at 48 kHz, 23 ms at 44.1 kHz): at most that much of its oldest
-material is left out, and all of the rest is kept. (The first few milliseconds of the resampled memory then
+STFT's frames line up again (every 3.4 s at 48 kHz, 23 ms at 44.1 kHz, 10.24 s at 8, 16 and 32 kHz): at most
+that much of its oldest material is left out (:data:`MAX_TRIM_S`; further, it is analysed whole), and all of
+the rest is kept. (The first few milliseconds of the resampled memory then
 follow the earlier memory's samples before them where a whole-memory resampling sees zeros.)
 """
 
@@ -38,6 +39,9 @@ PROBE_AT_S = 0.25
 PROBE_FRAMES = 64
 #: Most places in the earlier memory checked for the probe (music that repeats exactly: a loop, silence).
 MAX_PROBE_MATCHES = 8
+#: Most of a memory's oldest seconds left out to begin on the earlier memory's grid (at 8, 16 and 32 kHz the grid
+#: is 10.24 s: there, a memory whose start falls further from it is analysed whole instead).
+MAX_TRIM_S = 4.0
 
 
 @dataclass(frozen=True)
@@ -107,8 +111,9 @@ class GrowingMemory:
         if kept is not None and kept.rate == rate and kept.material.shape[1:] == material.shape[1:]:
             same = _common_prefix(kept.material, material)
             if same == 0 and trim:
-                origin, trimmed = _aligned_shift(kept.material, material, _grid(rate), round(PROBE_AT_S * rate))
-                if trimmed:
+                origin, trimmed = _aligned_shift(kept.material, material, _grid(rate), round(PROBE_AT_S * rate),
+                                                 round(MAX_TRIM_S * rate))
+                if origin:
                     same = _common_prefix(kept.material[origin:], material[trimmed:])
         material = material[trimmed:]
         mono_material = self._downmix(material, kept, origin, same)
@@ -178,34 +183,43 @@ def _with_fresh_start(computed: Spectra, mono: np.ndarray) -> Spectra:
     return Spectra(*(np.concatenate([fresh[..., :count], whole[..., count:]], axis=-1) for whole, fresh in parts))
 
 
-def _aligned_shift(earlier: np.ndarray, later: np.ndarray, grid: int, probe_at: int) -> tuple[int, int]:
+def _aligned_shift(earlier: np.ndarray, later: np.ndarray, grid: int, probe_at: int,
+                   max_trim: int) -> tuple[int, int]:
     """Where ``later`` goes on from a point of ``earlier`` (a memory that lost its oldest frames): the first frame
     of ``earlier``, a multiple of ``grid``, from which the two agree, and how many of ``later``'s frames come
-    before it; (0, 0) when ``later`` is not found in ``earlier``. ``later``'s frames from ``probe_at`` on are
-    looked for."""
+    before it (``max_trim`` at most); (0, 0) when ``later`` is not found in ``earlier``. ``later``'s frames from
+    ``probe_at`` on are looked for."""
     probe_at = min(probe_at, max(0, later.shape[0] - PROBE_FRAMES))
-    probe = later[probe_at:probe_at + PROBE_FRAMES].reshape(-1)
-    if probe.shape[0] < PROBE_FRAMES or not np.any(probe != probe[0]):
+    probe = later[probe_at:probe_at + PROBE_FRAMES]
+    if probe.shape[0] < PROBE_FRAMES or not np.any(probe != probe[:1]):
         return 0, 0  # too short, or silence: found anywhere, so nowhere for sure
-    width = int(np.prod(earlier.shape[1:], dtype=np.int64))
-    column = earlier.reshape(earlier.shape[0], width)[:, 0]
-    candidates = np.flatnonzero(column[:max(0, earlier.shape[0] - PROBE_FRAMES)] == probe[0])
-    best = (0, 0, 0)  # (frames agreeing, origin, trimmed)
-    for at in candidates[:64 * MAX_PROBE_MATCHES]:
-        if not np.array_equal(earlier[at:at + PROBE_FRAMES].reshape(-1), probe):
-            continue
-        shift = int(at) - probe_at  # earlier's frame where later's first frame lies
-        if shift <= 0:
-            continue  # later does not begin later in earlier
-        origin = -(-shift // grid) * grid
-        trimmed = origin - shift
-        if origin >= earlier.shape[0] or trimmed >= later.shape[0]:
-            continue
-        agreeing = _common_prefix(earlier[origin:], later[trimmed:])
-        if agreeing > best[0]:
-            best = (agreeing, origin, trimmed)
-        if agreeing == min(earlier.shape[0] - origin, later.shape[0] - trimmed):
+    first_channel = probe.reshape(PROBE_FRAMES, -1)[:, 0]
+    column = earlier.reshape(earlier.shape[0], -1)[:, 0]
+    starts = np.flatnonzero(column[:max(0, earlier.shape[0] - PROBE_FRAMES + 1)] == first_channel[0])
+    for offset in range(1, PROBE_FRAMES):  # narrowed frame by frame: a quiet 16-bit sample value repeats often
+        if starts.size <= MAX_PROBE_MATCHES:
             break
+        starts = starts[column[starts + offset] == first_channel[offset]]
+    best = (0, 0, 0)  # (frames agreeing, origin, trimmed)
+    for at in starts[:MAX_PROBE_MATCHES]:
+        shift = int(at) - probe_at  # earlier's frame where later's first frame lies
+        if shift <= 0 or not np.array_equal(earlier[at:at + PROBE_FRAMES], probe):
+            continue  # later does not begin later in earlier, or the probe is not there
+        # From later's first frame on, or, where that lies in a splice's crossfade (later's first frames were
+        # crossfaded with what came before in earlier), from the frame after the last one before the probe that
+        # differs.
+        before = (earlier[shift:at] != later[:probe_at]).reshape(probe_at, -1).any(axis=1)
+        differing = np.flatnonzero(before)
+        for agree_from in dict.fromkeys((shift, shift + (int(differing[-1]) + 1 if differing.size else 0))):
+            origin = -(-agree_from // grid) * grid
+            trimmed = origin - shift
+            if origin >= earlier.shape[0] or trimmed >= later.shape[0] or trimmed > max_trim:
+                continue
+            agreeing = _common_prefix(earlier[origin:], later[trimmed:])
+            if agreeing > best[0]:
+                best = (agreeing, origin, trimmed)
+            if agreeing:
+                break
     return best[1], best[2]
 
 

@@ -160,6 +160,7 @@ class Resynthesizer(Renderer):
         self._memory_key: tuple | None = None
         self.analysis: Analysis | None = None
         self.structure: Structure | None = None
+        self._trimmed = 0  # frames at the memory's start that the analysis left out (engine.growing)
         self.joins: list[int] = []
         self.entries: list[int] = []
         self._ending: tuple[str, float] | None = None  # end() or end_at(), until the sequencer exists
@@ -198,6 +199,7 @@ class Resynthesizer(Renderer):
         self._memory_key = None
         self.analysis = None
         self.structure = None
+        self._trimmed = 0  # frames at the memory's start that the analysis left out (engine.growing)
         self.stats = ExtendStats()
         self.joins = []
         self.entries = []
@@ -253,10 +255,10 @@ class Resynthesizer(Renderer):
         check_song(song)
         key = _key_of(song)
         # A seek restarts the same song: its analysis stands.
-        kept = (self.analysis, self.structure) if key == self._memory_key else (None, None)
+        kept = (self.analysis, self.structure, self._trimmed) if key == self._memory_key else (None, None, 0)
         self.reset()
         self._memory_key, self._song = key, song
-        self.analysis, self.structure = kept
+        self.analysis, self.structure, self._trimmed = kept
         self._started = False
 
     def anticipate(self, song: Waveform | None = None) -> threading.Thread | None:
@@ -316,11 +318,14 @@ class Resynthesizer(Renderer):
         if self.analysis is None and anticipated is not None and anticipated.key == (self._memory_key, keep):
             anticipated.thread.join()
             done = anticipated.result
-        # A seek keeps the analysis and makes the mono copies again (cheap next to it).
-        memory = done or _analyse_memory(song, keep, self._growing, analysis=self.analysis,
-                                         structure=self.structure)
+        # A seek keeps the analysis (of the memory as it was trimmed) and makes the mono copies again (cheap next
+        # to it).
+        memory = done or _analyse_memory(song, keep - self._trimmed if self.analysis is not None else keep,
+                                         self._growing, analysis=self.analysis, structure=self.structure)
         self._mono_material, self.analysis, self.structure = memory.mono_material, memory.analysis, memory.structure
-        keep = memory.mono_material.shape[0]  # a live memory may begin a little later (engine.growing)
+        analysed = memory.mono_material.shape[0]  # a live memory may begin a little later (engine.growing)
+        self._trimmed = keep - analysed
+        keep = analysed
         self._material = song.samples[song.frames - keep:]
         a = self.analysis
         if a.mode != "beats":

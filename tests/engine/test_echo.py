@@ -176,7 +176,9 @@ def test_splice_of_many_pieces_is_one_copy_with_every_join_faded():
     # while the raw input, which the memory keeps, holds Encore at full level: only the canceller can tell.
     (True, True, np.inf, True),
     (True, None, np.inf, True),  # not estimated yet: Encore's stretches are left out
-    (True, False, 10.0, False),  # the estimate found no echo: headphones or a line input
+    (True, False, np.inf, False),  # the estimate found no echo, nor the gate any left: headphones, a line input
+    (True, False, np.nan, False),
+    (True, False, 10.0, True),  # one estimate found none, yet the gate hears Encore after cancelling
     (False, None, 10.0, True),  # the level gate alone: its measure says it
     (False, None, np.nan, True),
     (False, None, np.inf, False),

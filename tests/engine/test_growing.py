@@ -69,10 +69,11 @@ def test_a_memory_changed_in_its_middle_reuses_only_what_comes_before_the_change
 
 def test_an_unrelated_memory_another_rate_or_layout_reuses_nothing(rng):
     growing = GrowingMemory()
-    growing.prepare((0.1 * rng.standard_normal((5 * 44100, 2))).astype(np.float32), 44100)
+    base = (0.1 * rng.standard_normal((5 * 44100, 2))).astype(np.float32)
     for material, rate in (((0.1 * rng.standard_normal((6 * 44100, 2))).astype(np.float32), 44100),
-                           (np.zeros((6 * 48000, 2), np.float32), 48000),
-                           (np.zeros((6 * 44100, 1), np.float32), 44100)):
+                           (np.concatenate([base, base]), 48000),  # the same samples at another rate
+                           (np.concatenate([base, base])[:, :1].copy(), 44100)):  # one of its channels
+        growing.prepare(base, 44100)
         prepared = growing.prepare(material, rate)
         assert prepared.reused_frames == 0
         np.testing.assert_array_equal(prepared.mono, GrowingMemory().prepare(material, rate).mono)
@@ -133,7 +134,7 @@ def test_a_memory_that_lost_its_oldest_frames_begins_on_the_earlier_memorys_grid
     # Not allowed to trim (a seek, which keeps its analysis): all of it, none reused.
     untrimmed = GrowingMemory()
     untrimmed.prepare(earlier, rate)
-    assert untrimmed.prepare(later, rate, trim=False).trimmed == 0
+    assert untrimmed.prepare(later, rate, trim=False).reused_frames == 0
 
 
 def test_silence_or_a_memory_not_in_the_earlier_one_is_not_trimmed(rng):
@@ -165,3 +166,58 @@ def test_a_live_memory_that_begins_later_is_continued_from_what_is_kept():
     np.testing.assert_array_equal(generator.analysis.bounds, fresh.analysis.bounds)
     for a, b in zip(grown, whole, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_a_seek_after_a_trimmed_memory_plays_what_it_played_before():
+    """A seek restarts the same memory with its analysis kept: the trimmed memory's, so the same blocks."""
+    song = bar_song(70.0, 48000, channels=2)
+    generator = Resynthesizer("jukebox")
+    generator.start(Waveform(song.samples[:50 * 48000], 48000))
+    generator.next_block()
+    later = Waveform(song.samples[9 * 48000:], 48000)
+    generator.start(later)
+    first = [generator.next_block() for _ in range(3)]
+    assert generator._trimmed > 0
+    generator.start(later)  # the seek
+    again = [generator.next_block() for _ in range(3)]
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_quiet_16_bit_input_is_still_found_in_the_earlier_memory(rng):
+    """A quiet sample value repeats thousands of times in 16-bit input: the probe is narrowed frame by frame."""
+    quiet = np.round(0.01 * rng.standard_normal((60 * 48000, 1)) * 32767) / 32767
+    quiet = quiet.astype(np.float32)
+    growing = GrowingMemory()
+    growing.prepare(quiet[:40 * 48000], 48000)
+    prepared = growing.prepare(quiet[20 * 48000:], 48000)  # lost 20 s, 20 s more
+    assert 0 < prepared.trimmed <= _grid(48000) + round(0.25 * 48000)
+    assert prepared.reused_frames > 15 * 48000
+
+
+def test_a_memory_that_begins_in_a_splice_is_found_past_its_crossfade(rng):
+    """Its first 10 ms were crossfaded with what came before it in the earlier memory (live.SPLICE_FADE_S)."""
+    rate = 44100
+    earlier = (0.1 * rng.standard_normal((30 * rate, 2))).astype(np.float32)
+    shift = 216 * _grid(rate) - 100  # so that the grid's next line lies in the crossfade
+    later = np.concatenate([earlier[shift:], (0.1 * rng.standard_normal((5 * rate, 2))).astype(np.float32)])
+    later[:round(0.01 * rate)] *= np.linspace(0.0, 1.0, round(0.01 * rate), dtype=np.float32)[:, None]
+    growing = GrowingMemory()
+    growing.prepare(earlier, rate)
+    prepared = growing.prepare(later, rate)
+    assert round(0.01 * rate) <= prepared.trimmed <= round(0.01 * rate) + _grid(rate)
+    assert (shift + prepared.trimmed) % _grid(rate) == 0
+    assert prepared.reused_frames == earlier.shape[0] - shift - prepared.trimmed
+    whole = GrowingMemory().prepare(later[prepared.trimmed:], rate)
+    np.testing.assert_allclose(prepared.mono[round(0.01 * ANALYSIS_RATE):], whole.mono[round(0.01 * ANALYSIS_RATE):],
+                               atol=1e-6)
+
+
+def test_at_8_khz_a_memory_is_not_trimmed_by_more_than_a_few_seconds(rng):
+    """The grid is 10.24 s at 8 kHz: a memory that lost 1 s would lose 9 s more; it is analysed whole."""
+    noise = (0.1 * rng.standard_normal((30 * 8000, 1))).astype(np.float32)
+    growing = GrowingMemory()
+    growing.prepare(noise[:20 * 8000], 8000)
+    prepared = growing.prepare(noise[8000:], 8000)
+    assert prepared.trimmed == 0 and prepared.reused_frames == 0
+    assert prepared.mono.shape[0] == 29 * ANALYSIS_RATE
