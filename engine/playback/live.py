@@ -163,6 +163,7 @@ class LiveInput(PlaybackState):
         # first heard, and again after each continuation begins.
         heard_from: int | None = None
         last_loud: int | None = None
+        analysed_until = 0  # input frame up to which what was heard was last analysed while the performer played
         loud_since = None
         echo_reported = False
         try:
@@ -184,6 +185,10 @@ class LiveInput(PlaybackState):
                     if loud:
                         last_loud = end
                         heard_from = end - window if heard_from is None else max(heard_from, heard_ring.start)
+                        if (self.extender.anticipates
+                                and end - max(heard_from, analysed_until) >= live.analyse_every_s * rate):
+                            self.extender.anticipate(self._heard(end))  # a stop's memory will begin with it
+                            analysed_until = end
                     if heard_from is None or last_loud is None:  # nothing heard yet: Enter has nothing to carry on
                         if self._carry_on.is_set():
                             self._carry_on.clear()

@@ -68,6 +68,9 @@ class LiveConfig:
     cancel_echo : bool
         Cancel Encore's own echo from the input with SpeexDSP's echo canceller (:mod:`engine.aec`) where
         libspeexdsp is installed; False, or without it, the level gate alone tells the performer from the echo.
+    analyse_every_s : float
+        While the performer plays, what was heard so far is analysed ahead this often, so that a stop after
+        minutes of playing finds all but its last seconds analysed (:mod:`engine.growing`).
     """
 
     silence_s: float = 1.5
@@ -77,9 +80,10 @@ class LiveConfig:
     fade_s: float = 0.5
     monitor: bool = False
     cancel_echo: bool = True
+    analyse_every_s: float = 30.0
 
     def __post_init__(self) -> None:
-        for name in ("silence_s", "resume_s", "fade_s"):
+        for name in ("silence_s", "resume_s", "fade_s", "analyse_every_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if not -90 <= self.threshold_db <= 0:

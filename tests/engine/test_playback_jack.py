@@ -406,6 +406,38 @@ def test_live_input_is_analysed_while_the_performer_is_quiet_not_when_encore_car
     assert analysis_threads == ["encore-anticipate"]
 
 
+def test_a_long_phrase_is_analysed_while_it_is_played_and_the_stop_redoes_only_its_end(sd, analysis_threads):
+    """After minutes of playing, no earlier stop's analysis shares the memory: it is analysed as it grows."""
+    from engine.playback import LiveConfig
+    from tests.conftest import bar_song
+
+    phrase = bar_song(10.0, JACK_RATE).samples
+    position = {"frame": 0}
+
+    def performer(outdata, frames, time_info, status):  # the phrase once, then silence
+        chunk = phrase[position["frame"]:position["frame"] + frames]
+        outdata[: chunk.shape[0]] = chunk
+        outdata[chunk.shape[0]:] = 0
+        position["frame"] += frames
+
+    eng = Engine(EngineConfig(generator_process=False), generator="jukebox", device=jack_device(sd, "output"))
+    before = set(jack_ports())
+    eng.live(LiveConfig(silence_s=1.5, analyse_every_s=3.0), input_device=jack_device(sd, "input"))
+    player = perform_into(sd, new_ports(before, ":in"), performer)
+    deadline = time.monotonic() + 25.0
+    while eng.status().state != "continuing" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    state = eng.status().state
+    kept = eng.extender._growing._kept
+    player.stop()
+    player.close()
+    eng.stop()
+    assert state == "continuing"
+    # At 3, 6 and 9 s of the phrase, then in the silence after it: on the analysis's own thread each time.
+    assert analysis_threads == ["encore-anticipate"] * 4
+    assert kept is not None and kept.prepared.reused_frames >= 8.5 * JACK_RATE  # all but the last second or so
+
+
 def test_engine_live_listens_until_ctrl_c(sd, repeat_model):
     code, out, err = run_engine("live", "--input", "JACK", "--output", "JACK", "--model", str(repeat_model),
                                 interrupt_after=1.0, interrupt_once="listening")
