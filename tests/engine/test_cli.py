@@ -176,16 +176,24 @@ def test_ctrl_c_during_a_long_render_finishes_the_file_and_keeps_the_one_before_
     out = tmp_path / "out.wav"
     save_audio(out, synthetic_song(3.0, 8000))
     before = out.read_bytes()
+    # A shell's background job (`make test &`) ignores SIGINT, and Python keeps an ignored SIGINT ignored: the
+    # command gets Ctrl-C's default back, as from a terminal.
     process = subprocess.Popen([sys.executable, "-m", "engine", "extend", str(song), "-o", str(out),
                                 "--duration", "1000h", "--generator", "jukebox"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not list(tmp_path.glob(".out.wav.*")) and time.monotonic() < deadline:  # the render has begun
-        time.sleep(0.05)
-    assert out.read_bytes() == before  # the previous file stays whole while the new one is written
-    time.sleep(1.0)
-    process.send_signal(stop)  # SIGTERM (kill, timeout) ends it as Ctrl-C does
-    _, err = process.communicate(timeout=120)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob(".out.wav.*")) and time.monotonic() < deadline:  # the render has begun
+            time.sleep(0.05)
+        assert out.read_bytes() == before  # the previous file stays whole while the new one is written
+        time.sleep(1.0)
+        process.send_signal(stop)  # SIGTERM (kill, timeout) ends it as Ctrl-C does
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:  # never left rendering 1000 h into the disk
+            process.kill()
+            process.wait()
     assert process.returncode == 130, err
     assert "Traceback" not in err and "interrupted:" in err and "faded out" in err, err
     held = float(re.search(r"holds the ([\d.]+) s rendered", err).group(1))
