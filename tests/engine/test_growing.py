@@ -147,15 +147,21 @@ def test_silence_or_a_memory_not_in_the_earlier_one_is_not_trimmed(rng):
     assert growing.prepare(other, 44100).trimmed == 0
 
 
-def test_a_live_memory_that_begins_later_is_continued_from_what_is_kept():
-    """The generator renders from the frames it analysed: a trimmed memory's bars are where its analysis says."""
+def continued_after_losing_its_start() -> tuple[Resynthesizer, Waveform, list[np.ndarray]]:
+    """A generator that continued a 50 s memory, then the memory 9 s later (lost 9 s, 20 s more): the generator,
+    the later memory and its first three blocks."""
     song = bar_song(70.0, 48000, channels=2)
     generator = Resynthesizer("jukebox")
     generator.start(Waveform(song.samples[:50 * 48000], 48000))
     generator.next_block()
     later = Waveform(song.samples[9 * 48000:], 48000)
     generator.start(later)
-    grown = [generator.next_block() for _ in range(3)]
+    return generator, later, [generator.next_block() for _ in range(3)]
+
+
+def test_a_live_memory_that_begins_later_is_continued_from_what_is_kept():
+    """The generator renders from the frames it analysed: a trimmed memory's bars are where its analysis says."""
+    generator, later, grown = continued_after_losing_its_start()
     kept = generator._growing._kept
     assert kept is not None and kept.prepared.trimmed > 0
     trimmed = Waveform(later.samples[kept.prepared.trimmed:], 48000)
@@ -170,13 +176,7 @@ def test_a_live_memory_that_begins_later_is_continued_from_what_is_kept():
 
 def test_a_seek_after_a_trimmed_memory_plays_what_it_played_before():
     """A seek restarts the same memory with its analysis kept: the trimmed memory's, so the same blocks."""
-    song = bar_song(70.0, 48000, channels=2)
-    generator = Resynthesizer("jukebox")
-    generator.start(Waveform(song.samples[:50 * 48000], 48000))
-    generator.next_block()
-    later = Waveform(song.samples[9 * 48000:], 48000)
-    generator.start(later)
-    first = [generator.next_block() for _ in range(3)]
+    generator, later, first = continued_after_losing_its_start()
     assert generator._trimmed > 0
     generator.start(later)  # the seek
     again = [generator.next_block() for _ in range(3)]

@@ -375,43 +375,14 @@ def test_live_input_through_speakers_cancels_encores_echo(sd, repeat_model, coup
     assert 4.0 < second - first < 6.5, events
 
 
-def test_live_input_is_analysed_while_the_performer_is_quiet_not_when_encore_carries_on(sd, analysis_threads):
-    """The resynth family's analysis of what was heard runs during the silence before Encore carries on."""
-    from engine.playback import LiveConfig
+def _one_phrase_carried_on(sd, seconds: float, live_config, wait_s: float):
+    """A performer plays ``seconds`` of the bar song once, then stops; Encore (jukebox, the generator in the
+    engine's process, where the analysis_threads fixture sees its thread: in its own process the generator is told
+    the same calls at the same moments, tests/engine/test_process.py) listens with ``live_config``. Returns the
+    engine's state once it carries on (or after ``wait_s``) and its growing memory's kept memory at that moment."""
     from tests.conftest import bar_song
 
-    phrase = bar_song(6.0, JACK_RATE).samples
-    position = {"frame": 0}
-
-    def performer(outdata, frames, time_info, status):  # the phrase once, then silence
-        chunk = phrase[position["frame"]:position["frame"] + frames]
-        outdata[: chunk.shape[0]] = chunk
-        outdata[chunk.shape[0]:] = 0
-        position["frame"] += frames
-
-    # In the engine's process, where the fixture sees the analysis's thread (in its own process the generator
-    # is told the same calls at the same moments: tests/engine/test_process.py).
-    eng = Engine(EngineConfig(generator_process=False), generator="jukebox", device=jack_device(sd, "output"))
-    before = set(jack_ports())
-    eng.live(LiveConfig(silence_s=1.5), input_device=jack_device(sd, "input"))
-    player = perform_into(sd, new_ports(before, ":in"), performer)
-    deadline = time.monotonic() + 20.0
-    while eng.status().state != "continuing" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    state = eng.status().state
-    player.stop()
-    player.close()
-    eng.stop()
-    assert state == "continuing"
-    assert analysis_threads == ["encore-anticipate"]
-
-
-def test_a_long_phrase_is_analysed_while_it_is_played_and_the_stop_redoes_only_its_end(sd, analysis_threads):
-    """After minutes of playing, no earlier stop's analysis shares the memory: it is analysed as it grows."""
-    from engine.playback import LiveConfig
-    from tests.conftest import bar_song
-
-    phrase = bar_song(10.0, JACK_RATE).samples
+    phrase = bar_song(seconds, JACK_RATE).samples
     position = {"frame": 0}
 
     def performer(outdata, frames, time_info, status):  # the phrase once, then silence
@@ -422,9 +393,9 @@ def test_a_long_phrase_is_analysed_while_it_is_played_and_the_stop_redoes_only_i
 
     eng = Engine(EngineConfig(generator_process=False), generator="jukebox", device=jack_device(sd, "output"))
     before = set(jack_ports())
-    eng.live(LiveConfig(silence_s=1.5, analyse_every_s=3.0), input_device=jack_device(sd, "input"))
+    eng.live(live_config, input_device=jack_device(sd, "input"))
     player = perform_into(sd, new_ports(before, ":in"), performer)
-    deadline = time.monotonic() + 25.0
+    deadline = time.monotonic() + wait_s
     while eng.status().state != "continuing" and time.monotonic() < deadline:
         time.sleep(0.05)
     state = eng.status().state
@@ -432,6 +403,23 @@ def test_a_long_phrase_is_analysed_while_it_is_played_and_the_stop_redoes_only_i
     player.stop()
     player.close()
     eng.stop()
+    return state, kept
+
+
+def test_live_input_is_analysed_while_the_performer_is_quiet_not_when_encore_carries_on(sd, analysis_threads):
+    """The resynth family's analysis of what was heard runs during the silence before Encore carries on."""
+    from engine.playback import LiveConfig
+
+    state, _ = _one_phrase_carried_on(sd, 6.0, LiveConfig(silence_s=1.5), wait_s=20.0)
+    assert state == "continuing"
+    assert analysis_threads == ["encore-anticipate"]
+
+
+def test_a_long_phrase_is_analysed_while_it_is_played_and_the_stop_redoes_only_its_end(sd, analysis_threads):
+    """After minutes of playing, no earlier stop's analysis shares the memory: it is analysed as it grows."""
+    from engine.playback import LiveConfig
+
+    state, kept = _one_phrase_carried_on(sd, 10.0, LiveConfig(silence_s=1.5, analyse_every_s=3.0), wait_s=25.0)
     assert state == "continuing"
     # At 3, 6 and 9 s of the phrase, then in the silence after it: on the analysis's own thread each time.
     assert analysis_threads == ["encore-anticipate"] * 4
