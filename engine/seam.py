@@ -284,20 +284,22 @@ class Limiter:
         numpy.ndarray
             [same shape, dtype=float32], every ``|sample| <= 10**(ceiling_db / 20)``.
         """
-        x = _finite_float64(block)
+        x = _finite(block, np.float32)
         if x.ndim not in (1, 2):
             raise ValueError(f"blocks must be (frames,) or (frames, channels), got {x.shape}")
         frames = x.shape[0]
+        y = np.array(x, dtype=np.float32, copy=True)
         if frames == 0:
-            return x.astype(np.float32)
+            return y
         peak = np.abs(x) if x.ndim == 1 else frame_peaks(x)
-        if self._gain_db == 0.0 and float(peak.max()) < self.ceiling:
+        over = np.flatnonzero(peak >= self.ceiling)
+        if self._gain_db == 0.0 and over.size == 0:
             # Under the ceiling with no gain left to release: the recursion below gives 0 dB on every frame.
-            y = x.astype(np.float32)
             return np.clip(y, -self._clip, self._clip, out=y)
-        with np.errstate(divide="ignore"):
-            target = self.ceiling_db - 20.0 * np.log10(peak)  # +inf for silent frames
-        np.minimum(target, 0.0, out=target)
+        # Only frames over the ceiling want a gain under 0 dB (the others' target is 0 dB), and only frames
+        # under 0 dB are scaled: the logarithm and the power are taken where needed, not on every frame.
+        target = np.zeros(frames)
+        target[over] = self.ceiling_db - 20.0 * np.log10(peak[over].astype(np.float64))
         # Frame indices relative to this block keep r*n small however long the stream runs; the carried
         # state is the previous block's last gain, released by one step, as the minimum's starting value.
         ramp = self._step_db * np.arange(frames)
@@ -305,9 +307,10 @@ class Limiter:
         np.minimum(running, self._gain_db + self._step_db, out=running)
         gain_db = np.minimum(ramp + running, 0.0)
         self._gain_db = float(gain_db[-1])
-        gain = 10.0 ** (gain_db / 20.0)
-        y = x * (gain if x.ndim == 1 else gain[:, None])
-        return np.clip(y, -self._clip, self._clip).astype(np.float32)
+        limited = np.flatnonzero(gain_db < 0.0)
+        gain = (10.0 ** (gain_db[limited] / 20.0)).astype(np.float32)
+        y[limited] *= gain if y.ndim == 1 else gain[:, None]
+        return np.clip(y, -self._clip, self._clip, out=y)
 
     def reset(self) -> None:
         """Back to unity gain: the next block starts a new stream."""
@@ -428,7 +431,12 @@ def frame_peaks(x: np.ndarray) -> np.ndarray:
 
 
 def _finite_float64(block: np.ndarray) -> np.ndarray:
-    x = np.asarray(block, dtype=np.float64)
+    return _finite(block, np.float64)
+
+
+def _finite(block: np.ndarray, dtype) -> np.ndarray:
+    """``block`` as ``dtype``, its non-finite samples 0."""
+    x = np.asarray(block, dtype=dtype)
     if not np.isfinite(x).all():
-        x = np.where(np.isfinite(x), x, 0.0)
+        x = np.where(np.isfinite(x), x, x.dtype.type(0))
     return x
