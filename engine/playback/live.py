@@ -50,6 +50,38 @@ PLAYED_S = 4.0
 #: under the echo went unheard).
 RELEARN_AT_DB = 15.0
 RELEARN_AFTER_S = 5.0
+#: Where the performer's last sound ended is found to this resolution inside the level window, in seconds: the
+#: silence before Encore carries on is counted from there, not from the end of the last window that still held
+#: a little of the sound (up to a window, 50 ms, later).
+SOUND_END_STEP_S = 0.01
+
+
+def quiet_tail(samples: np.ndarray, threshold: float, step: int) -> int:
+    """How many frames at the end of ``samples`` come after its last loud stretch.
+
+    Parameters
+    ----------
+    samples : numpy.ndarray
+        [shape=(frames,) or (frames, channels)] the newest input, newest last.
+    threshold : float
+        RMS level (linear, over all channels) above which a stretch is loud.
+    step : int
+        Stretch length in frames; the stretches are counted back from the newest frame.
+
+    Returns
+    -------
+    int
+        Frames after the end of the newest loud stretch: 0 when the newest stretch is loud, ``len(samples)``
+        when none is (a stretch shorter than ``step`` at the oldest end is not looked at).
+    """
+    x = np.asarray(samples, dtype=np.float64)
+    frames = x.shape[0]
+    stretches = frames // step if step > 0 else 0
+    if stretches == 0:
+        return frames
+    newest = x[frames - stretches * step:].reshape(stretches, -1)  # one row a stretch, oldest first
+    loud = np.flatnonzero(np.mean(newest * newest, axis=1) > threshold * threshold)
+    return frames if loud.size == 0 else (stretches - 1 - int(loud[-1])) * step
 
 
 class LiveInput(PlaybackState):
@@ -183,7 +215,8 @@ class LiveInput(PlaybackState):
                 if self._state == EngineState.LISTENING:
                     self._close_sounded(end)
                     if loud:
-                        last_loud = end
+                        sound_end = end - self._quiet_tail(window, threshold)
+                        last_loud = sound_end if last_loud is None else max(last_loud, sound_end)
                         heard_from = end - window if heard_from is None else max(heard_from, heard_ring.start)
                         if (self.extender.anticipates
                                 and end - max(heard_from, analysed_until) >= live.analyse_every_s * rate):
@@ -270,6 +303,12 @@ class LiveInput(PlaybackState):
             played = played_ring.latest(span)
         performer = gate.is_performer(end, level, output_envelope(played, self.sample_rate))
         return level > threshold and performer
+
+    def _quiet_tail(self, window: int, threshold: float) -> int:
+        """Frames at the end of the level window that follow the performer's last sound (:func:`quiet_tail`
+        on what the level is read from)."""
+        heard = self._canceller.suppressed if self._canceller is not None else self._input_ring()
+        return quiet_tail(heard.latest(window), threshold, round(SOUND_END_STEP_S * self.sample_rate))
 
     def _close_sounded(self, end: int) -> None:
         """Encore is silent again (listening): its last sounding stretch ends, with its echo, after input frame
