@@ -22,6 +22,7 @@ need not be known.
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import numpy as np
 
@@ -44,6 +45,8 @@ MIN_LEARNING_PAIRS = 10
 COUPLING_PERCENTILE = 90.0
 #: The performer plays only when the input is this many times (6 dB) louder than the echo expected.
 ECHO_MARGIN = 2.0
+#: Between learnings the coupling follows the echo down to the highest measure of this many last seconds.
+FOLLOW_SECONDS = 3
 
 
 def output_envelope(played: np.ndarray, sample_rate: int) -> float:
@@ -88,7 +91,12 @@ class EchoGate:
     ----------
     coupling : float or None
         Learned input level per unit of output level (0.3: the room returns Encore 10 dB down); None until the
-        first continuation's learning second is over.
+        first continuation's learning second is over. Between learnings it only comes down: while the input does
+        not pass for the performer, it is lowered to the highest measure (:data:`COUPLING_PERCENTILE`) of the
+        last :data:`FOLLOW_SECONDS` seconds where that is lower. With an echo canceller still converging when it
+        was learnt (the first continuation: 24 dB down, where 50 dB came later), a performer 6 dB under the echo
+        was not heard; now they are, as the echo's remains shrink. Seconds in which the performer plays unheard
+        measure the performer, which is no lower.
     """
 
     def __init__(self, sample_rate: int, floor: float):
@@ -97,6 +105,9 @@ class EchoGate:
         self.coupling: float | None = None
         self._learning_from: int | None = None
         self._ratios: list[float] = []
+        self._following_from: int | None = None  # where the second being measured began
+        self._following: list[float] = []
+        self._measures: deque[float] = deque(maxlen=FOLLOW_SECONDS)  # the last seconds' measures
 
     @property
     def learning(self) -> bool:
@@ -108,6 +119,8 @@ class EchoGate:
         :data:`LEARN_S` (the previous coupling, if any, decides meanwhile)."""
         self._learning_from = frame
         self._ratios = []
+        self._following_from, self._following = None, []
+        self._measures.clear()
 
     def is_performer(self, frame: int, input_level: float, output_level: float) -> bool:
         """Whether the input's level is more than Encore's echo can explain (and learn from it while learning).
@@ -139,7 +152,24 @@ class EchoGate:
         coupling = self.coupling
         if coupling is None:  # the first coupling is still being learned
             return False
-        return input_level > ECHO_MARGIN * coupling * output_level
+        performer = input_level > ECHO_MARGIN * coupling * output_level
+        if not performer and self._learning_from is None:
+            self._follow(frame, input_level / output_level)
+        return performer
+
+    def _follow(self, frame: int, ratio: float) -> None:
+        """Lower the coupling to what a second of echo alone measures, where that is lower (see ``coupling``)."""
+        if self._following_from is None:
+            self._following_from, self._following = frame, []
+        self._following.append(ratio)
+        if (frame - self._following_from >= LEARN_S * self.sample_rate
+                and len(self._following) >= MIN_LEARNING_PAIRS):
+            self._measures.append(float(np.percentile(self._following, COUPLING_PERCENTILE)))
+            self._following_from, self._following = None, []
+            if len(self._measures) == FOLLOW_SECONDS and self.coupling is not None:
+                # The highest of several seconds: one second of a dying chord measures low, and the lowest of
+                # many such measures would take the echo itself for the performer.
+                self.coupling = min(self.coupling, max(self._measures))
 
     @property
     def echo_db(self) -> float:

@@ -7,6 +7,7 @@ import pytest
 
 from engine.echo import (
     ECHO_MARGIN,
+    FOLLOW_SECONDS,
     LEARN_S,
     LEVEL_WINDOW_S,
     MAX_ECHO_DELAY_S,
@@ -119,6 +120,47 @@ def test_a_learned_coupling_decides_while_the_next_one_is_learned():
     assert not gate.learning and gate.coupling == pytest.approx(0.1)
     assert "20 dB down" in gate.describe()
     assert gate.echo_db == pytest.approx(20.0)
+
+
+def _seconds_of_echo(gate: EchoGate, ratios: list[float], *, output: float = 0.4, at: int = 0) -> int:
+    """Each of ``ratios`` for a second of polls (input = ratio * output); returns the frame after them."""
+    polls_a_second = round(RATE / POLL)
+    for ratio in ratios:
+        for _ in range(polls_a_second):
+            gate.is_performer(at, ratio * output, output)
+            at += POLL
+    return at
+
+
+def test_the_coupling_follows_a_converging_canceller_down_and_a_quieter_performer_is_heard():
+    # With a canceller, the first continuation learns the echo's remains while the filter still converges
+    # (measured in the soak: 24 dB down where 50 dB came later): a performer 6 dB under the echo went unheard.
+    gate = EchoGate(RATE, floor=0.01)
+    gate.start_learning(0)
+    at = _seconds_of_echo(gate, [0.3, 0.3])  # learnt at the first poll a second on
+    assert gate.coupling == pytest.approx(0.3)
+    performer = 0.1 * 0.4  # over the echo's remains to come, under ECHO_MARGIN times those learnt
+    assert not gate.is_performer(at, performer, 0.4)
+    at = _seconds_of_echo(gate, [0.1] + [0.03] * (FOLLOW_SECONDS + 2), at=at)
+    assert gate.coupling == pytest.approx(0.03)
+    assert gate.is_performer(at, performer, 0.4)
+
+
+def test_the_coupling_comes_down_only_on_several_seconds_and_never_goes_up_between_learnings():
+    gate = EchoGate(RATE, floor=0.01)
+    gate.start_learning(0)
+    at = _seconds_of_echo(gate, [0.3, 0.3])
+    # One low second (a chord dying away) among louder ones: the highest of the last seconds decides.
+    at = _seconds_of_echo(gate, [0.3, 0.01, 0.3] * FOLLOW_SECONDS, at=at)
+    assert gate.coupling == pytest.approx(0.3)
+    # Louder than the echo learnt but not ECHO_MARGIN louder (a performer not heard yet, or the room changed):
+    # it never raises the coupling ...
+    at = _seconds_of_echo(gate, [0.5] * (FOLLOW_SECONDS + 1), at=at)
+    assert gate.coupling == pytest.approx(0.3)
+    # ... the next continuation's learning does.
+    gate.start_learning(at)
+    _seconds_of_echo(gate, [0.5, 0.5], at=at)
+    assert gate.coupling == pytest.approx(0.5)
 
 
 def test_learning_needs_a_second_of_input_and_enough_level_pairs():
