@@ -91,13 +91,13 @@ class LiveInput(PlaybackState):
         """Listen to the input; when the performer stops (or :meth:`carry_on` is called) continue what was heard.
 
         The last ``context_s`` of input are always in a ring buffer. When the performer plays again, Encore
-        fades out and listens again. Through speakers the input hears Encore too: the first second of each
-        continuation learns how loud (an ``echo`` event says it), the echo is not taken for the performer,
-        and what Encore continues leaves out the stretches where it sounded (:mod:`engine.echo`). Where
-        libspeexdsp is installed (and ``LiveConfig.cancel_echo``), the echo's delay is measured 1.5 s into the
-        first continuation (another ``echo`` event) and the echo cancelled before the performer is listened for
-        (:mod:`engine.aec`; :meth:`echo_handling` says which runs). Runs until :meth:`stop`. Only the
-        ``device`` clock can listen.
+        fades out and listens again; when they stop, it carries on again, after a fill however short. Through
+        speakers the input hears Encore too: the first second of each continuation learns how loud (an ``echo``
+        event says it), the echo is not taken for the performer, and what Encore continues leaves out the
+        stretches where it sounded (:mod:`engine.echo`). Where libspeexdsp is installed (and
+        ``LiveConfig.cancel_echo``), the echo's delay is measured 1.5 s into the first continuation (another
+        ``echo`` event) and the echo cancelled before the performer is listened for (:mod:`engine.aec`;
+        :meth:`echo_handling` says which runs). Runs until :meth:`stop`. Only the ``device`` clock can listen.
 
         Raises
         ------
@@ -195,6 +195,10 @@ class LiveInput(PlaybackState):
         # first heard, and again after each continuation begins.
         heard_from: int | None = None
         last_loud: int | None = None
+        # Since the last fade: what made Encore fade counts as played, however short, so that a stop after it
+        # carries on again (a fill of a second, or Encore's own echo taken for the performer, would otherwise leave
+        # the stage silent until someone plays for min_heard_s).
+        after_fade = False
         analysed_until = 0  # input frame up to which what was heard was last analysed while the performer played
         loud_since = None
         echo_reported = False
@@ -229,13 +233,15 @@ class LiveInput(PlaybackState):
                     heard = (last_loud - heard_from) / rate
                     quiet_s = (end - last_loud) / rate
                     stopped = quiet_s >= live.silence_s
-                    if not stopped and heard >= live.min_heard_s and quiet_s >= ANTICIPATE_AFTER * live.silence_s:
+                    enough = heard >= live.min_heard_s or after_fade
+                    if not stopped and enough and quiet_s >= ANTICIPATE_AFTER * live.silence_s:
                         self._anticipate_heard(last_loud)
                     asked = self._carry_on.is_set()
-                    if (asked and heard > 0) or (stopped and heard >= live.min_heard_s):
+                    if (asked and heard > 0) or (stopped and enough):
                         self._carry_on.clear()
                         self._begin_continuation(end if asked else last_loud)
                         heard_from = last_loud = loud_since = None
+                        after_fade = False
                     elif asked:
                         self._carry_on.clear()
                 elif self._state == EngineState.CONTINUING:
@@ -247,6 +253,7 @@ class LiveInput(PlaybackState):
                         self._state = EngineState.FADING
                         self._emit("listening", "the performer plays again; fading out")
                         loud_since = None
+                        heard_from, last_loud, after_fade = end - round(live.resume_s * rate), end, True
                     elif ring.end - self._playhead < self._lead_frames and self._play_from is None:
                         self._write_generated(self._upmix(self.extender.next_block()))
         except GenerationInterrupted:

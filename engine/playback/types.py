@@ -58,7 +58,8 @@ class LiveConfig:
     threshold_db : float
         Input level (RMS of 50 ms, dBFS) that counts as playing.
     min_heard_s : float
-        Music that must have been heard before Encore carries on by itself (Enter carries on at once).
+        Music that must have been heard before Encore carries on by itself (Enter carries on at once). After a
+        fade, what made Encore fade counts as enough: a short fill, then silence, and Encore carries on again.
     resume_s : float
         The performer plays again once the input stays above the threshold this long; Encore fades out.
     fade_s : float

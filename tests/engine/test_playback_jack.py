@@ -251,6 +251,39 @@ def test_live_input_is_continued_when_the_performer_stops_and_yields_when_they_p
     assert min(level[16:18]) > 0.02, level[14:20]      # 8 to 9 s: Encore carries on
 
 
+@pytest.mark.filterwarnings("ignore::engine.extend.ShortSongWarning")
+def test_after_a_short_fill_over_the_continuation_encore_carries_on_again(sd, repeat_model):
+    """The performer plays 5 s, rests (Encore carries on at 6.5 s), plays a 0.6 s fill at 10 s (Encore fades) and
+    stays quiet: Encore carries on again, though the fill is shorter than min_heard_s."""
+    from engine.playback import LiveConfig
+
+    phrase = synthetic_song(5.0, JACK_RATE).samples
+    fill_at, fill = 10 * JACK_RATE, round(0.6 * JACK_RATE)
+    position = {"frame": 0}
+
+    def performer(outdata, frames, time_info, status):
+        at = position["frame"] + np.arange(frames)
+        source = np.where(at < phrase.shape[0], at, np.where((at >= fill_at) & (at < fill_at + fill), at - fill_at, -1))
+        outdata[:] = np.where(source[:, None] >= 0, phrase[source.clip(0)], 0.0)
+        position["frame"] += frames
+
+    eng = Engine(model=repeat_model, device=jack_device(sd, "output"))
+    before = set(jack_ports())
+    eng.live(LiveConfig(silence_s=1.0), input_device=jack_device(sd, "input"))
+    player = perform_into(sd, new_ports(before, ":in"), performer)
+    try:
+        time.sleep(15.0)
+        state = eng.status().state
+    finally:
+        player.stop()
+        player.close()
+        eng.stop()
+    kinds = [e.kind for e in (eng.events.get_nowait() for _ in range(eng.events.qsize())) if e.kind != "chunk"]
+    # Before the fix, Encore faded at the fill and then waited, silent, for min_heard_s of playing.
+    assert [k for k in kinds if k in ("continuing", "listening")] == ["continuing", "listening", "continuing"], kinds
+    assert state == "continuing" and eng.status().continuations == 2
+
+
 def _live_through_a_room(sd, model, *, coupling: float, delay_s: float, comeback: float, cancel_echo: bool,
                          until_s: float = 13.0) -> dict:
     """Encore live in a room made of JACK ports: its output comes back ``coupling`` times as loud and ``delay_s``
