@@ -142,7 +142,8 @@ def run_soak_bench(args: argparse.Namespace) -> int:
           f"after the stop (at most {live['continuation_delay_s']['max']:.2f} s), fading "
           f"{live['fade_delay_s']['median']:.2f} s after the comeback (at most {live['fade_delay_s']['max']:.2f} s), "
           f"echo {live['erle_db']:.1f} dB down ({live['echo_canceller']}), quiet performer heard: "
-          f"{live['quiet_performer_heard']} ({live['quiet_comebacks']} quiet comebacks)")
+          f"{live['quiet_performer_heard']} ({live['quiet_comebacks']} quiet comebacks), "
+          f"{live['fades_without_performer']} fades while the performer rested")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
         print(f"wrote {args.json}")

@@ -8,8 +8,8 @@ Two runs, one after the other, each ``minutes`` long:
   :data:`REST_S` of rest, over and over, every other phrase :data:`QUIET_DB` under Encore's echo; and returns
   Encore's own output to the input :data:`ROOM_DELAY_S` late, as loud as it was played, over a noise floor.
   Measured: underruns and late chunks, the continuations, how long after the performer's stop each began and
-  how long after their comeback Encore began to fade, the echo's reduction (:mod:`engine.aec`), and whether
-  every quiet comeback was heard.
+  how long after their comeback Encore began to fade, the echo's reduction (:mod:`engine.aec`), whether every
+  quiet comeback was heard, and fades while the performer rested (Encore's own echo taken for them).
 
 The figures (:func:`soak`) are what ``--json`` writes and ``make bench`` shows.
 """
@@ -22,6 +22,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from multiprocessing import shared_memory
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from .cores import busy_loop
 from .errors import EncoreError
 from .jack import connect, disconnect_capture, jack_device, jack_ports, new_ports
 from .playback.types import EngineConfig
+from .shared_ring import share_array
 
 #: The performer's phrase and the rest after it, in seconds.
 PHRASE_S = 8.0
@@ -71,8 +73,8 @@ def soak(minutes: float, load: int, song: Waveform, *, generator: str | None = N
     dict
         ``{"play": {"minutes", "underruns", "late_chunks"}, "live": {"minutes", "underruns", "late_chunks",
         "continuations", "erle_db", "quiet_performer_heard", "echo_canceller", "continuation_delay_s",
-        "fade_delay_s", "quiet_comebacks", "generator_restarts"}, "generator_runs": str}``; the delays are
-        ``{"median", "max"}`` in seconds.
+        "fade_delay_s", "quiet_comebacks", "fades_without_performer", "generator_restarts"}, "generator_runs":
+        str}``; the delays are ``{"median", "max"}`` in seconds.
 
     Raises
     ------
@@ -128,47 +130,70 @@ def _wait(eng, seconds: float, poll: Callable[[], None] | None = None) -> None:
 
 def _live(sd, devices: tuple[int, int], song: Waveform, minutes: float, generator: str | None,
           config: EngineConfig) -> dict:
-    from .playback import Engine, LiveConfig
+    from .playback import Engine
 
     rate = int(sd.query_devices(devices[1])["default_samplerate"])
     phrase = resample(song.mono(), song.sample_rate, rate).astype(np.float32)
-    frame = multiprocessing.get_context("spawn").Value("q", -1)  # the room's frame count, for the event times
+    context = multiprocessing.get_context("spawn")
+    # Lock-free (one writer, an aligned word): a lock here could keep the room's callback waiting on the soak.
+    frame = context.RawValue("q", -1)  # the room's frame count, for the event times
     events: list[tuple[int, str]] = []
     reductions: list[float] = []
-    with Engine(config, device=devices[1], generator=generator) as eng:
-        before = set(jack_ports())
-        eng.live(LiveConfig(silence_s=SOAK_SILENCE_S), input_device=devices[0])
-        engine_inputs, engine_outputs = new_ports(before, ":in"), new_ports(before, ":out")
-        disconnect_capture(engine_inputs)
-        before = set(jack_ports())
-        room = multiprocessing.get_context("spawn").Process(
-            target=_room, args=(phrase, rate, devices, frame, minutes * 60.0 + 10.0), daemon=True,
-            name="encore-soak-room")
-        room.start()
-        try:
-            room_inputs, room_outputs = new_ports(before, ":in", 1), new_ports(before, ":out", 1)
-            for source in engine_outputs[:1]:
-                connect(source, room_inputs[0])
-            for destination in engine_inputs:
-                connect(room_outputs[0], destination)
-
-            def poll() -> None:
-                now = frame.value
-                events.extend((now, e.kind) for e in (eng.events.get_nowait() for _ in range(eng.events.qsize()))
-                              if e.kind in ("continuing", "listening"))
-                status = eng.status()
-                if status.state == "continuing" and math.isfinite(status.echo_reduction_db):
-                    reductions.append(status.echo_reduction_db)
-
-            _wait(eng, minutes * 60.0, poll)
-            status = eng.status()
-        finally:
-            room.kill()
-            room.join()
+    # The room copies the performer's song from shared memory: pickled into the room's spawn, the song held the
+    # GIL of Encore's process for tens of milliseconds while its stream ran (a JACK xrun of Encore's client).
+    shared = share_array(phrase)
+    try:
+        with Engine(config, device=devices[1], generator=generator) as eng:
+            status = _live_in_a_room(eng, devices, (shared.name, phrase.shape), rate, minutes, frame, events,
+                                     reductions)
+    finally:
+        shared.close()
+        shared.unlink()
     return {"minutes": minutes, "underruns": status.underruns, "late_chunks": status.late_chunks,
             **_judge_live(events, rate, status.continuations), "echo_canceller": status.echo_canceller,
             "generator_restarts": status.generator_restarts,
             "erle_db": float(np.median(reductions)) if reductions else math.nan}
+
+
+def _live_in_a_room(eng, devices: tuple[int, int], phrase: tuple[str, tuple[int, ...]], rate: int, minutes: float,
+                    frame, events: list[tuple[int, str]], reductions: list[float]):
+    """Encore listening in the room (:func:`_room`, playing the song shared as ``phrase``: its segment's name and
+    shape) for ``minutes``, its events (stamped with the room's ``frame``) and echo reductions collected; returns
+    its status at the end."""
+    from .playback import LiveConfig
+
+    before = set(jack_ports())
+    eng.live(LiveConfig(silence_s=SOAK_SILENCE_S), input_device=devices[0])
+    engine_inputs, engine_outputs = new_ports(before, ":in"), new_ports(before, ":out")
+    disconnect_capture(engine_inputs)
+    before = set(jack_ports())
+    # Started after Encore's stream, not before: with the room's client first in the JACK graph, a 45 s soak
+    # measured 16.7 dB of echo reduction in the first continuation (25.5 dB this way), and its quiet comeback
+    # took 7.5 s to be heard.
+    room = multiprocessing.get_context("spawn").Process(
+        target=_room, args=(*phrase, rate, devices, frame, minutes * 60.0 + 10.0), daemon=True,
+        name="encore-soak-room")
+    room.start()
+    try:
+        room_inputs, room_outputs = new_ports(before, ":in", 1), new_ports(before, ":out", 1)
+        for source in engine_outputs[:1]:
+            connect(source, room_inputs[0])
+        for destination in engine_inputs:
+            connect(room_outputs[0], destination)
+
+        def poll() -> None:
+            now = frame.value
+            events.extend((now, e.kind) for e in (eng.events.get_nowait() for _ in range(eng.events.qsize()))
+                          if e.kind in ("continuing", "listening"))
+            status = eng.status()
+            if status.state == "continuing" and math.isfinite(status.echo_reduction_db):
+                reductions.append(status.echo_reduction_db)
+
+        _wait(eng, minutes * 60.0, poll)
+        return eng.status()
+    finally:
+        room.kill()
+        room.join()
 
 
 def _judge_live(events: list[tuple[int, str]], rate: int, continuations: int) -> dict:
@@ -192,14 +217,24 @@ def _judge_live(events: list[tuple[int, str]], rate: int, continuations: int) ->
         return {"median": statistics.median(values), "max": max(values)} if values else \
             {"median": math.nan, "max": math.nan}
 
+    # A fade outside the performer's phrases: Encore took its own echo (or the room's noise) for the performer.
+    unprompted = sum(1 for at, kind in events if kind == "listening" and at % cycle >= phrase)
     return {"continuations": continuations, "continuation_delay_s": spread(carried), "fade_delay_s": spread(faded),
-            "quiet_comebacks": len(quiet), "quiet_performer_heard": bool(quiet) and all(quiet)}
+            "quiet_comebacks": len(quiet), "quiet_performer_heard": bool(quiet) and all(quiet),
+            "fades_without_performer": unprompted}
 
 
-def _room(phrase: np.ndarray, rate: int, devices: tuple[int, int], frame, seconds: float) -> None:
-    """The room process: the performer into Encore's input, and Encore's output back into it."""
+def _room(phrase_memory: str, phrase_shape: tuple[int, ...], rate: int, devices: tuple[int, int], frame,
+          seconds: float) -> None:
+    """The room process: the performer (from the song shared as ``phrase_memory``) into Encore's input, and
+    Encore's output back into it."""
     import sounddevice as sd
 
+    # Read in place, not with copy_shared_array: a child of multiprocessing shares the soak's resource tracker,
+    # and unregistering there would leave the soak's own unlink unmatched (a KeyError in the tracker).
+    memory = shared_memory.SharedMemory(name=phrase_memory)
+    phrase = np.ndarray(phrase_shape, np.float32, buffer=memory.buf).copy()
+    memory.close()
     cycle, length = round((PHRASE_S + REST_S) * rate), round(PHRASE_S * rate)
     delay = np.zeros(round(ROOM_DELAY_S * rate), np.float32)
     quiet = np.float32(10 ** (-QUIET_DB / 20))

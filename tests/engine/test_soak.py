@@ -46,3 +46,26 @@ def test_an_hour_of_endless_playback_holds_memory_level_and_range(generator):
     assert max(peaks) <= 1.0
     assert max(peaks[1:]) <= 10 ** (-1 / 20) + 1e-6  # the continuation never passes the limiter's ceiling
     assert rss[59] - rss[5] < RSS_GROWTH_BOUND_MIB, rss
+
+
+def test_the_live_soak_judges_each_stop_and_comeback_from_the_rooms_frame_count():
+    from engine.soak import PHRASE_S, REST_S, _judge_live
+
+    rate = 100
+    cycle, phrase = round((PHRASE_S + REST_S) * rate), round(PHRASE_S * rate)
+    events = []
+    for k in range(4):  # phrases at k * cycle; Encore carries on 0.9 s after each stop, fades 0.3 s into the next
+        events.append((k * cycle + phrase + 90, "continuing"))
+        if k < 3:
+            events.append(((k + 1) * cycle + 30, "listening"))
+    events.append((cycle + phrase + 500, "listening"))  # a fade while the performer rests: its own echo
+    judged = _judge_live(sorted(events), rate, continuations=4)
+    assert judged["continuation_delay_s"] == {"median": 0.9, "max": 0.9}
+    assert judged["fade_delay_s"] == {"median": 0.3, "max": 0.3}
+    assert judged["quiet_comebacks"] == 2 and judged["quiet_performer_heard"] is True
+    assert judged["fades_without_performer"] == 1
+
+    # The first comeback (every other one is quiet) is not heard: Encore plays on over the performer.
+    missed = [event for event in events if event != (cycle + 30, "listening")]
+    judged = _judge_live(sorted(missed), rate, continuations=4)
+    assert judged["quiet_performer_heard"] is False and judged["fade_delay_s"]["max"] == float("inf")
