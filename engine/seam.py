@@ -205,7 +205,7 @@ class DCBlocker:
         ValueError
             A block whose channel layout differs from the stream's so far.
         """
-        x = _finite_float64(block)
+        x = _finite(block, np.float64)
         if x.ndim not in (1, 2):
             raise ValueError(f"blocks must be (frames,) or (frames, channels), got {x.shape}")
         if self._zi is None:
@@ -428,10 +428,6 @@ def frame_peaks(x: np.ndarray) -> np.ndarray:
     for channel in range(1, x.shape[1]):
         np.maximum(peak, np.abs(x[:, channel]), out=peak)
     return peak
-
-
-def _finite_float64(block: np.ndarray) -> np.ndarray:
-    return _finite(block, np.float64)
 
 
 def _finite(block: np.ndarray, dtype) -> np.ndarray:

@@ -294,7 +294,7 @@ class LiveInput(PlaybackState):
         above the threshold, and louder than Encore's own output heard back through the room explains (with a
         canceller: what is left of it after cancelling and suppressing, :mod:`engine.aec`)."""
         gate, played_ring = self._echo_gate(), self._played_ring()
-        heard = self._canceller.suppressed if self._canceller is not None else self._input_ring()
+        heard = self._level_input()
         level = rms(heard.latest(window))
         if level <= threshold and not gate.learning:
             return False
@@ -311,10 +311,15 @@ class LiveInput(PlaybackState):
         performer = gate.is_performer(end, level, output_envelope(played, self.sample_rate))
         return level > threshold and performer
 
+    def _level_input(self) -> RingBuffer:
+        """The ring the performer's level is read from: the input with Encore's echo cancelled where a canceller
+        runs (:attr:`~engine.aec.LiveCanceller.suppressed`), else the input itself."""
+        return self._canceller.suppressed if self._canceller is not None else self._input_ring()
+
     def _quiet_tail(self, window: int, threshold: float) -> int:
         """Frames at the end of the level window that follow the performer's last sound (:func:`quiet_tail`
         on what the level is read from)."""
-        heard = self._canceller.suppressed if self._canceller is not None else self._input_ring()
+        heard = self._level_input()
         return quiet_tail(heard.latest(window), threshold, round(SOUND_END_STEP_S * self.sample_rate))
 
     def _close_sounded(self, end: int) -> None:
