@@ -107,6 +107,25 @@ def test_the_first_jump_carries_on_where_a_repeat_of_the_songs_last_bars_would()
     assert a.phase[first] == a.phase[a.segments - 1]
 
 
+def test_a_first_run_that_reaches_the_memorys_end_early_plays_the_matched_passage_once_more():
+    """ABCC cut 6.5 bars into the second C: the first jump goes back 16 s, to the first C's bar 6, and the run
+    from there reaches the memory's end (its last whole bar) after under 8 bars, before it is due to jump. It goes
+    back again to the bar line 16 s before that end, the first C's bar 6 (44 s), as a repeat of the passage would;
+    then on to other phrases, not a third time."""
+    song = phrase_song("ABCC")
+    memory = Waveform(song.samples[:round((24 + 6.5) * 2.0 * song.sample_rate)], song.sample_rate)
+    generator = Resynthesizer("jukebox")
+    generator.extend(memory, 60.0, only_extension=True)
+    a, s = generator.analysis, generator.structure
+    runs = runs_of(continuation_of(generator))
+    starts_s = [float(a.bounds[run[0]]) / ANALYSIS_RATE for run in runs]
+    assert starts_s[0] == pytest.approx(44.5, abs=0.1)  # the first jump: 16 s back, mid-bar
+    assert int(runs[0][-1]) == int(s.bar_starts[-1]) - 1, "the first run plays to the end of the last whole bar"
+    assert starts_s[1] == pytest.approx(44.0, abs=0.05), "then the matched passage again, from its bar line"
+    assert int(runs[1][0]) in set(s.bar_starts[:-1].tolist())
+    assert all(abs(start - 44.0) > 0.5 for start in starts_s[2:]), "once, not a loop"
+
+
 def test_ten_minutes_from_a_short_memory_mix_its_phrases_and_do_not_settle_into_a_loop():
     generator = Resynthesizer("jukebox")
     generator.extend(bar_song(30.0, 22050), 600.0, only_extension=True)
