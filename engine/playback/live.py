@@ -296,11 +296,10 @@ class LiveInput(PlaybackState):
         gate, played_ring = self._echo_gate(), self._played_ring()
         heard = self._level_input()
         level = rms(heard.latest(window))
-        if level <= threshold and not gate.learning:
-            return False
         # The envelope's maximum over 0.3 s of delays absorbs the echo's delay, and that the played ring may be a
-        # callback block behind the input; with the delay known, it is read where the echo came from. While
-        # learning, quiet input is a level pair too (headphones: the room returns nothing).
+        # callback block behind the input; with the delay known, it is read where the echo came from. Quiet input
+        # is a level pair too: for learning (headphones: the room returns nothing), and for following a
+        # cancelled echo's remains down (EchoGate.hears_performer).
         span = min(round(ENVELOPE_SPAN_S * self.sample_rate), len(played_ring))
         delay = self._canceller.delay_s if self._canceller is not None else None
         source_end = min(played_ring.end, end - round(delay * self.sample_rate)) if delay is not None else None
@@ -308,8 +307,7 @@ class LiveInput(PlaybackState):
             played = played_ring.read(source_end - span, source_end)
         else:
             played = played_ring.latest(span)
-        performer = gate.is_performer(end, level, output_envelope(played, self.sample_rate))
-        return level > threshold and performer
+        return gate.hears_performer(end, level, output_envelope(played, self.sample_rate), threshold)
 
     def _level_input(self) -> RingBuffer:
         """The ring the performer's level is read from: the input with Encore's echo cancelled where a canceller

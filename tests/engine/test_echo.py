@@ -11,6 +11,7 @@ from engine.echo import (
     LEARN_S,
     LEVEL_WINDOW_S,
     MAX_ECHO_DELAY_S,
+    MIN_LEARNING_PAIRS,
     EchoGate,
     input_hears_encore,
     output_envelope,
@@ -113,13 +114,40 @@ def test_a_learned_coupling_decides_while_the_next_one_is_learned():
     gate.coupling = 0.1
     gate.start_learning(0)
     assert gate.learning
-    assert gate.is_performer(WINDOW, 0.5, 0.5)  # 0.5 > ECHO_MARGIN * 0.1 * 0.5
-    assert not gate.is_performer(2 * WINDOW, ECHO_MARGIN * 0.1 * 0.5 * 0.9, 0.5)
+    at = 0
+    for _ in range(MIN_LEARNING_PAIRS):  # the performer has just stopped: the first polls are echo
+        assert not gate.is_performer(at, 0.1 * 0.4, 0.4)
+        at += POLL
+    assert gate.is_performer(at, 0.5, 0.5)  # 0.5 > ECHO_MARGIN * 0.1 * 0.5
+    assert not gate.is_performer(at + POLL, ECHO_MARGIN * 0.1 * 0.5 * 0.9, 0.5)
     for poll in range(60):  # a second and more of pure echo at 0.1 relearns it
-        gate.is_performer(poll * POLL, 0.1 * 0.4, 0.4)
+        gate.is_performer(at + poll * POLL, 0.1 * 0.4, 0.4)
     assert not gate.learning and gate.coupling == pytest.approx(0.1)
     assert "20 dB down" in gate.describe()
     assert gate.echo_db == pytest.approx(20.0)
+
+
+def test_the_remains_loudest_as_encore_starts_again_are_echo_and_a_comeback_over_them_is_heard():
+    # The soak's case: the last coupling was learnt 50 dB down, and a canceller's remains come back 17-22 dB
+    # under Encore's output for the first 0.3-0.9 s of the next continuation. Taken for the performer, they
+    # faded Encore 0.4 s after it began.
+    gate = EchoGate(RATE, floor=0.01)
+    gate.coupling = 10 ** (-50 / 20)
+    gate.start_learning(0)
+    remains, output, at = 10 ** (-20 / 20), 0.18, 0
+    for _ in range(round(0.5 * RATE / POLL)):
+        assert not gate.is_performer(at, remains * output, output)
+        at += POLL
+    # A comeback within the second is heard over them, and is not learnt as the room's echo.
+    comeback = 0.5 * output
+    for _ in range(MIN_LEARNING_PAIRS):
+        assert gate.is_performer(at, comeback, output)
+        at += POLL
+    for _ in range(round(0.6 * RATE / POLL)):
+        gate.is_performer(at, remains * output, output)
+        at += POLL
+    assert not gate.learning
+    assert gate.coupling == pytest.approx(remains)
 
 
 def _seconds_of_echo(gate: EchoGate, ratios: list[float], *, output: float = 0.4, at: int = 0) -> int:
@@ -144,6 +172,26 @@ def test_the_coupling_follows_a_converging_canceller_down_and_a_quieter_performe
     at = _seconds_of_echo(gate, [0.1] + [0.03] * (FOLLOW_SECONDS + 2), at=at)
     assert gate.coupling == pytest.approx(0.03)
     assert gate.is_performer(at, performer, 0.4)
+
+
+def test_the_live_verdict_lets_the_gate_follow_remains_under_the_threshold_down():
+    # The soak's case: a coupling learnt on a second with a burst of residual echo (-18 dB), then remains
+    # 50 dB under Encore's output, far under the live threshold. The live thread's verdict on those quiet polls
+    # is "not the performer", but the gate must still see them: then a performer 6 dB under the (uncancelled)
+    # echo, dipping 16 dB under Encore's output, is heard.
+    threshold, output = 0.01, 0.1
+    gate = EchoGate(RATE, floor=threshold)
+    gate.start_learning(0)
+    at = _seconds_of_echo(gate, [0.125, 0.125], output=output)
+    assert gate.coupling == pytest.approx(0.125)
+    remains = 10 ** (-50 / 20) * output
+    for _ in range(round((FOLLOW_SECONDS + 1) * RATE / POLL)):
+        assert not gate.hears_performer(at, remains, output, threshold)
+        at += POLL
+    assert gate.coupling == pytest.approx(10 ** (-50 / 20), rel=0.01)
+    dip = 10 ** (-16 / 20) * output
+    assert gate.hears_performer(at, dip, output, threshold)
+    assert not gate.hears_performer(at, 0.5 * threshold, 1e-3 * output, threshold), "never under the threshold"
 
 
 def test_the_coupling_comes_down_only_on_several_seconds_and_never_goes_up_between_learnings():
