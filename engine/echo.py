@@ -147,7 +147,7 @@ class EchoGate:
             return True
         ratio = input_level / output_level
         if self._learning_from is not None:
-            return self._learn(frame, ratio)
+            return self._learn(frame - self._learning_from, ratio)
         if self.coupling is None:  # not learnt, nor learning: nothing says what the echo is
             return False
         performer = ratio > ECHO_MARGIN * self.coupling
@@ -155,8 +155,9 @@ class EchoGate:
             self._follow(frame, ratio)
         return performer
 
-    def _learn(self, frame: int, ratio: float) -> bool:
-        """One poll of the learning second: its verdict, and the ratio learnt where it is echo.
+    def _learn(self, since: int, ratio: float) -> bool:
+        """One poll of the learning second, ``since`` input frames after it began: its verdict, and the ratio
+        learnt where it is echo.
 
         The performer has just stopped, so the learning's first :data:`MIN_LEARNING_PAIRS` polls are learnt
         whatever they are, and the echo expected meanwhile is the higher of the last coupling and what this second
@@ -175,8 +176,7 @@ class EchoGate:
             performer = ratio > ECHO_MARGIN * max(previous, float(np.percentile(ratios, COUPLING_PERCENTILE)))
         if not first_polls and not performer:
             ratios.append(ratio)
-        if (self._learning_from is not None and frame - self._learning_from >= LEARN_S * self.sample_rate
-                and len(ratios) >= MIN_LEARNING_PAIRS):
+        if since >= LEARN_S * self.sample_rate and len(ratios) >= MIN_LEARNING_PAIRS:
             self.coupling = float(np.percentile(ratios, COUPLING_PERCENTILE))
             self._learning_from = None
         return performer

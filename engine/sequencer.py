@@ -298,13 +298,12 @@ class Sequencer:
     def _repeat_entry(self, bar: int) -> int | None:
         """Where the first run goes when it must leave at the line before ``bar`` before it is due to jump: the
         bar line nearest to :attr:`_repeat_shift` segments before that line (the passage the first jump matched,
-        once more), among steady bars other than the next; None after the first run, or when there is none.
+        once more), among the steady bars before it; None after the first run, or when there is none.
 
         On the 36 evaluation clips, where the best match of a 30 s memory's end often lies a bar or two before it,
         such a run had to jump within 2-3 s of the song's end into any other phrase; going back to where the
         matched passage began is what a repeat of that passage plays, and what the truth most often did."""
-        shift, self._repeat_shift = self._repeat_shift, None
-        s = self.structure
+        shift, s = self._repeat_shift, self.structure  # :meth:`_jump` ends the first run, whichever jump follows
         if shift is None or shift <= 0:
             return None
         bars = np.arange(self.steady_first, min(self.steady_stop, bar))
