@@ -155,6 +155,24 @@ class EchoGate:
             self._follow(frame, ratio)
         return performer
 
+    def _expected_ratio(self) -> float:
+        """The input-to-output ratio Encore's echo is expected to reach now: the coupling, or while one is relearnt
+        the higher of the last one and what this second has measured so far (:meth:`_learn`); inf where nothing
+        says what the echo is (the first coupling not learnt yet)."""
+        if self.coupling is None:
+            return math.inf
+        if self._learning_from is not None and self._ratios:
+            return max(self.coupling, float(np.percentile(self._ratios, COUPLING_PERCENTILE)))
+        return self.coupling
+
+    def performer_level(self, output_level: float) -> float:
+        """The input level over which :meth:`is_performer` hears the performer under ``output_level`` (RMS,
+        linear): 0 while Encore is silent, inf while nothing says what its echo is. The live thread reads where a
+        comeback's sound began from it."""
+        if output_level <= self.floor:
+            return 0.0
+        return ECHO_MARGIN * self._expected_ratio() * output_level
+
     def _learn(self, since: int, ratio: float) -> bool:
         """One poll of the learning second, ``since`` input frames after it began: its verdict, and the ratio
         learnt where it is echo.
@@ -166,14 +184,11 @@ class EchoGate:
         for the performer and faded. Later polls that pass for the performer are not learnt, so that a comeback
         within the second does not set the coupling.
         """
-        previous, ratios = self.coupling, self._ratios
+        ratios = self._ratios
         first_polls = len(ratios) < MIN_LEARNING_PAIRS
         if first_polls:
             ratios.append(ratio)
-        if previous is None:  # the first coupling: the room is not known yet
-            performer = False
-        else:
-            performer = ratio > ECHO_MARGIN * max(previous, float(np.percentile(ratios, COUPLING_PERCENTILE)))
+        performer = ratio > ECHO_MARGIN * self._expected_ratio()  # inf for the first coupling: the room is unknown
         if not first_polls and not performer:
             ratios.append(ratio)
         if since >= LEARN_S * self.sample_rate and len(ratios) >= MIN_LEARNING_PAIRS:

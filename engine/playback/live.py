@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 import warnings
 
 import numpy as np
@@ -84,6 +83,20 @@ def quiet_tail(samples: np.ndarray, threshold: float, step: int) -> int:
     return frames if loud.size == 0 else (stretches - 1 - int(loud[-1])) * step
 
 
+def loud_head(samples: np.ndarray, threshold: float, step: int) -> int:
+    """How many frames at the start of ``samples`` come before its first loud stretch (:func:`quiet_tail`'s
+    stretches, counted back from the newest frame): ``len(samples)`` when none is loud."""
+    x = np.asarray(samples, dtype=np.float64)
+    frames = x.shape[0]
+    stretches = frames // step if step > 0 else 0
+    if stretches == 0:
+        return frames
+    oldest = frames - stretches * step
+    rows = x[oldest:].reshape(stretches, -1)
+    loud = np.flatnonzero(np.mean(rows * rows, axis=1) > threshold * threshold)
+    return frames if loud.size == 0 else oldest + int(loud[0]) * step
+
+
 class LiveInput(PlaybackState):
     """The :class:`~engine.playback.Engine`'s live role (its state is :class:`~engine.playback.state.PlaybackState`)."""
 
@@ -122,6 +135,7 @@ class LiveInput(PlaybackState):
         self._canceller_note = why_unavailable() if self._live.cancel_echo else "switched off"
         self._canceller = None if self._canceller_note else LiveCanceller(rate, self._in_channels)
         self._delay_estimated_for, self._relearn_from = -1, None
+        self._output_level = 0.0  # the output envelope the echo gate last judged the input against
         # What Encore itself sent out, frame for frame with the input (both are written by the same callback),
         # so the live thread can tell the performer from Encore heard back through speakers (engine.echo) and
         # cancel the echo (engine.aec). Its reads stay seconds clear of the callback's next writes.
@@ -247,8 +261,11 @@ class LiveInput(PlaybackState):
                 elif self._state == EngineState.CONTINUING:
                     self._estimate_echo_delay(end)
                     self._relearn_after_converging(end)
-                    loud_since = (loud_since or time.monotonic()) if loud else None
-                    if loud_since is not None and time.monotonic() - loud_since >= live.resume_s:
+                    if not loud:
+                        loud_since = None
+                    elif loud_since is None:
+                        loud_since = self._sound_began(end, window, threshold)
+                    if loud_since is not None and end - loud_since >= live.resume_s * rate:
                         self._fade_pos = 0
                         self._state = EngineState.FADING
                         self._emit("listening", "the performer plays again; fading out")
@@ -307,12 +324,24 @@ class LiveInput(PlaybackState):
             played = played_ring.read(source_end - span, source_end)
         else:
             played = played_ring.latest(span)
-        return gate.hears_performer(end, level, output_envelope(played, self.sample_rate), threshold)
+        self._output_level = output_envelope(played, self.sample_rate)
+        return gate.hears_performer(end, level, self._output_level, threshold)
 
     def _level_input(self) -> RingBuffer:
         """The ring the performer's level is read from: the input with Encore's echo cancelled where a canceller
         runs (:attr:`~engine.aec.LiveCanceller.suppressed`), else the input itself."""
         return self._canceller.suppressed if self._canceller is not None else self._input_ring()
+
+    def _sound_began(self, end: int, window: int, threshold: float) -> int:
+        """The input frame where the sound that made the level window ending at ``end`` loud began: its first
+        stretch over both the threshold and the echo the gate allows for (:meth:`~engine.echo.EchoGate.
+        performer_level`). A comeback's :attr:`~engine.config.LiveConfig.resume_s` is counted from there: counted
+        from the first loud window, the window's filling (up to 50 ms, longer for a quiet comeback) came on top,
+        and two quiet comebacks of a 10-minute soak faded Encore 0.31 s after they began."""
+        bar = max(threshold, self._echo_gate().performer_level(self._output_level))
+        heard = self._level_input().latest(window)
+        head = loud_head(heard, bar, round(SOUND_END_STEP_S * self.sample_rate))
+        return end - heard.shape[0] + min(head, heard.shape[0])
 
     def _quiet_tail(self, window: int, threshold: float) -> int:
         """Frames at the end of the level window that follow the performer's last sound (:func:`quiet_tail`

@@ -150,6 +150,34 @@ def test_the_remains_loudest_as_encore_starts_again_are_echo_and_a_comeback_over
     assert gate.coupling == pytest.approx(remains)
 
 
+def test_the_level_a_comeback_must_reach_is_the_verdicts_own_in_every_state():
+    # The live thread finds where a comeback began from this level: it must be the one the verdict uses.
+    gate = EchoGate(RATE, floor=0.01)
+    output, at = 0.4, 0
+
+    def agrees(output_level: float) -> None:
+        level = gate.performer_level(output_level)
+        for input_level in (0.5 * level, 0.99 * level, 1.01 * level, 2.0 * level):
+            if np.isfinite(input_level) and input_level > 0:
+                expected = input_level > level
+                probe = EchoGate(RATE, floor=gate.floor)  # the same state, so that probing learns nothing here
+                probe.__dict__.update({k: (list(v) if isinstance(v, list) else v) for k, v in gate.__dict__.items()})
+                assert probe.is_performer(at, input_level, output_level) == expected, (input_level, level)
+
+    assert gate.performer_level(0.005) == 0.0  # Encore silent: any input is the performer
+    gate.start_learning(0)
+    assert gate.performer_level(output) == np.inf  # the first coupling: the room is not known yet
+    at = _seconds_of_echo(gate, [0.1, 0.1], output=output)
+    assert gate.performer_level(output) == pytest.approx(ECHO_MARGIN * 0.1 * output)
+    agrees(output)
+    gate.start_learning(at)
+    for _ in range(MIN_LEARNING_PAIRS):  # relearning over louder remains: the higher of the two is expected
+        gate.is_performer(at, 0.3 * output, output)
+        at += POLL
+    assert gate.performer_level(output) == pytest.approx(ECHO_MARGIN * 0.3 * output)
+    agrees(output)
+
+
 def _seconds_of_echo(gate: EchoGate, ratios: list[float], *, output: float = 0.4, at: int = 0) -> int:
     """Each of ``ratios`` for a second of polls (input = ratio * output); returns the frame after them."""
     polls_a_second = round(RATE / POLL)

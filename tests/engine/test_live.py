@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.playback.live import quiet_tail
+from engine.playback.live import loud_head, quiet_tail
 
 RATE = 48000
 STEP = 480  # 10 ms
@@ -38,3 +38,20 @@ def test_a_loud_stretch_in_the_middle_ends_where_it_ends():
     x = np.zeros(2400, np.float32)
     x[960:1440] = 0.5  # the third of five stretches
     assert quiet_tail(x, THRESHOLD, STEP) == 960
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize(("silent_ms", "expected_ms"),
+                         [(0, 0), (3, 0), (10, 10), (20, 20), (33, 30), (40, 40), (50, 50)])
+def test_where_a_sound_began_in_the_window_is_found_to_10_ms(channels, silent_ms, expected_ms):
+    # A comeback's required playing is counted from here, not from the first window loud on average.
+    x = _window_ending_quiet(silent_ms, channels)[::-1].copy()  # the tone starts ``silent_ms`` in
+    assert loud_head(x, THRESHOLD, STEP) == expected_ms * RATE // 1000
+
+
+def test_the_stretches_of_where_a_sound_began_end_at_the_newest_frame():
+    x = np.zeros(2400 + 100, np.float32)  # 100 frames older than the first whole stretch are not looked at
+    x[:100] = 0.5
+    x[100 + 3 * STEP:] = 0.5
+    assert loud_head(x, THRESHOLD, STEP) == 100 + 3 * STEP
+    assert loud_head(np.zeros(100, np.float32), THRESHOLD, STEP) == 100
