@@ -337,11 +337,12 @@ class LiveInput(PlaybackState):
         stretch over both the threshold and the echo the gate allows for (:meth:`~engine.echo.EchoGate.
         performer_level`). A comeback's :attr:`~engine.config.LiveConfig.resume_s` is counted from there: counted
         from the first loud window, the window's filling (up to 50 ms, longer for a quiet comeback) came on top,
-        and two quiet comebacks of a 10-minute soak faded Encore 0.31 s after they began."""
+        and two quiet comebacks of a 10-minute soak faded Encore 0.31 s after they began. (With a canceller, the
+        level's ring is up to a canceller frame behind the input's, so the start found is that much late: never
+        early.)"""
         bar = max(threshold, self._echo_gate().performer_level(self._output_level))
         heard = self._level_input().latest(window)
-        head = loud_head(heard, bar, round(SOUND_END_STEP_S * self.sample_rate))
-        return end - heard.shape[0] + min(head, heard.shape[0])
+        return end - heard.shape[0] + loud_head(heard, bar, round(SOUND_END_STEP_S * self.sample_rate))
 
     def _quiet_tail(self, window: int, threshold: float) -> int:
         """Frames at the end of the level window that follow the performer's last sound (:func:`quiet_tail`
