@@ -135,7 +135,7 @@ class LiveInput(PlaybackState):
         self._canceller_note = why_unavailable() if self._live.cancel_echo else "switched off"
         self._canceller = None if self._canceller_note else LiveCanceller(rate, self._in_channels)
         self._delay_estimated_for, self._relearn_from = -1, None
-        self._output_level = 0.0  # the output envelope the echo gate last judged the input against
+        self._output_level = 0.0
         # What Encore itself sent out, frame for frame with the input (both are written by the same callback),
         # so the live thread can tell the performer from Encore heard back through speakers (engine.echo) and
         # cancel the echo (engine.aec). Its reads stay seconds clear of the callback's next writes.

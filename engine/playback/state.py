@@ -88,6 +88,7 @@ class PlaybackState:
         self._canceller_note = ""  # why none runs, in one line
         self._delay_estimated_for = -1  # the continuation whose echo delay was last estimated
         self._relearn_from: int | None = None  # input frame of a new echo delay the gate has not learnt after yet
+        self._output_level = 0.0  # the output envelope the echo gate last judged the live input against
         self._sounded: list[list[int]] = []  # [begin, end) input frames where Encore sounded; end -1 while it does
         self._fade = np.ones((0, 1), np.float32)
         self._carry_on = threading.Event()
