@@ -148,10 +148,8 @@ class EchoGate:
         ratio = input_level / output_level
         if self._learning_from is not None:
             return self._learn(frame - self._learning_from, ratio)
-        if self.coupling is None:  # not learnt, nor learning: nothing says what the echo is
-            return False
-        performer = ratio > ECHO_MARGIN * self.coupling
-        if not performer:
+        performer = ratio > ECHO_MARGIN * self._expected_ratio()  # never before a coupling is learnt
+        if not performer and self.coupling is not None:
             self._follow(frame, ratio)
         return performer
 

@@ -73,27 +73,28 @@ def quiet_tail(samples: np.ndarray, threshold: float, step: int) -> int:
         Frames after the end of the newest loud stretch: 0 when the newest stretch is loud, ``len(samples)``
         when none is (a stretch shorter than ``step`` at the oldest end is not looked at).
     """
+    frames, oldest, loud = _loud_stretches(samples, threshold, step)
+    return frames if loud.size == 0 else frames - oldest - (int(loud[-1]) + 1) * step
+
+
+def _loud_stretches(samples: np.ndarray, threshold: float, step: int) -> tuple[int, int, np.ndarray]:
+    """``samples`` cut into stretches of ``step`` frames counted back from the newest (a shorter remainder at the
+    oldest end is not looked at): its length, where the first stretch starts, and the indices (oldest first) of
+    the stretches whose RMS over all channels is over ``threshold``."""
     x = np.asarray(samples, dtype=np.float64)
     frames = x.shape[0]
     stretches = frames // step if step > 0 else 0
     if stretches == 0:
-        return frames
-    newest = x[frames - stretches * step:].reshape(stretches, -1)  # one row a stretch, oldest first
-    loud = np.flatnonzero(np.mean(newest * newest, axis=1) > threshold * threshold)
-    return frames if loud.size == 0 else (stretches - 1 - int(loud[-1])) * step
+        return frames, frames, np.zeros(0, np.int64)
+    oldest = frames - stretches * step
+    rows = x[oldest:].reshape(stretches, -1)  # one row a stretch, oldest first
+    return frames, oldest, np.flatnonzero(np.mean(rows * rows, axis=1) > threshold * threshold)
 
 
 def loud_head(samples: np.ndarray, threshold: float, step: int) -> int:
     """How many frames at the start of ``samples`` come before its first loud stretch (:func:`quiet_tail`'s
     stretches, counted back from the newest frame): ``len(samples)`` when none is loud."""
-    x = np.asarray(samples, dtype=np.float64)
-    frames = x.shape[0]
-    stretches = frames // step if step > 0 else 0
-    if stretches == 0:
-        return frames
-    oldest = frames - stretches * step
-    rows = x[oldest:].reshape(stretches, -1)
-    loud = np.flatnonzero(np.mean(rows * rows, axis=1) > threshold * threshold)
+    frames, oldest, loud = _loud_stretches(samples, threshold, step)
     return frames if loud.size == 0 else oldest + int(loud[0]) * step
 
 
