@@ -25,7 +25,7 @@ APT_EVAL := wesnoth-1.16-music supertuxkart-data
 DEMO_OUT := endless-demo.wav
 DEMO_SECONDS ?= 90
 
-.PHONY: demo test test-fast player screenshot corpus evalset devset evaluate longlisten train-default train-resynth lint bench clean apt-runtime apt-player \
+.PHONY: demo test test-fast player screenshot corpus evalset devset evaluate longlisten longlisten-dev train-default train-resynth lint bench clean apt-runtime apt-player \
 	apt-test apt-corpus apt-eval
 
 demo: $(VENV)/.runtime apt-runtime
@@ -80,6 +80,11 @@ evaluate: evalset
 longlisten: $(VENV)/.dev apt-eval
 	$(BIN)/encore train longlisten longlisten --minutes 10 --generators resynth,jukebox,match,loop \
 		$(if $(wildcard evaluation/results.json),--ten-seconds evaluation/results.json)
+
+# The same on 12 whole validation songs of the corpus (`make corpus` first): where the long listen's settings are
+# chosen, so that the evaluation packages only judge them.
+longlisten-dev: $(VENV)/.dev
+	$(BIN)/encore train longlisten longlisten-dev --dev-corpus corpus --minutes 10 --generators resynth,jukebox,match,loop
 
 train-default: $(VENV)/.dev
 	$(BIN)/encore train fit corpus --run-dir runs/compact --preset compact --files 0 --windows-per-song 6 --max-minutes 50 \

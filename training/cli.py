@@ -274,7 +274,7 @@ def cmd_longlisten(args: argparse.Namespace) -> int:
     with freed_memory_kept():
         results = longlisten(args.out_dir, songs=args.songs, minutes=args.minutes, generators=generators,
                              songs_dir=args.songs_dir, ten_seconds=args.ten_seconds, jobs=args.jobs,
-                             progress=lambda line: print(line, file=sys.stderr, flush=True))
+                             dev_corpus=args.dev_corpus, progress=lambda line: print(line, file=sys.stderr, flush=True))
     print(format_table(results))
     print(f"wrote {Path(args.out_dir) / 'longlisten.json'}, longlisten.md, figures/ "
           f"({results['settings']['seconds']:.0f} s)")
@@ -543,6 +543,9 @@ def build_parser(prog: str = "training") -> argparse.ArgumentParser:
                    help="comma-separated: resynth, jukebox, match, loop (default all four)")
     p.add_argument("--songs-dir", help="a folder of songs instead of the evaluation packages (not searched "
                                        "recursively)")
+    p.add_argument("--dev-corpus", metavar="CORPUS",
+                   help="the training corpus: its validation songs (the dev set's, whole) instead of the evaluation "
+                        "packages, to choose settings on; the evaluation packages judge them")
     p.add_argument("--ten-seconds", metavar="RESULTS_JSON",
                    help="results.json of training evaluate, whose 10 s medians go beside (default "
                         "OUT_DIR/../results.json when it exists)")

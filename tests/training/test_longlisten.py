@@ -15,6 +15,8 @@ from engine.errors import ConfigError
 from tests.conftest import phrase_song
 from training.cli import main
 from training.corpus import evalset
+from training.corpus.devset import validation_songs
+from training.corpus.split import DataConfig, list_audio_files, split_files
 from training.evaluation import listening
 from training.evaluation import longlisten as ll
 from training.evaluation.baselines import make_generator
@@ -253,6 +255,31 @@ def test_the_packages_songs_come_in_the_evaluation_sets_fixed_order(tmp_path, mo
     assert ll.song_listing(songs=2)[0][0].startswith("pkg-a--") and ll.song_listing(songs=2)[1][0].startswith("pkg-b")
     with pytest.raises(ConfigError):
         ll.song_listing(songs=0)
+
+
+def test_the_dev_corpus_gives_its_validation_songs_whole_and_never_a_training_song(tmp_path):
+    corpus = tmp_path / "corpus"
+    seconds = {}
+    for package in ("wz", "blupi"):
+        (corpus / package).mkdir(parents=True)
+        for index in range(8):  # the same file names in both packages
+            seconds[f"{package}--track{index}"] = 20 if index == 3 else 31 + index
+            soundfile.write(str(corpus / package / f"track{index}.flac"),
+                            np.zeros(seconds[f"{package}--track{index}"] * 8000, np.float32), 8000)
+    training_songs, validation = split_files(list_audio_files(corpus), DataConfig(files=0, seed=0))
+    named = {path: f"{path.parent.name}--{path.stem}" for path in training_songs + validation}
+
+    listing = ll.song_listing(dev_corpus=corpus, songs=16)
+    names = [name for name, _ in listing]
+    # The dev set's order of the held-out songs, those under 30 s left out; none of them is trained on.
+    assert names == [named[path] for path in validation_songs(corpus) if seconds[named[path]] >= ll.MIN_SONG_S]
+    assert 0 < len(names) < len(validation) + 1 and len(set(names)) == len(names)
+    assert not {path for _, path in listing} & set(training_songs)
+    assert ll.song_listing(dev_corpus=corpus, songs=2) == listing[:2]
+    with pytest.raises(ConfigError, match="not both"):
+        ll.song_listing(dev_corpus=corpus, songs_dir=corpus)
+    with pytest.raises(ConfigError, match="not a folder"):
+        ll.song_listing(dev_corpus=tmp_path / "nowhere")
 
 
 @pytest.mark.slow

@@ -35,6 +35,32 @@ MIN_SONG_S = 60.0
 MIN_RMS = 0.01
 
 
+def validation_songs(corpus_dir: str | os.PathLike, *, files: int = 0, seed: int = 0) -> list[Path]:
+    """The songs of ``corpus_dir`` that ``training fit --files --seed`` holds out, in the dev set's fixed shuffle
+    (numpy seed ``seed``): where the engine's settings are chosen, clipped (:func:`build_devset`) or whole (the
+    long listen's ``--dev-corpus``).
+
+    Parameters
+    ----------
+    corpus_dir : str or os.PathLike
+        Folder of audio files, searched recursively (the training corpus).
+    files, seed : int
+        The split, as ``training fit --files --seed``.
+
+    Returns
+    -------
+    list of pathlib.Path
+        Every validation song, none of the training songs.
+
+    Raises
+    ------
+    ConfigError
+        No folder, or under 2 audio files in it (too few to split).
+    """
+    _, validation = split_files(list_audio_files(corpus_dir), DataConfig(files=files, seed=seed))
+    return [validation[index] for index in np.random.default_rng(seed).permutation(len(validation))]
+
+
 def build_devset(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *, clips: int = 60, files: int = 0,
                  seed: int = 0, progress: Callable[[str], None] | None = None) -> list[Path]:
     """Cut ``clips`` clips from the validation songs of ``corpus_dir`` into ``out_dir``.
@@ -65,12 +91,10 @@ def build_devset(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *, c
     if clips < 1:
         raise ConfigError(f"clips must be 1 or more, got {clips}")
     say = progress or (lambda line: None)
-    _, validation = split_files(list_audio_files(corpus_dir), DataConfig(files=files, seed=seed))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for index in np.random.default_rng(seed).permutation(len(validation)):
-        path = validation[index]
+    for path in validation_songs(corpus_dir, files=files, seed=seed):
         try:
             song = load_audio(path)
         except EncoreError as e:

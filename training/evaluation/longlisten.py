@@ -25,6 +25,7 @@ when its ``results.json`` is given or lies in ``OUT_DIR/..``).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -86,36 +87,51 @@ TEN_SECONDS = {"logmel_db": "log-mel dB", "harmony": "harmony", "tempo_held": "t
 # ------------------------------------------------------------------------------------------------ songs
 
 
-def song_listing(*, songs: int | None = None, songs_dir: str | os.PathLike | None = None) -> list[tuple[str, Path]]:
+def song_listing(*, songs: int | None = None, songs_dir: str | os.PathLike | None = None,
+                 dev_corpus: str | os.PathLike | None = None) -> list[tuple[str, Path]]:
     """The songs of a long listen, as ``(name, path)``.
 
     Parameters
     ----------
     songs : int, optional
-        How many: from the packages, :data:`DEFAULT_SONGS` when None, the first half (rounded down) from the
-        first package and the rest from the second; from ``songs_dir``, all when None.
+        How many: from the packages or ``dev_corpus``, :data:`DEFAULT_SONGS` when None (from the packages, the
+        first half, rounded down, from the first package and the rest from the second); from ``songs_dir``, all
+        when None.
     songs_dir : str or os.PathLike, optional
         A folder of songs (sorted, not searched recursively) instead of the packages.
+    dev_corpus : str or os.PathLike, optional
+        The training corpus: its validation songs (the dev set's, :func:`training.corpus.devset.validation_songs`)
+        instead of the packages, so that the long listen's settings are chosen where the evaluation never looks.
 
     Returns
     -------
     list of (str, pathlib.Path)
         From the packages, named ``<package>--<track>``, in the evaluation set's fixed shuffle of each
-        package's tracks (variants left out), tracks under :data:`MIN_SONG_S` by their header skipped.
+        package's tracks (variants left out); from ``dev_corpus``, named by their path in it (``/`` as
+        ``--``), in the dev set's fixed shuffle. Tracks under :data:`MIN_SONG_S` by their header are skipped.
 
     Raises
     ------
     ConfigError
-        A package is not installed, ``songs`` is under 1, or ``songs_dir`` holds no songs.
+        A package is not installed, ``songs`` is under 1, both folders are given, or a folder holds no songs.
     """
     if songs is not None and songs < 1:
         raise ConfigError(f"songs must be 1 or more, got {songs}")
+    if songs_dir is not None and dev_corpus is not None:
+        raise ConfigError("give --songs-dir or --dev-corpus, not both")
     if songs_dir is not None:
         return [(path.stem, path) for path in song_files(songs_dir)[:songs]]
-    import soundfile
+    from ..corpus.jobs import safe_name
+
+    if dev_corpus is not None:
+        from ..corpus.devset import validation_songs
+
+        # Named by their place in the corpus: two packages may each hold a track1.
+        named = ((safe_name("--".join(path.relative_to(dev_corpus).with_suffix("").parts)), path)
+                 for path in validation_songs(dev_corpus) if _long_enough(path))
+        return list(itertools.islice(named, DEFAULT_SONGS if songs is None else songs))
 
     from ..corpus import evalset
-    from ..corpus.jobs import safe_name
     from ..corpus.packages import dpkg_files
 
     packages = evalset.EVAL_PACKAGES
@@ -132,14 +148,21 @@ def song_listing(*, songs: int | None = None, songs_dir: str | os.PathLike | Non
         for origin in tracks:
             if take == 0:
                 break
-            try:
-                seconds = soundfile.info(origin).duration
-            except (RuntimeError, OSError):
-                seconds = math.inf  # decoded later; too short there, it is skipped then
-            if seconds >= MIN_SONG_S:
+            if _long_enough(Path(origin)):
                 listing.append((f"{package}--{safe_name(Path(origin).stem)}", Path(origin)))
                 take -= 1
     return listing
+
+
+def _long_enough(path: Path) -> bool:
+    """Whether ``path``'s header says it lasts :data:`MIN_SONG_S` or more (True when it cannot say: the song is
+    decoded later, and skipped then if it is too short)."""
+    import soundfile
+
+    try:
+        return soundfile.info(str(path)).duration >= MIN_SONG_S
+    except (RuntimeError, OSError):
+        return True
 
 
 # ------------------------------------------------------------------------------------------------- run
@@ -199,7 +222,7 @@ def _listen_in_worker(generators: dict, task: _ListenTask, name: str, path: Path
 def longlisten(out_dir: str | os.PathLike, *, songs: int | None = None, minutes: float = DEFAULT_MINUTES,
                generators: Sequence[str] = GENERATORS, songs_dir: str | os.PathLike | None = None,
                ten_seconds: str | os.PathLike | None = None, jobs: int = 1,
-               progress: Callable[[str], None] | None = None) -> dict:
+               dev_corpus: str | os.PathLike | None = None, progress: Callable[[str], None] | None = None) -> dict:
     """Measure every generator over ``minutes`` of continuation of every song, judge them, write the results.
 
     Parameters
@@ -214,6 +237,9 @@ def longlisten(out_dir: str | os.PathLike, *, songs: int | None = None, minutes:
         Names from :data:`GENERATORS`.
     songs_dir : str or os.PathLike, optional
         A folder of songs instead of the evaluation packages.
+    dev_corpus : str or os.PathLike, optional
+        The training corpus, whose validation songs are listened to instead of the evaluation packages
+        (:func:`song_listing`): where the settings are chosen.
     ten_seconds : str or os.PathLike, optional
         A ``results.json`` of ``training evaluate`` whose 10 s medians go beside; ``out_dir/../results.json``
         when None and it exists.
@@ -247,7 +273,7 @@ def longlisten(out_dir: str | os.PathLike, *, songs: int | None = None, minutes:
     out_dir = Path(out_dir)
     ten_path = Path(ten_seconds) if ten_seconds is not None else out_dir.resolve().parent / "results.json"
     ten = read_ten_seconds(ten_path) if ten_seconds is not None or ten_path.is_file() else None
-    listing = song_listing(songs=songs, songs_dir=songs_dir)
+    listing = song_listing(songs=songs, songs_dir=songs_dir, dev_corpus=dev_corpus)
     if not listing:
         raise ConfigError("no songs to listen to")
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
@@ -266,7 +292,8 @@ def longlisten(out_dir: str | os.PathLike, *, songs: int | None = None, minutes:
         shutil.copyfile(out_dir / "figures" / first / f"{name}.png", out_dir / "figures" / f"{name}.png")
     results = {
         "settings": {"songs": len(per_song), "minutes": minutes, "generators": names,
-                     "songs_dir": None if songs_dir is None else str(songs_dir), "jobs": jobs,
+                     "songs_dir": None if songs_dir is None else str(songs_dir),
+                     "dev_corpus": None if dev_corpus is None else str(dev_corpus), "jobs": jobs,
                      "ten_seconds": None if ten is None else str(ten_path),
                      "seconds": round(time.monotonic() - started, 1)},
         **judge(per_song, names, minutes),
