@@ -16,7 +16,7 @@ Over songs (:func:`judge`): medians of every measure; song by song, each generat
 Songs (:func:`song_listing`): whole tracks of the evaluation packages
 (:data:`training.corpus.evalset.EVAL_PACKAGES`, never trained on), half from each, in the evaluation set's fixed
 shuffle of each package's tracks (its seed, its variant filter), tracks under :data:`MIN_SONG_S` skipped; or every
-song of a folder.
+song of a folder; or, to choose settings on, the training corpus's validation songs (``--dev-corpus``, the dev set's).
 
 Outputs: ``OUT_DIR/longlisten.json`` (every measure per song and generator, the summaries, paired differences
 and the bar) and ``OUT_DIR/longlisten.md`` (the table, with the 10 s medians of ``training evaluate`` beside it
