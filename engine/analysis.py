@@ -70,7 +70,7 @@ class Analysis:
     tempo_bpm : float
         Tempo of the beat grid (0 without a beat).
     pulse_clarity : float
-        0..1, how periodic the onsets are (see :data:`MIN_PULSE_CLARITY`).
+        0..1, how periodic the onsets are (see :func:`~engine.beats.has_steady_pulse`).
     frames : int
         Samples analysed.
     sample_rate : int

@@ -177,6 +177,58 @@ def test_the_demo_song_is_at_96_with_its_downbeats_on_the_bar_lines():
 
 # --- agreement on recordings ------------------------------------------------------------------------------------
 
+def _strings(bars: int, *, seed: int = 0):
+    """Four string-ensemble voices in 4/4 at 100 qpm, each moving by step at random in quarter and half notes at
+    its own soft volume: legato, its onsets many and weak, as in a chorale or a quartet's slow movement."""
+    from music21 import meter, note, stream
+
+    from training.corpus.arrangement import set_programs, set_tempo
+
+    rng = np.random.default_rng(seed)
+    score = stream.Score()
+    for low in (48, 55, 60, 67):
+        part, pitch = stream.Part(), low + 5
+        for number in range(1, bars + 1):
+            measure = stream.Measure(number=number)
+            if number == 1:
+                measure.insert(0, meter.TimeSignature("4/4"))
+            left = 4.0
+            while left > 0:
+                length = min(left, float(rng.choice([1.0, 1.0, 2.0])))
+                pitch = int(np.clip(pitch + rng.choice([-2, -1, 0, 1, 2]), low, low + 12))
+                measure.append(note.Note(pitch, quarterLength=length, volume=int(rng.integers(50, 80))))
+                left -= length
+            part.append(measure)
+        score.insert(0, part)
+    set_programs(score, [48] * 4)  # General MIDI's string ensemble
+    set_tempo(score, 100.0)
+    return score
+
+
+def test_a_legato_texture_at_one_tempo_is_cut_on_its_beats_and_noise_as_long_is_not():
+    """The rendered strings' pulse clarity is under MIN_PULSE_CLARITY (0.15 over the render's 60 s; scores
+    rendered from the corpus read 0.06-0.16 over minutes, and the engine cut them at onsets or on a fixed grid),
+    yet five times what chance gives over 60 s: the engine cuts them on beats at their tempo. White noise as long
+    reads under the bar that length sets."""
+    from engine.beats import MIN_PULSE_CLARITY, PULSE_OVER_CHANCE, has_steady_pulse
+
+    record, samples = render_score(_strings(60), 100.0, min_seconds=5.0)
+    analysis = analyse(samples)
+    assert analysis.pulse_clarity < MIN_PULSE_CLARITY
+    assert analysis.pulse_clarity >= PULSE_OVER_CHANCE / np.sqrt(analysis.onset.shape[0])
+    assert analysis.mode == "beats" and analysis.tempo_bpm == pytest.approx(100.0, rel=0.02)
+    # One cut a beat (on such weak onsets the tracked beats wander, up to a third of a beat from the score's).
+    assert abs(analysis.segments - len(record["beats"])) <= 2
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        noise = analyse((0.1 * rng.standard_normal(samples.shape[0])).astype(np.float32))
+        assert noise.mode != "beats" and not has_steady_pulse(noise.pulse_clarity, noise.onset.shape[0])
+    # The bar falls with length: the same clarity is chance over 10 s and a pulse over 3 minutes.
+    frames_per_s = ANALYSIS_RATE / 512
+    assert not has_steady_pulse(0.12, round(10 * frames_per_s)) and has_steady_pulse(0.12, round(180 * frames_per_s))
+    assert has_steady_pulse(MIN_PULSE_CLARITY, 10)
+
+
 def test_downbeats_carry_over_a_songs_repeats_only_with_the_right_bar():
     """bar_song's chords cycle every 4 bars (8 s at 120 bpm in 4/4): its repeats are found at whole cycles, its
     analysis's downbeats land on themselves across them, and a 3-beat bar's do not."""
