@@ -210,7 +210,7 @@ def test_a_legato_texture_at_one_tempo_is_cut_on_its_beats_and_noise_as_long_is_
     rendered from the corpus read 0.06-0.16 over minutes, and the engine cut them at onsets or on a fixed grid),
     yet five times what chance gives over 60 s: the engine cuts them on beats at their tempo. White noise as long
     reads under the bar that length sets."""
-    from engine.beats import MIN_PULSE_CLARITY, PULSE_OVER_CHANCE, has_steady_pulse
+    from engine.beats import HOP, MIN_PULSE_CLARITY, PULSE_OVER_CHANCE, has_steady_pulse
 
     record, samples = render_score(_strings(60), 100.0, min_seconds=5.0)
     analysis = analyse(samples)
@@ -224,7 +224,7 @@ def test_a_legato_texture_at_one_tempo_is_cut_on_its_beats_and_noise_as_long_is_
         noise = analyse((0.1 * rng.standard_normal(samples.shape[0])).astype(np.float32))
         assert noise.mode != "beats" and not has_steady_pulse(noise.pulse_clarity, noise.onset.shape[0])
     # The bar falls with length: the same clarity is chance over 10 s and a pulse over 3 minutes.
-    frames_per_s = ANALYSIS_RATE / 512
+    frames_per_s = ANALYSIS_RATE / HOP
     assert not has_steady_pulse(0.12, round(10 * frames_per_s)) and has_steady_pulse(0.12, round(180 * frames_per_s))
     assert has_steady_pulse(MIN_PULSE_CLARITY, 10)
 
